@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+)
+
+// Exit codes of the CLI contract.
+const (
+	exitOK      = 0
+	exitFailed  = 1 // an outcome failed, or the command's work did
+	exitUsage   = 2 // bad usage or no connection
+	defaultAddr = "nats://127.0.0.1:4222"
+)
+
+// exitError carries an exit code through cobra.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func failed(err error) error { return &exitError{code: exitFailed, err: err} }
+func usage(err error) error  { return &exitError{code: exitUsage, err: err} }
+
+// errSilent marks a failure already reported to the user.
+var errSilent = errors.New("")
+
+type globals struct {
+	server string
+	stdin  io.Reader
+}
+
+func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	g := &globals{stdin: stdin}
+	root := &cobra.Command{
+		Use:           "sluice",
+		Short:         "sluice runs WebAssembly functions when events arrive on NATS JetStream",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	server := os.Getenv("SLUICE_SERVER")
+	if server == "" {
+		server = defaultAddr
+	}
+	root.PersistentFlags().StringVar(&g.server, "server", server, "NATS URL of the runtime (env SLUICE_SERVER)")
+	root.AddCommand(runCmd(g), publishCmd(g), statusCmd(g), validateCmd(), fmtCmd())
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
+
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	code := exitUsage
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	if !errors.Is(err, errSilent) {
+		fmt.Fprintf(stderr, "sluice: %v\n", err)
+	}
+	return code
+}
+
+func (g *globals) connect() (*nats.Conn, error) {
+	nc, err := nats.Connect(g.server, nats.Name("sluice cli"))
+	if err != nil {
+		return nil, usage(fmt.Errorf("connect to %s: %w (is `sluice run` running? set --server or SLUICE_SERVER)", g.server, err))
+	}
+	return nc, nil
+}

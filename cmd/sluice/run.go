@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-run/sluice/config"
+	"github.com/sluice-run/sluice/runtime"
+)
+
+func runCmd(_ *globals) *cobra.Command {
+	var (
+		cfgPath, data, listen, logLevel, logFormat string
+		drain                                      time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Start the runtime: the embedded NATS server, the bindings and the functions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(cmd.ErrOrStderr(), logLevel, logFormat)
+			if err != nil {
+				return usage(err)
+			}
+			cfg, err := config.Load(cfgPath)
+			if err != nil {
+				return failed(err)
+			}
+			rt, err := runtime.Start(cmd.Context(), runtime.Options{
+				Config: cfg, DataDir: data, Listen: listen, Logger: logger, DrainTimeout: drain,
+			})
+			if err != nil {
+				return failed(fmt.Errorf("start: %w", err))
+			}
+			rt.PrintBanner(cmd.OutOrStdout())
+			select {
+			case <-cmd.Context().Done():
+				logger.Info("shutting down: draining in-flight invocations", "timeout", drain)
+			case <-rt.Done():
+			}
+			if err := rt.Shutdown(); err != nil {
+				return failed(err)
+			}
+			logger.Info("stopped")
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "runtime.hcl", "config file")
+	cmd.Flags().StringVar(&data, "data", "", "data directory (JetStream files and compile cache); overrides nats.store_dir")
+	cmd.Flags().StringVar(&listen, "listen", "", "NATS listen address HOST:PORT; overrides nats.listen")
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(&logFormat, "log-format", "text", "text or json")
+	cmd.Flags().DurationVar(&drain, "drain-timeout", 30*time.Second, "how long shutdown waits for in-flight invocations")
+	return cmd
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}

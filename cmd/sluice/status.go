@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+)
+
+func statusCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status EVENT_ID",
+		Short: "Show an event's status at every binding that received it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			nc, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			js, err := jetstream.New(nc)
+			if err != nil {
+				return usage(err)
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			statuses, err := currentStatuses(ctx, js, args[0])
+			if err != nil {
+				return failed(err)
+			}
+			if len(statuses) == 0 {
+				return failed(fmt.Errorf("no status recorded for event %q (not yet picked up by any binding, unknown, or older than the status retention)", args[0]))
+			}
+			var os []outcome
+			for _, s := range statuses {
+				os = append(os, outcomeOf(s))
+			}
+			sort.Slice(os, func(i, j int) bool { return os[i].Binding < os[j].Binding })
+			out := cmd.OutOrStdout()
+			if asJSON {
+				if err := writeJSON(out, struct {
+					ID       string    `json:"id"`
+					Outcomes []outcome `json:"outcomes"`
+				}{args[0], os}); err != nil {
+					return err
+				}
+			} else {
+				printOutcomes(out, os)
+			}
+			if anyDeadLettered(os) {
+				return failed(errSilent)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-run/sluice/config"
+)
+
+func validateCmd() *cobra.Command {
+	var cfgPath string
+	cmd := &cobra.Command{
+		Use:   "validate",
+		Short: "Check a config file; exit 1 with diagnostics when it has errors",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(cfgPath)
+			if err != nil {
+				return failed(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d functions, %d bindings)\n", cfgPath, len(cfg.Functions), len(cfg.Bindings()))
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", "runtime.hcl", "config file")
+	return cmd
+}
+
+func fmtCmd() *cobra.Command {
+	var write, check bool
+	cmd := &cobra.Command{
+		Use:   "fmt FILE",
+		Short: "Format a config file canonically (to stdout, or in place with -w)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			src, err := os.ReadFile(args[0])
+			if err != nil {
+				return failed(err)
+			}
+			out := config.Format(src)
+			switch {
+			case check:
+				if !bytes.Equal(src, out) {
+					return failed(fmt.Errorf("%s is not formatted (run sluice fmt -w %s)", args[0], args[0]))
+				}
+				return nil
+			case write:
+				if bytes.Equal(src, out) {
+					return nil
+				}
+				info, err := os.Stat(args[0])
+				if err != nil {
+					return failed(err)
+				}
+				return os.WriteFile(args[0], out, info.Mode())
+			}
+			_, err = cmd.OutOrStdout().Write(out)
+			return err
+		},
+	}
+	cmd.Flags().BoolVarP(&write, "write", "w", false, "write the result to the file")
+	cmd.Flags().BoolVar(&check, "check", false, "exit 1 if the file is not formatted")
+	return cmd
+}

@@ -1,0 +1,206 @@
+// Package config loads runtime.hcl into a validated Config.
+//
+// Every problem in a file is reported as an HCL diagnostic with its source
+// range, all of them at once; a Config returned without error diagnostics is
+// complete: defaults are filled in, durations, sizes and rates are parsed,
+// and every function a binding names exists.
+package config
+
+import "time"
+
+// Config is a whole runtime.hcl, validated and with defaults applied.
+type Config struct {
+	// Path is the file the config was read from ("" when parsed from memory).
+	// Relative module paths are resolved against its directory.
+	Path      string
+	NATS      NATS
+	Metrics   Metrics
+	Functions []Function
+	Queues    []Queue
+	Topics    []Topic
+}
+
+// NATS configures the embedded server, or names an existing one.
+type NATS struct {
+	// Listen is the embedded server's client address. Default "127.0.0.1:4222".
+	Listen string
+	// StoreDir holds JetStream's files. Default ".sluice/jetstream", relative
+	// to the directory of the config file.
+	StoreDir string
+	// URL, when set, makes sluice a client of an existing NATS deployment;
+	// Listen and StoreDir are then ignored.
+	URL string
+	// Sync is how the embedded server flushes to disk: "always" (default;
+	// fsync before acknowledging a publish) or a duration such as "2m" (the
+	// fast setting: acknowledged writes younger than this can be lost on
+	// power failure, not on a process crash).
+	Sync string
+	// SyncInterval is Sync parsed: 0 means "always".
+	SyncInterval time.Duration
+	// MaxMemory bounds JetStream memory storage. Default 256 MiB.
+	MaxMemory int64
+	// MaxStore bounds JetStream file storage. Default 10 GiB.
+	MaxStore int64
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Listen is the HTTP address for /metrics, /healthz and /readyz.
+	// Default "127.0.0.1:9464"; "" only when disabled is true.
+	Listen   string
+	Disabled bool
+}
+
+// Function is a WebAssembly module and its sandbox limits and capabilities.
+type Function struct {
+	Name string
+	// Module is the path of the .wasm file, resolved against the config's
+	// directory.
+	Module string
+	// Source, when set, is a directory holding a Go guest (package main built
+	// with the sluice SDK); the runtime builds Module from it when Module is
+	// missing or older than the sources.
+	Source string
+	// Timeout is the wall-clock limit of one invocation. Default 30s.
+	Timeout time.Duration
+	// Memory is the linear memory limit in bytes. Default 128 MiB.
+	Memory int64
+	// Env is the guest's whole WASI environment.
+	Env map[string]string
+	// Publish lists the subjects (NATS wildcards allowed) the guest may
+	// publish to. Empty: none.
+	Publish []string
+	// AllowedHosts lists URL prefixes for outbound HTTP. Empty: none.
+	AllowedHosts []string
+}
+
+// Retry is a retry policy: exponential backoff with jitter, capped.
+type Retry struct {
+	// MaxAttempts counts the first attempt too. Default 5; 1 means no retry.
+	MaxAttempts int
+	// Initial is the backoff window of the first retry. Default 1s.
+	Initial time.Duration
+	// Max caps the backoff window. Default 5m.
+	Max time.Duration
+}
+
+// Rate is a limit in events per second; zero means unlimited.
+type Rate struct {
+	Events float64
+	Per    time.Duration
+}
+
+// PerSecond returns the rate in events per second (0: unlimited).
+func (r Rate) PerSecond() float64 {
+	if r.Per == 0 {
+		return 0
+	}
+	return r.Events / r.Per.Seconds()
+}
+
+// Queue is a point-to-point binding: each event is handled by one successful
+// invocation of Function.
+type Queue struct {
+	Name        string
+	Subject     string
+	Function    string
+	Concurrency int // per node; default 1
+	Rate        Rate
+	Retry       Retry
+	// DeadLetter is the subject dead letters go to. Default
+	// "sluice.dlq.<binding>" with "/" in the binding name replaced by ".".
+	DeadLetter string
+	OnSuccess  string // optional subject for the function's result
+	OnFailure  string // optional subject for the failure record
+	// MaxEventSize bounds one event's payload (the stream's max message
+	// size). Default 1 MiB.
+	MaxEventSize int64
+}
+
+// Topic is a publish/subscribe binding: every subscriber gets every event.
+type Topic struct {
+	Name    string
+	Subject string
+	// Retention is how long events are kept for subscribers (and for new
+	// subscribers that start from history). Default 7 days.
+	Retention    time.Duration
+	MaxEventSize int64 // default 1 MiB
+	Subscribers  []Subscriber
+}
+
+// Subscriber is one function's subscription to a topic. Its binding name is
+// "TOPIC/SUBSCRIBER".
+type Subscriber struct {
+	Name        string
+	Function    string
+	Concurrency int // per node; default 1
+	Rate        Rate
+	Retry       Retry
+	DeadLetter  string // default "sluice.dlq.<topic>.<subscriber>"
+	OnSuccess   string
+	OnFailure   string
+	// StartFrom is "new" (default: events published after the subscriber is
+	// first created) or "all" (everything the topic still retains).
+	StartFrom string
+}
+
+// Binding kinds.
+const (
+	KindQueue = "queue"
+	KindTopic = "topic"
+)
+
+// Binding is a queue or a topic subscriber, flattened: the unit that
+// consumes events and invokes one function.
+type Binding struct {
+	// Name is the queue's name, or "TOPIC/SUBSCRIBER".
+	Name string
+	Kind string // KindQueue or KindTopic
+	// Source is the queue's or topic's name.
+	Source       string
+	Subject      string
+	Function     string
+	Concurrency  int
+	Rate         Rate
+	Retry        Retry
+	DeadLetter   string
+	OnSuccess    string
+	OnFailure    string
+	StartFrom    string // topics only
+	MaxEventSize int64
+}
+
+// Bindings returns every queue, then every topic subscriber, in file order.
+func (c *Config) Bindings() []Binding {
+	var out []Binding
+	for _, q := range c.Queues {
+		out = append(out, Binding{
+			Name: q.Name, Kind: KindQueue, Source: q.Name, Subject: q.Subject,
+			Function: q.Function, Concurrency: q.Concurrency, Rate: q.Rate,
+			Retry: q.Retry, DeadLetter: q.DeadLetter, OnSuccess: q.OnSuccess,
+			OnFailure: q.OnFailure, MaxEventSize: q.MaxEventSize,
+		})
+	}
+	for _, t := range c.Topics {
+		for _, s := range t.Subscribers {
+			out = append(out, Binding{
+				Name: t.Name + "/" + s.Name, Kind: KindTopic, Source: t.Name,
+				Subject: t.Subject, Function: s.Function, Concurrency: s.Concurrency,
+				Rate: s.Rate, Retry: s.Retry, DeadLetter: s.DeadLetter,
+				OnSuccess: s.OnSuccess, OnFailure: s.OnFailure,
+				StartFrom: s.StartFrom, MaxEventSize: t.MaxEventSize,
+			})
+		}
+	}
+	return out
+}
+
+// Function returns the function called name.
+func (c *Config) Function(name string) (Function, bool) {
+	for _, f := range c.Functions {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return Function{}, false
+}

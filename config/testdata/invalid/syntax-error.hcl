@@ -1,0 +1,8 @@
+function "a" {
+  module = "a.wasm"
+  timeout = "5s
+}
+
+queue "q" {
+  subject = 
+}

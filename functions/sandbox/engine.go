@@ -1,0 +1,223 @@
+// Package sandbox runs guest WebAssembly modules with wasmer-go: it checks
+// a module against guest ABI v1 (docs/ABI.md), caps its memory, compiles it
+// once (with an on-disk cache of compiled artifacts), and instantiates it
+// with the host functions of the `sluice` module.
+//
+// wasmer objects are not goroutine-safe: an Instance must be created, used
+// and closed by one goroutine. Only Engine is shared.
+package sandbox
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/wasmerio/wasmer-go/wasmer"
+)
+
+// engineID names the compiler and engine that produced a cached artifact, so
+// an upgrade never deserializes an incompatible one.
+const engineID = "wasmer-2.0.0-rc2-cranelift-universal"
+
+// Engine compiles modules. It is safe for concurrent use.
+type Engine struct {
+	engine   *wasmer.Engine
+	cacheDir string
+}
+
+// NewEngine returns an engine that keeps compiled artifacts in cacheDir
+// ("" disables the cache).
+func NewEngine(cacheDir string) *Engine {
+	cfg := wasmer.NewConfig().UseCraneliftCompiler().UseUniversalEngine()
+	return &Engine{engine: wasmer.NewEngineWithConfig(cfg), cacheDir: cacheDir}
+}
+
+// Module is a compiled, validated guest module, ready to instantiate on any
+// goroutine.
+type Module struct {
+	// Version is the hex sha256 of the module bytes as deployed.
+	Version string
+	// MemoryLimit is the cap applied to the module's memory, in bytes.
+	MemoryLimit int64
+	// CacheHit tells whether the compiled artifact came from the disk cache.
+	CacheHit bool
+
+	engine     *wasmer.Engine
+	serialized []byte
+}
+
+// Compile validates wasm against the ABI, caps its memory at memLimit bytes
+// and compiles it, or loads the artifact compiled earlier for the same bytes
+// and limit.
+func (e *Engine) Compile(wasm []byte, memLimit int64) (*Module, error) {
+	sum := sha256.Sum256(wasm)
+	m := &Module{Version: hex.EncodeToString(sum[:]), MemoryLimit: memLimit, engine: e.engine}
+	capped, err := CapMemory(wasm, memLimit)
+	if err != nil {
+		return nil, err
+	}
+	cachePath := e.cachePath(capped)
+	if cachePath != "" {
+		if ser, err := os.ReadFile(cachePath); err == nil {
+			m.serialized = ser
+			if err := m.probe(); err == nil {
+				m.CacheHit = true
+				return m, nil
+			}
+			// A damaged or stale artifact: fall through and recompile.
+		}
+	}
+	store := wasmer.NewStore(e.engine)
+	defer store.Close()
+	mod, err := wasmer.NewModule(store, capped)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrMalformed, err)
+	}
+	defer mod.Close()
+	if err := checkABI(mod); err != nil {
+		return nil, err
+	}
+	if m.serialized, err = mod.Serialize(); err != nil {
+		return nil, fmt.Errorf("serialize compiled module: %w", err)
+	}
+	if err := m.probe(); err != nil {
+		return nil, err
+	}
+	if cachePath != "" {
+		if err := writeAtomic(cachePath, m.serialized); err != nil {
+			return nil, fmt.Errorf("compile cache: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (e *Engine) cachePath(capped []byte) string {
+	if e.cacheDir == "" {
+		return ""
+	}
+	sum := sha256.Sum256(append([]byte(engineID+"\x00"), capped...))
+	return filepath.Join(e.cacheDir, hex.EncodeToString(sum[:])+".bin")
+}
+
+// probe instantiates the module once with inert host functions, which
+// proves every import resolves (including WASI's) and _initialize succeeds.
+func (m *Module) probe() error {
+	inst, err := m.Instantiate(nil)
+	if err != nil {
+		return err
+	}
+	inst.Close()
+	return nil
+}
+
+func writeAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, werr := tmp.Write(data)
+	cerr := tmp.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// hostImports lists the ABI's host functions with their signatures.
+var hostImports = map[string]struct{ params, results []wasmer.ValueKind }{
+	"event_get":     {[]wasmer.ValueKind{wasmer.I32, wasmer.I32, wasmer.I32}, []wasmer.ValueKind{wasmer.I32}},
+	"event_attempt": {nil, []wasmer.ValueKind{wasmer.I32}},
+	"result_set":    {[]wasmer.ValueKind{wasmer.I32, wasmer.I32}, []wasmer.ValueKind{wasmer.I32}},
+	"reason_set":    {[]wasmer.ValueKind{wasmer.I32, wasmer.I32}, []wasmer.ValueKind{wasmer.I32}},
+	"retry_after":   {[]wasmer.ValueKind{wasmer.I64}, []wasmer.ValueKind{wasmer.I32}},
+	"log":           {[]wasmer.ValueKind{wasmer.I32, wasmer.I32, wasmer.I32}, []wasmer.ValueKind{wasmer.I32}},
+	"publish":       {[]wasmer.ValueKind{wasmer.I32, wasmer.I32, wasmer.I32, wasmer.I32}, []wasmer.ValueKind{wasmer.I32}},
+}
+
+const hostModule = "sluice"
+const wasiModule = "wasi_snapshot_preview1"
+
+func checkABI(mod *wasmer.Module) error {
+	var problems []error
+	for _, imp := range mod.Imports() {
+		switch imp.Module() {
+		case wasiModule:
+		case hostModule:
+			want, ok := hostImports[imp.Name()]
+			if !ok {
+				problems = append(problems, fmt.Errorf("it imports %s.%s, which ABI v1 does not offer", imp.Module(), imp.Name()))
+				continue
+			}
+			if imp.Type().Kind() != wasmer.FUNCTION {
+				problems = append(problems, fmt.Errorf("it imports %s.%s as a %s, not a function", imp.Module(), imp.Name(), imp.Type().Kind()))
+				continue
+			}
+			ft := imp.Type().IntoFunctionType()
+			if !sameKinds(ft.Params(), want.params) || !sameKinds(ft.Results(), want.results) {
+				problems = append(problems, fmt.Errorf("it imports %s.%s with type %s, ABI v1 defines %s",
+					imp.Module(), imp.Name(), signature(kinds(ft.Params()), kinds(ft.Results())), signature(want.params, want.results)))
+			}
+		default:
+			problems = append(problems, fmt.Errorf("it imports %s.%s; only the %q and %q modules are offered", imp.Module(), imp.Name(), hostModule, wasiModule))
+		}
+	}
+	var hasHandle, hasMemory bool
+	for _, exp := range mod.Exports() {
+		switch exp.Name() {
+		case "handle":
+			hasHandle = true
+			if exp.Type().Kind() != wasmer.FUNCTION {
+				problems = append(problems, errors.New("its export handle is not a function"))
+				continue
+			}
+			ft := exp.Type().IntoFunctionType()
+			if len(ft.Params()) != 0 || !sameKinds(ft.Results(), []wasmer.ValueKind{wasmer.I32}) {
+				problems = append(problems, fmt.Errorf("its export handle has type %s, want () -> i32", signature(kinds(ft.Params()), kinds(ft.Results()))))
+			}
+		case "memory":
+			hasMemory = exp.Type().Kind() == wasmer.MEMORY
+		}
+	}
+	if !hasHandle {
+		problems = append(problems, errors.New("it does not export a function named handle"))
+	}
+	if !hasMemory {
+		problems = append(problems, errors.New("it does not export its memory as \"memory\""))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %w", ErrBadABI, errors.Join(problems...))
+	}
+	return nil
+}
+
+func kinds(vts []*wasmer.ValueType) []wasmer.ValueKind {
+	out := make([]wasmer.ValueKind, len(vts))
+	for i, vt := range vts {
+		out[i] = vt.Kind()
+	}
+	return out
+}
+
+func sameKinds(vts []*wasmer.ValueType, want []wasmer.ValueKind) bool {
+	got := kinds(vts)
+	if len(got) != len(want) {
+		return false
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func signature(params, results []wasmer.ValueKind) string {
+	return fmt.Sprintf("%v -> %v", params, results)
+}

@@ -1,0 +1,508 @@
+package sandbox
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/wasmerio/wasmer-go/wasmer"
+)
+
+// ABI v1 error codes returned to the guest.
+const (
+	codeOK         = 0
+	codeBadPointer = -1
+	codeDenied     = -2
+	codeTooLarge   = -3
+	codeFailed     = -4
+	codeNotFound   = -5
+	codeInvalid    = -6
+)
+
+// Errors a Host returns to make a host call fail with the matching ABI code.
+var (
+	ErrDenied   = errors.New("denied")
+	ErrInvalid  = errors.New("invalid argument")
+	ErrTooLarge = errors.New("too large")
+)
+
+// Limits bound what one invocation may hand back to the host.
+type Limits struct {
+	ResultBytes int // default 64 KiB
+	ReasonBytes int // default 1 KiB
+	LogBytes    int // per invocation, logs beyond are dropped; default 64 KiB
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.ResultBytes <= 0 {
+		l.ResultBytes = 64 << 10
+	}
+	if l.ReasonBytes <= 0 {
+		l.ReasonBytes = 1 << 10
+	}
+	if l.LogBytes <= 0 {
+		l.LogBytes = 64 << 10
+	}
+	return l
+}
+
+// Log levels of the ABI's log call.
+const (
+	LevelDebug = 0
+	LevelInfo  = 1
+	LevelWarn  = 2
+	LevelError = 3
+)
+
+// Host answers the host calls of one invocation.
+type Host interface {
+	// Publish sends data to subject on the guest's behalf. Return ErrDenied,
+	// ErrInvalid or ErrTooLarge to refuse; any other error is reported to the
+	// guest as a failure it may retry.
+	Publish(subject string, data []byte) error
+	// Log records one line the guest logged (level is a Level* constant).
+	Log(level int, line string)
+}
+
+// Call is one event as the guest sees it.
+type Call struct {
+	Payload  []byte
+	Subject  string
+	ID       string
+	Headers  map[string][]string
+	Binding  string
+	Function string
+	Attempt  int
+	Limits   Limits
+	Host     Host
+}
+
+// Status is what handle returned.
+type Status int32
+
+const (
+	StatusOK        Status = 0
+	StatusFailed    Status = 1
+	StatusPermanent Status = 2
+)
+
+// Outcome is the result of one call into the guest.
+type Outcome struct {
+	// Status is handle's return value; meaningless when Err is set.
+	Status     Status
+	Result     []byte
+	Reason     string
+	RetryAfter time.Duration
+	// Err is set when the guest trapped or exited instead of returning.
+	Err error
+	// MemoryExceeded tells that the trap came with memory at its cap.
+	MemoryExceeded bool
+	// LogsTruncated tells that the guest logged more than Limits.LogBytes.
+	LogsTruncated bool
+}
+
+// Instance is one instantiated module. It belongs to the goroutine that
+// created it: Handle and Close must be called from that goroutine.
+type Instance struct {
+	store   *wasmer.Store
+	module  *wasmer.Module
+	inst    *wasmer.Instance
+	memory  *wasmer.Memory
+	handle  wasmer.NativeFunction
+	maxPage uint32
+
+	call     *Call
+	out      *Outcome
+	logged   int
+	lineBuf  [3]bytes.Buffer // partial stdout/stderr lines, by fd
+	oomHints bool
+}
+
+// Instantiate creates an instance and runs its _initialize export, if any.
+// env is the guest's whole WASI environment. Host calls made by
+// _initialize are inert.
+func (m *Module) Instantiate(env map[string]string) (*Instance, error) {
+	store := wasmer.NewStore(m.engine)
+	mod, err := wasmer.DeserializeModule(store, m.serialized)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("load compiled module: %w", err)
+	}
+	in := &Instance{store: store, module: mod, maxPage: uint32(m.MemoryLimit / pageSize)}
+	if err := in.instantiate(env); err != nil {
+		in.Close()
+		return nil, err
+	}
+	return in, nil
+}
+
+func (in *Instance) instantiate(env map[string]string) error {
+	imports := wasmer.NewImportObject()
+	if wasmer.GetWasiVersion(in.module) != wasmer.WASI_VERSION_INVALID {
+		builder := wasmer.NewWasiStateBuilder("sluice-guest")
+		for _, k := range slices.Sorted(maps.Keys(env)) {
+			builder.Environment(k, env[k])
+		}
+		wasiEnv, err := builder.Finalize()
+		if err != nil {
+			return fmt.Errorf("wasi: %w", err)
+		}
+		if imports, err = wasiEnv.GenerateImportObject(in.store, in.module); err != nil {
+			return fmt.Errorf("wasi imports: %w", err)
+		}
+	}
+	imports.Register(hostModule, in.hostFunctions())
+	// Guest output goes through our fd_write so that it is bounded and
+	// tagged per invocation; wasmer's capture buffers without limit.
+	imports.Register(wasiModule, map[string]wasmer.IntoExtern{"fd_write": in.fn(
+		[]wasmer.ValueKind{wasmer.I32, wasmer.I32, wasmer.I32, wasmer.I32}, in.fdWrite)})
+	inst, err := wasmer.NewInstance(in.module, imports)
+	if err != nil {
+		return fmt.Errorf("instantiate: %w", err)
+	}
+	in.inst = inst
+	if in.memory, err = inst.Exports.GetMemory("memory"); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadABI, err)
+	}
+	handle, err := inst.Exports.GetFunction("handle")
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadABI, err)
+	}
+	in.handle = handle
+	if init, err := inst.Exports.GetFunction("_initialize"); err == nil {
+		in.call = &Call{Limits: Limits{}.withDefaults()}
+		in.out = &Outcome{}
+		_, err := init()
+		runtime.KeepAlive(inst)
+		in.call, in.out = nil, nil
+		if err != nil {
+			return fmt.Errorf("_initialize: %w", err)
+		}
+	}
+	return nil
+}
+
+// Handle runs the guest's handle export for one event.
+func (in *Instance) Handle(c *Call) Outcome {
+	c.Limits = c.Limits.withDefaults()
+	var out Outcome
+	in.call, in.out, in.logged, in.oomHints = c, &out, 0, false
+	ret, err := in.handle()
+	runtime.KeepAlive(in.inst)
+	in.flushLines()
+	in.call, in.out = nil, nil
+	if err != nil {
+		out.Err = err
+		out.MemoryExceeded = in.oomHints || in.nearMemoryCap()
+		return out
+	}
+	code, _ := ret.(int32)
+	out.Status = Status(code)
+	return out
+}
+
+// nearMemoryCap reports whether memory is within a few MiB of its cap: Go
+// guests grow their heap in 4 MiB steps, so a failed grow leaves memory
+// that close to the cap.
+func (in *Instance) nearMemoryCap() bool {
+	const slackPages = (8 << 20) / pageSize
+	size := uint32(in.memory.Size())
+	return size+slackPages >= in.maxPage
+}
+
+// Close frees the instance. It is safe to call more than once.
+func (in *Instance) Close() {
+	if in.inst != nil {
+		in.inst.Close()
+		in.inst = nil
+	}
+	if in.module != nil {
+		in.module.Close()
+		in.module = nil
+	}
+	if in.store != nil {
+		in.store.Close()
+		in.store = nil
+	}
+}
+
+func (in *Instance) fn(params []wasmer.ValueKind, f func(args []wasmer.Value) int32) *wasmer.Function {
+	return in.fnResult(params, []wasmer.ValueKind{wasmer.I32}, f)
+}
+
+func (in *Instance) fnResult(params, results []wasmer.ValueKind, f func(args []wasmer.Value) int32) *wasmer.Function {
+	ty := wasmer.NewFunctionType(wasmer.NewValueTypes(params...), wasmer.NewValueTypes(results...))
+	return wasmer.NewFunction(in.store, ty, func(args []wasmer.Value) ([]wasmer.Value, error) {
+		return []wasmer.Value{wasmer.NewI32(f(args))}, nil
+	})
+}
+
+func (in *Instance) hostFunctions() map[string]wasmer.IntoExtern {
+	fns := map[string]func([]wasmer.Value) int32{
+		"event_get":     in.eventGet,
+		"event_attempt": in.eventAttempt,
+		"result_set":    in.resultSet,
+		"reason_set":    in.reasonSet,
+		"retry_after":   in.retryAfter,
+		"log":           in.log,
+		"publish":       in.publish,
+	}
+	out := make(map[string]wasmer.IntoExtern, len(fns))
+	for name, f := range fns {
+		out[name] = in.fnResult(hostImports[name].params, hostImports[name].results, f)
+	}
+	return out
+}
+
+// guest returns the guest bytes at [ptr, ptr+n), or false when the range is
+// outside memory. The slice aliases guest memory: use it before the next
+// call into the guest.
+func (in *Instance) guest(ptr, n int32) ([]byte, bool) {
+	data := in.memory.Data()
+	start, length := uint64(uint32(ptr)), uint64(uint32(n))
+	if start+length > uint64(len(data)) {
+		return nil, false
+	}
+	return data[start : start+length], true
+}
+
+func (in *Instance) eventGet(args []wasmer.Value) int32 {
+	if in.call == nil {
+		return codeFailed
+	}
+	var field []byte
+	switch args[0].I32() {
+	case 0:
+		field = in.call.Payload
+	case 1:
+		field = []byte(in.call.Subject)
+	case 2:
+		field = []byte(in.call.ID)
+	case 3:
+		field = encodeHeaders(in.call.Headers)
+	case 4:
+		field = []byte(in.call.Binding)
+	case 5:
+		field = []byte(in.call.Function)
+	default:
+		return codeNotFound
+	}
+	buf, ok := in.guest(args[1].I32(), args[2].I32())
+	if !ok {
+		return codeBadPointer
+	}
+	copy(buf, field)
+	return int32(len(field))
+}
+
+func encodeHeaders(h map[string][]string) []byte {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b bytes.Buffer
+	for _, k := range keys {
+		for _, v := range h[k] {
+			b.WriteString(k)
+			b.WriteString(": ")
+			b.WriteString(strings.NewReplacer("\n", " ", "\r", " ").Replace(v))
+			b.WriteByte('\n')
+		}
+	}
+	return b.Bytes()
+}
+
+func (in *Instance) eventAttempt(_ []wasmer.Value) int32 {
+	if in.call == nil {
+		return 0
+	}
+	return int32(in.call.Attempt)
+}
+
+func (in *Instance) resultSet(args []wasmer.Value) int32 {
+	if in.call == nil {
+		return codeFailed
+	}
+	b, ok := in.guest(args[0].I32(), args[1].I32())
+	if !ok {
+		return codeBadPointer
+	}
+	if len(b) > in.call.Limits.ResultBytes {
+		return codeTooLarge
+	}
+	in.out.Result = append(in.out.Result[:0], b...)
+	return codeOK
+}
+
+func (in *Instance) reasonSet(args []wasmer.Value) int32 {
+	if in.call == nil {
+		return codeFailed
+	}
+	b, ok := in.guest(args[0].I32(), args[1].I32())
+	if !ok {
+		return codeBadPointer
+	}
+	if len(b) > in.call.Limits.ReasonBytes {
+		b = b[:in.call.Limits.ReasonBytes]
+	}
+	in.out.Reason = strings.ToValidUTF8(string(b), "\uFFFD")
+	return codeOK
+}
+
+func (in *Instance) retryAfter(args []wasmer.Value) int32 {
+	if in.call == nil {
+		return codeFailed
+	}
+	ms := args[0].I64()
+	if ms < 0 {
+		return codeInvalid
+	}
+	in.out.RetryAfter = time.Duration(min(ms, int64(24*time.Hour/time.Millisecond))) * time.Millisecond
+	return codeOK
+}
+
+func (in *Instance) log(args []wasmer.Value) int32 {
+	if in.call == nil {
+		return codeOK
+	}
+	level := int(args[0].I32())
+	if level < LevelDebug || level > LevelError {
+		return codeInvalid
+	}
+	b, ok := in.guest(args[1].I32(), args[2].I32())
+	if !ok {
+		return codeBadPointer
+	}
+	in.emit(level, b)
+	return codeOK
+}
+
+// emit logs one line within the per-invocation budget.
+func (in *Instance) emit(level int, b []byte) {
+	if in.call.Host == nil {
+		return
+	}
+	if in.logged >= in.call.Limits.LogBytes {
+		in.out.LogsTruncated = true
+		return
+	}
+	if room := in.call.Limits.LogBytes - in.logged; len(b) > room {
+		b = b[:room]
+		in.out.LogsTruncated = true
+	}
+	in.logged += len(b)
+	in.call.Host.Log(level, strings.ToValidUTF8(string(b), "\uFFFD"))
+}
+
+func (in *Instance) publish(args []wasmer.Value) int32 {
+	if in.call == nil || in.call.Host == nil {
+		return codeFailed
+	}
+	subj, ok := in.guest(args[0].I32(), args[1].I32())
+	if !ok {
+		return codeBadPointer
+	}
+	data, ok := in.guest(args[2].I32(), args[3].I32())
+	if !ok {
+		return codeBadPointer
+	}
+	err := in.call.Host.Publish(string(subj), bytes.Clone(data))
+	switch {
+	case err == nil:
+		return codeOK
+	case errors.Is(err, ErrDenied):
+		return codeDenied
+	case errors.Is(err, ErrInvalid):
+		return codeInvalid
+	case errors.Is(err, ErrTooLarge):
+		return codeTooLarge
+	default:
+		return codeFailed
+	}
+}
+
+// WASI errno values used by fd_write.
+const (
+	errnoSuccess = 0
+	errnoBadf    = 8
+	errnoFault   = 21
+)
+
+// fdWrite implements WASI fd_write for stdout and stderr, which become log
+// lines; no other descriptor exists in the sandbox.
+func (in *Instance) fdWrite(args []wasmer.Value) int32 {
+	fd := args[0].I32()
+	if fd != 1 && fd != 2 {
+		return errnoBadf
+	}
+	iovs, ok := in.guest(args[1].I32(), args[2].I32()*8)
+	if !ok || args[2].I32() < 0 {
+		return errnoFault
+	}
+	iovs = bytes.Clone(iovs)
+	var total uint32
+	for i := 0; i+8 <= len(iovs); i += 8 {
+		ptr := int32(binary.LittleEndian.Uint32(iovs[i:]))
+		n := int32(binary.LittleEndian.Uint32(iovs[i+4:]))
+		b, ok := in.guest(ptr, n)
+		if !ok {
+			return errnoFault
+		}
+		in.writeStream(int(fd), b)
+		total += uint32(len(b))
+	}
+	nw, ok := in.guest(args[3].I32(), 4)
+	if !ok {
+		return errnoFault
+	}
+	binary.LittleEndian.PutUint32(nw, total)
+	return errnoSuccess
+}
+
+func (in *Instance) writeStream(fd int, b []byte) {
+	if in.call == nil {
+		return
+	}
+	if fd == 2 && bytes.Contains(b, []byte("out of memory")) {
+		in.oomHints = true
+	}
+	level := LevelInfo
+	if fd == 2 {
+		level = LevelWarn
+	}
+	buf := &in.lineBuf[fd]
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			if buf.Len() < in.call.Limits.LogBytes {
+				buf.Write(b[:min(len(b), in.call.Limits.LogBytes-buf.Len())])
+			}
+			return
+		}
+		buf.Write(b[:i])
+		in.emit(level, buf.Bytes())
+		buf.Reset()
+		b = b[i+1:]
+	}
+}
+
+func (in *Instance) flushLines() {
+	for fd := 1; fd <= 2; fd++ {
+		if in.lineBuf[fd].Len() > 0 {
+			level := LevelInfo
+			if fd == 2 {
+				level = LevelWarn
+			}
+			in.emit(level, in.lineBuf[fd].Bytes())
+			in.lineBuf[fd].Reset()
+		}
+	}
+}

@@ -1,0 +1,285 @@
+// Package runtime is the sluice server: it starts the embedded NATS server
+// with JetStream (or connects to an existing one), lays out the streams and
+// consumers the config needs, loads the functions, and runs the bindings
+// until it is shut down.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sluice-run/sluice/config"
+	"github.com/sluice-run/sluice/functions"
+	"github.com/sluice-run/sluice/internal/guestbuild"
+	"github.com/sluice-run/sluice/triggers"
+)
+
+// Options configures a Runtime. Zero values take the config's settings.
+type Options struct {
+	Config *config.Config
+	// DataDir, when set, holds JetStream's files (DataDir/jetstream) and the
+	// compile cache (DataDir/cache), overriding nats.store_dir.
+	DataDir string
+	// Listen, when set, overrides nats.listen ("host:port"; port -1 picks a
+	// free one).
+	Listen string
+	Logger *slog.Logger
+	// DrainTimeout bounds the wait for in-flight invocations at shutdown.
+	DrainTimeout time.Duration
+}
+
+// Runtime is a started sluice server.
+type Runtime struct {
+	opts      Options
+	cfg       *config.Config
+	log       *slog.Logger
+	srv       *server.Server
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	fns       *functions.Set
+	storeDir  string
+	clientURL string
+
+	cancel    context.CancelFunc
+	done      chan struct{}
+	runErr    error
+	closeOnce sync.Once
+}
+
+// Start brings the runtime up: broker, streams and consumers, functions,
+// bindings. It returns once events are being consumed, or with an error and
+// nothing left running.
+func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
+	if opts.Config == nil {
+		return nil, errors.New("runtime: no config")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Runtime{opts: opts, cfg: opts.Config, log: opts.Logger, done: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			r.closeResources()
+		}
+	}()
+
+	// Functions first: a bad module must stop the start before any
+	// stream or consumer is touched.
+	if err := buildSources(ctx, r.cfg, r.log); err != nil {
+		return nil, err
+	}
+	storeDir, cacheDir := r.cfg.NATS.StoreDir, filepath.Join(filepath.Dir(r.cfg.NATS.StoreDir), "cache")
+	if opts.DataDir != "" {
+		storeDir, cacheDir = filepath.Join(opts.DataDir, "jetstream"), filepath.Join(opts.DataDir, "cache")
+	}
+	r.storeDir = storeDir
+	if err := r.connect(); err != nil {
+		return nil, err
+	}
+	r.fns, err = functions.Load(r.cfg.Functions, functions.Options{
+		CacheDir: cacheDir, Publisher: publisher{r.js}, Logger: r.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := triggers.Ensure(ctx, r.js, r.cfg); err != nil {
+		return nil, err
+	}
+	runner, err := triggers.NewRunner(ctx, r.cfg, triggers.Options{
+		JS: r.js, Invoker: r.fns, Logger: r.log, DrainTimeout: opts.DrainTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.cancel = cancel
+	go func() {
+		defer close(r.done)
+		r.runErr = runner.Run(runCtx)
+	}()
+	return r, nil
+}
+
+func buildSources(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, f := range cfg.Functions {
+		if f.Source == "" {
+			continue
+		}
+		g.Go(func() error {
+			built, err := guestbuild.Build(ctx, f.Source, f.Module)
+			if err != nil {
+				return fmt.Errorf("function %s: build %s: %w", f.Name, f.Source, err)
+			}
+			if built {
+				log.Info("built function", "function", f.Name, "module", f.Module)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// connect starts the embedded server (or dials nats.url) and opens the
+// runtime's own connection.
+func (r *Runtime) connect() error {
+	n := r.cfg.NATS
+	if n.URL != "" {
+		nc, err := nats.Connect(n.URL, nats.Name("sluice runtime"), nats.MaxReconnects(-1))
+		if err != nil {
+			return fmt.Errorf("connect to %s: %w", n.URL, err)
+		}
+		r.nc, r.clientURL = nc, n.URL
+	} else {
+		listen := n.Listen
+		if r.opts.Listen != "" {
+			listen = r.opts.Listen
+		}
+		srv, err := startServer(listen, r.storeDir, r.cfg)
+		if err != nil {
+			return err
+		}
+		r.srv, r.clientURL = srv, srv.ClientURL()
+		nc, err := nats.Connect(r.clientURL, nats.Name("sluice runtime"), nats.InProcessServer(srv), nats.MaxReconnects(-1))
+		if err != nil {
+			return fmt.Errorf("connect to the embedded server: %w", err)
+		}
+		r.nc = nc
+	}
+	js, err := jetstream.New(r.nc)
+	if err != nil {
+		return err
+	}
+	r.js = js
+	return nil
+}
+
+func startServer(listen, storeDir string, cfg *config.Config) (*server.Server, error) {
+	host, portStr, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: %w", listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: bad port", listen)
+	}
+	maxEvent := int64(1 << 20)
+	for _, b := range cfg.Bindings() {
+		maxEvent = max(maxEvent, b.MaxEventSize)
+	}
+	opts := &server.Options{
+		ServerName:         "sluice",
+		Host:               host,
+		Port:               port,
+		JetStream:          true,
+		StoreDir:           storeDir,
+		JetStreamMaxMemory: cfg.NATS.MaxMemory,
+		JetStreamMaxStore:  cfg.NATS.MaxStore,
+		SyncAlways:         cfg.NATS.SyncInterval == 0,
+		SyncInterval:       cfg.NATS.SyncInterval,
+		MaxPayload:         int32(min(maxEvent+64<<10, 64<<20)),
+		NoSigs:             true,
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS server: %w", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return nil, fmt.Errorf("embedded NATS server did not start listening on %s (is the port in use?)", listen)
+	}
+	return srv, nil
+}
+
+// ClientURL is where producers and the CLI connect.
+func (r *Runtime) ClientURL() string { return r.clientURL }
+
+// Functions returns the loaded functions.
+func (r *Runtime) Functions() *functions.Set { return r.fns }
+
+// Done is closed when the bindings stopped (after Shutdown, or on a fatal
+// error).
+func (r *Runtime) Done() <-chan struct{} { return r.done }
+
+// Shutdown stops consuming, lets in-flight invocations finish (bounded by
+// DrainTimeout), then stops the functions, the connection and the server.
+// It is safe to call more than once.
+func (r *Runtime) Shutdown() error {
+	r.closeOnce.Do(func() {
+		if r.cancel != nil {
+			r.cancel()
+			<-r.done
+		}
+		r.closeResources()
+	})
+	return r.runErr
+}
+
+func (r *Runtime) closeResources() {
+	if r.fns != nil {
+		r.fns.Close()
+	}
+	if r.nc != nil {
+		_ = r.nc.Drain()
+		r.nc.Close()
+	}
+	if r.srv != nil {
+		r.srv.Shutdown()
+		r.srv.WaitForShutdown()
+	}
+}
+
+// PrintBanner writes where the runtime listens and a table of its bindings.
+func (r *Runtime) PrintBanner(w io.Writer) {
+	where := "connected to " + r.clientURL
+	if r.srv != nil {
+		sync := "sync always"
+		if r.cfg.NATS.SyncInterval > 0 {
+			sync = "sync every " + r.cfg.NATS.SyncInterval.String()
+		}
+		where = fmt.Sprintf("listening on %s (JetStream in %s, %s)", r.clientURL, r.storeDir, sync)
+	}
+	fmt.Fprintf(w, "sluice %s\n", where)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BINDING\tKIND\tSUBJECT\tFUNCTION\tVERSION\tCONCURRENCY\tRATE\tRETRY\tDEAD LETTER")
+	for _, b := range r.cfg.Bindings() {
+		version, _, _ := r.fns.Version(b.Function)
+		rate := "-"
+		if b.Rate.PerSecond() > 0 {
+			rate = fmt.Sprintf("%g/s", b.Rate.PerSecond())
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d× %s..%s\t%s\n", b.Name, b.Kind, b.Subject, b.Function,
+			version[:12], b.Concurrency, rate, b.Retry.MaxAttempts, b.Retry.Initial, b.Retry.Max, b.DeadLetter)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "ready")
+}
+
+// publisher publishes guests' events, waiting for the stream's
+// acknowledgement when a stream captures the subject.
+type publisher struct{ js jetstream.JetStream }
+
+func (p publisher) Publish(ctx context.Context, subject string, data []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := p.js.Publish(ctx, subject, data)
+	if errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,330 @@
+package triggers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
+
+	"github.com/sluice-run/sluice/config"
+	"github.com/sluice-run/sluice/functions"
+)
+
+// Invoker runs a function on an event; *functions.Set is one.
+type Invoker interface {
+	Invoke(ctx context.Context, function string, ev functions.Event) (functions.Result, error)
+}
+
+// Options configures a Runner.
+type Options struct {
+	JS      jetstream.JetStream
+	Invoker Invoker
+	Logger  *slog.Logger
+	// DrainTimeout bounds how long Run waits for in-flight invocations after
+	// its context ends. Default 30s.
+	DrainTimeout time.Duration
+}
+
+// Runner consumes every binding of a config.
+type Runner struct {
+	opts     Options
+	cfg      *config.Config
+	status   *StatusStore
+	bindings []*binding
+}
+
+// NewRunner prepares the bindings of cfg. The streams and consumers must
+// exist (see Ensure).
+func NewRunner(ctx context.Context, cfg *config.Config, opts Options) (*Runner, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 30 * time.Second
+	}
+	status, err := NewStatusStore(ctx, opts.JS)
+	if err != nil {
+		return nil, fmt.Errorf("status bucket: %w", err)
+	}
+	r := &Runner{opts: opts, cfg: cfg, status: status}
+	for _, b := range cfg.Bindings() {
+		cons, err := opts.JS.Consumer(ctx, StreamName(b), ConsumerName(b))
+		if err != nil {
+			return nil, fmt.Errorf("binding %s: consumer: %w", b.Name, err)
+		}
+		bb := &binding{
+			r: r, cfg: b, cons: cons, stream: StreamName(b),
+			log: opts.Logger.With("binding", b.Name, "function", b.Function),
+			rnd: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		}
+		if perSec := b.Rate.PerSecond(); perSec > 0 {
+			bb.limiter = rate.NewLimiter(rate.Limit(perSec), max(1, b.Concurrency))
+		}
+		r.bindings = append(r.bindings, bb)
+	}
+	return r, nil
+}
+
+// Run consumes until ctx ends, then stops pulling and lets the invocations
+// in flight (and the messages already pulled) finish, for at most
+// DrainTimeout. Messages not settled by then are redelivered by JetStream.
+func (r *Runner) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(r.bindings))
+	for i, b := range r.bindings {
+		wg.Go(func() { errs[i] = b.run(ctx) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+type binding struct {
+	r       *Runner
+	cfg     config.Binding
+	cons    jetstream.Consumer
+	stream  string
+	log     *slog.Logger
+	limiter *rate.Limiter
+
+	rndMu sync.Mutex
+	rnd   *rand.Rand
+}
+
+func (b *binding) run(ctx context.Context) error {
+	it, err := b.cons.Messages(jetstream.PullMaxMessages(Prefetch(b.cfg)))
+	if err != nil {
+		return fmt.Errorf("binding %s: consume: %w", b.cfg.Name, err)
+	}
+	var wg sync.WaitGroup
+	for range b.cfg.Concurrency {
+		wg.Go(func() { b.work(ctx, it) })
+	}
+	<-ctx.Done()
+	it.Drain()
+	drained := make(chan struct{})
+	go func() { wg.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(b.r.opts.DrainTimeout):
+		b.log.Warn("drain timed out; unsettled events will be redelivered", "timeout", b.r.opts.DrainTimeout)
+		it.Stop()
+	}
+	return nil
+}
+
+// work takes messages until the iterator closes. Settling uses a context
+// that outlives shutdown: an event that started must be settled.
+func (b *binding) work(ctx context.Context, it jetstream.MessagesContext) {
+	settleCtx := context.WithoutCancel(ctx)
+	for {
+		msg, err := it.Next()
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			return
+		}
+		if err != nil {
+			b.log.Debug("pull", "error", err)
+			continue
+		}
+		if b.limiter != nil && ctx.Err() == nil {
+			// Ignore the error: on shutdown the event runs anyway,
+			// since it is already pulled.
+			_ = b.limiter.Wait(ctx)
+		}
+		b.handle(settleCtx, msg)
+	}
+}
+
+func (b *binding) backoff(attempt int) time.Duration {
+	b.rndMu.Lock()
+	defer b.rndMu.Unlock()
+	return Backoff(b.cfg.Retry, attempt, b.rnd)
+}
+
+func eventID(msg jetstream.Msg, md *jetstream.MsgMetadata) string {
+	if id := msg.Headers().Get(nats.MsgIdHdr); id != "" {
+		return id
+	}
+	return fmt.Sprintf("%s-%d", md.Stream, md.Sequence.Stream)
+}
+
+// handle invokes the function on one message and settles it.
+func (b *binding) handle(ctx context.Context, msg jetstream.Msg) {
+	md, err := msg.Metadata()
+	if err != nil {
+		b.log.Error("message without metadata", "error", err)
+		return
+	}
+	attempt := int(md.NumDelivered)
+	st := Status{
+		ID: eventID(msg, md), Binding: b.cfg.Name, Function: b.cfg.Function,
+		State: StateRunning, Attempts: attempt, MaxAttempts: b.cfg.Retry.MaxAttempts,
+		Subject: msg.Subject(), Stream: md.Stream, Sequence: md.Sequence.Stream,
+	}
+	if attempt > b.cfg.Retry.MaxAttempts {
+		// Delivered again after its last attempt: the runtime stopped
+		// between the last invocation and its settlement.
+		prev, _, _ := b.r.status.Get(ctx, st.ID, b.cfg.Name)
+		fe := &functions.Error{Function: b.cfg.Function, Version: prev.Version, Kind: functions.Kind(prev.ErrorKind), Reason: prev.Error}
+		if fe.Reason == "" {
+			fe.Kind = functions.KindFailed
+			fe.Reason = fmt.Sprintf("no outcome after %d deliveries (the runtime stopped during the invocation)", attempt-1)
+		}
+		st.Attempts = attempt - 1
+		st.FirstFailAt = prev.FirstFailAt
+		b.deadLetter(ctx, msg, st, fe)
+		return
+	}
+	b.putStatusAsync(st)
+	ev := functions.Event{
+		ID: st.ID, Subject: msg.Subject(), Binding: b.cfg.Name, Data: msg.Data(),
+		Headers: msg.Headers(), Attempt: attempt,
+	}
+	res, err := b.r.opts.Invoker.Invoke(ctx, b.cfg.Function, ev)
+	if err == nil {
+		b.succeed(ctx, msg, st, res)
+		return
+	}
+	var fe *functions.Error
+	if !errors.As(err, &fe) {
+		// Not the function's failure (the runtime is closing, say): put the
+		// event back without recording an attempt.
+		b.log.Warn("invocation not run", "event", st.ID, "error", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	now := time.Now().UTC()
+	st.Version, st.Error, st.ErrorKind = fe.Version, fe.Reason, string(fe.Kind)
+	if prev, ok, _ := b.r.status.Get(ctx, st.ID, b.cfg.Name); ok && prev.FirstFailAt != nil {
+		st.FirstFailAt = prev.FirstFailAt
+	} else {
+		st.FirstFailAt = &now
+	}
+	if fe.Kind == functions.KindPermanent || attempt >= b.cfg.Retry.MaxAttempts {
+		b.deadLetter(ctx, msg, st, fe)
+		return
+	}
+	delay := b.backoff(attempt)
+	if fe.RetryAfter > 0 {
+		delay = min(fe.RetryAfter, b.cfg.Retry.Max)
+	}
+	next := now.Add(delay)
+	st.State, st.NextTryAt = StateRetrying, &next
+	b.log.Warn("invocation failed, will retry", "event", st.ID, "attempt", attempt,
+		"max_attempts", b.cfg.Retry.MaxAttempts, "kind", fe.Kind, "error", fe.Reason, "retry_in", delay)
+	b.putStatus(ctx, st)
+	if err := msg.NakWithDelay(delay); err != nil {
+		b.log.Error("nak", "event", st.ID, "error", err)
+	}
+}
+
+func (b *binding) succeed(ctx context.Context, msg jetstream.Msg, st Status, res functions.Result) {
+	st.State, st.Version, st.Result = StateSucceeded, res.Version, res.Output
+	if b.cfg.OnSuccess != "" {
+		out := &nats.Msg{Subject: b.cfg.OnSuccess, Data: res.Output, Header: nats.Header{}}
+		out.Header.Set(HdrEventID, st.ID)
+		out.Header.Set(HdrBinding, b.cfg.Name)
+		out.Header.Set(HdrFunction, b.cfg.Function)
+		if err := b.publish(ctx, out, fmt.Sprintf("ok:%s:%d:%s", st.Stream, st.Sequence, b.cfg.Name)); err != nil {
+			// The result must not be lost: run the event again later.
+			b.log.Error("on_success publish failed; the event will be retried", "event", st.ID, "error", err)
+			_ = msg.NakWithDelay(b.backoff(st.Attempts))
+			return
+		}
+	}
+	b.putStatus(ctx, st)
+	if err := msg.Ack(); err != nil {
+		b.log.Error("ack", "event", st.ID, "error", err)
+	}
+}
+
+// deadLetter stores the event in the binding's dead-letter stream, and only
+// once that is acknowledged terminates the original. The message id makes
+// a redo after a crash a duplicate the stream drops.
+func (b *binding) deadLetter(ctx context.Context, msg jetstream.Msg, st Status, fe *functions.Error) {
+	now := time.Now().UTC()
+	dl := &nats.Msg{Subject: b.cfg.DeadLetter, Data: msg.Data(), Header: nats.Header{}}
+	for k, v := range msg.Headers() {
+		if k != nats.MsgIdHdr && k != nats.ExpectedStreamHdr {
+			dl.Header[k] = v
+		}
+	}
+	first := now
+	if st.FirstFailAt != nil {
+		first = *st.FirstFailAt
+	}
+	dl.Header.Set(HdrSubject, st.Subject)
+	dl.Header.Set(HdrBinding, b.cfg.Name)
+	dl.Header.Set(HdrFunction, b.cfg.Function)
+	dl.Header.Set(HdrVersion, fe.Version)
+	dl.Header.Set(HdrAttempts, strconv.Itoa(st.Attempts))
+	dl.Header.Set(HdrError, fe.Reason)
+	dl.Header.Set(HdrErrorKind, string(fe.Kind))
+	dl.Header.Set(HdrFirstFailure, first.Format(time.RFC3339Nano))
+	dl.Header.Set(HdrLastFailure, now.Format(time.RFC3339Nano))
+	dl.Header.Set(HdrEventID, st.ID)
+	dl.Header.Set(HdrStream, st.Stream)
+	dl.Header.Set(HdrSequence, strconv.FormatUint(st.Sequence, 10))
+	if err := b.publish(ctx, dl, fmt.Sprintf("%s:%d", st.Stream, st.Sequence)); err != nil {
+		b.log.Error("dead letter not stored; the event stays pending", "event", st.ID, "error", err)
+		_ = msg.NakWithDelay(b.backoff(st.Attempts))
+		return
+	}
+	b.log.Error("event dead-lettered", "event", st.ID, "attempts", st.Attempts,
+		"kind", fe.Kind, "error", fe.Reason, "dead_letter", b.cfg.DeadLetter)
+	st.State, st.NextTryAt, st.DeadLetter = StateDeadLettered, nil, b.cfg.DeadLetter
+	st.Error, st.ErrorKind, st.Version = fe.Reason, string(fe.Kind), fe.Version
+	if b.cfg.OnFailure != "" {
+		record, _ := json.Marshal(st)
+		out := &nats.Msg{Subject: b.cfg.OnFailure, Data: record, Header: nats.Header{}}
+		out.Header.Set(HdrEventID, st.ID)
+		out.Header.Set(HdrBinding, b.cfg.Name)
+		if err := b.publish(ctx, out, fmt.Sprintf("fail:%s:%d:%s", st.Stream, st.Sequence, b.cfg.Name)); err != nil {
+			b.log.Error("on_failure publish failed", "event", st.ID, "error", err)
+		}
+	}
+	b.putStatus(ctx, st)
+	if err := msg.TermWithReason("dead-lettered to " + b.cfg.DeadLetter); err != nil {
+		b.log.Error("term", "event", st.ID, "error", err)
+	}
+}
+
+// publish sends m and waits for the stream that captures its subject to
+// store it; a subject no stream captures is delivered to core subscribers
+// only.
+func (b *binding) publish(ctx context.Context, m *nats.Msg, msgID string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := b.r.opts.JS.PublishMsg(ctx, m, jetstream.WithMsgID(msgID))
+	if errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return nil
+	}
+	return err
+}
+
+func (b *binding) putStatus(ctx context.Context, st Status) {
+	st.UpdatedAt = time.Now().UTC()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := b.r.status.Put(ctx, st); err != nil {
+		b.log.Warn("status not recorded", "event", st.ID, "state", st.State, "error", err)
+	}
+}
+
+// putStatusAsync records a transient state without waiting: it is
+// informative only, and a later synchronous write on the same connection
+// lands after it.
+func (b *binding) putStatusAsync(st Status) {
+	st.UpdatedAt = time.Now().UTC()
+	if err := b.r.status.PutAsync(b.r.opts.JS, st); err != nil {
+		b.log.Debug("status not recorded", "event", st.ID, "state", st.State, "error", err)
+	}
+}

@@ -1,0 +1,120 @@
+package triggers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluice-run/sluice/config"
+)
+
+// Layout defaults.
+const (
+	// DeadLetterMaxAge is how long dead letters are kept for inspection.
+	DeadLetterMaxAge = 14 * 24 * time.Hour
+	// StatusTTL is how long an event's status stays readable.
+	StatusTTL = 24 * time.Hour
+	// dedupWindow of the dead-letter streams: longer than any redelivery
+	// after a crash, so a redone dead letter is recognised as a duplicate.
+	deadLetterDedupWindow = 30 * time.Minute
+	maxAckPending         = 10_000
+)
+
+// Prefetch is how many messages a node holds for a binding beyond those
+// running: enough to hide the pull round trip, small enough that a message
+// waits at most a few invocations before it starts.
+func Prefetch(b config.Binding) int { return max(2*b.Concurrency, 8) }
+
+// AckWait is how long JetStream waits for a settle before redelivering: a
+// message can wait behind Prefetch/Concurrency invocations, then run for
+// the whole timeout.
+func AckWait(b config.Binding, timeout time.Duration) time.Duration {
+	waves := (Prefetch(b) + b.Concurrency - 1) / b.Concurrency
+	return time.Duration(waves+1)*timeout + 5*time.Second
+}
+
+// Ensure creates or updates the status bucket and every stream and durable
+// consumer the config's bindings need. It never deletes anything.
+func Ensure(ctx context.Context, js jetstream.JetStream, cfg *config.Config) error {
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: StatusBucket, Description: "sluice: status of every event per binding",
+		History: 1, TTL: StatusTTL, Storage: jetstream.FileStorage,
+	}); err != nil {
+		return fmt.Errorf("status bucket: %w", err)
+	}
+	for _, q := range cfg.Queues {
+		if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name: "SLUICE_Q_" + q.Name, Description: "sluice queue " + q.Name,
+			Subjects: []string{q.Subject}, Retention: jetstream.WorkQueuePolicy,
+			Discard: jetstream.DiscardNew, Storage: jetstream.FileStorage,
+			MaxMsgSize: int32(q.MaxEventSize), Duplicates: 2 * time.Minute,
+		}); err != nil {
+			return fmt.Errorf("queue %s: stream: %w", q.Name, err)
+		}
+	}
+	for _, t := range cfg.Topics {
+		if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name: "SLUICE_T_" + t.Name, Description: "sluice topic " + t.Name,
+			Subjects: []string{t.Subject}, Retention: jetstream.LimitsPolicy,
+			MaxAge: t.Retention, Discard: jetstream.DiscardOld, Storage: jetstream.FileStorage,
+			MaxMsgSize: int32(t.MaxEventSize), Duplicates: 2 * time.Minute,
+		}); err != nil {
+			return fmt.Errorf("topic %s: stream: %w", t.Name, err)
+		}
+	}
+	for _, b := range cfg.Bindings() {
+		fn, _ := cfg.Function(b.Function)
+		if err := ensureBinding(ctx, js, b, fn); err != nil {
+			return fmt.Errorf("binding %s: %w", b.Name, err)
+		}
+	}
+	return nil
+}
+
+func ensureBinding(ctx context.Context, js jetstream.JetStream, b config.Binding, fn config.Function) error {
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: DeadLetterStreamName(b), Description: "sluice dead letters of " + b.Name,
+		Subjects: []string{b.DeadLetter}, Retention: jetstream.LimitsPolicy,
+		MaxAge: DeadLetterMaxAge, Storage: jetstream.FileStorage,
+		Duplicates: deadLetterDedupWindow,
+	}); err != nil {
+		return fmt.Errorf("dead-letter stream: %w", err)
+	}
+	cc := jetstream.ConsumerConfig{
+		Durable:       ConsumerName(b),
+		Description:   "sluice binding " + b.Name,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       AckWait(b, fn.Timeout),
+		MaxDeliver:    -1, // sluice counts attempts and dead-letters itself
+		MaxAckPending: maxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Metadata: map[string]string{
+			MetaBinding:     b.Name,
+			MetaFunction:    b.Function,
+			MetaMaxAttempts: strconv.Itoa(b.Retry.MaxAttempts),
+			MetaDeadLetter:  b.DeadLetter,
+		},
+	}
+	if b.Kind == config.KindTopic && b.StartFrom != "all" {
+		cc.DeliverPolicy = jetstream.DeliverNewPolicy
+	}
+	stream := StreamName(b)
+	existing, err := js.Consumer(ctx, stream, cc.Durable)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		_, err = js.CreateConsumer(ctx, stream, cc)
+	case err == nil:
+		// Where a consumer starts is fixed at creation; keep it.
+		prev := existing.CachedInfo().Config
+		cc.DeliverPolicy, cc.OptStartSeq, cc.OptStartTime = prev.DeliverPolicy, prev.OptStartSeq, prev.OptStartTime
+		_, err = js.UpdateConsumer(ctx, stream, cc)
+	}
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", cc.Durable, err)
+	}
+	return nil
+}
