@@ -37,7 +37,9 @@ type Options struct {
 	// Listen, when set, overrides nats.listen ("host:port"; port -1 picks a
 	// free one).
 	Listen string
-	Logger *slog.Logger
+	// CacheDir, when set, overrides where compiled modules are cached.
+	CacheDir string
+	Logger   *slog.Logger
 	// DrainTimeout bounds the wait for in-flight invocations at shutdown.
 	DrainTimeout time.Duration
 }
@@ -86,12 +88,16 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 	if opts.DataDir != "" {
 		storeDir, cacheDir = filepath.Join(opts.DataDir, "jetstream"), filepath.Join(opts.DataDir, "cache")
 	}
+	if opts.CacheDir != "" {
+		cacheDir = opts.CacheDir
+	}
 	r.storeDir = storeDir
 	if err := r.connect(); err != nil {
 		return nil, err
 	}
+	pub := triggers.NewPublisher(r.nc, r.js)
 	r.fns, err = functions.Load(r.cfg.Functions, functions.Options{
-		CacheDir: cacheDir, Publisher: publisher{r.js}, Logger: r.log,
+		CacheDir: cacheDir, Publisher: pub, Logger: r.log,
 	})
 	if err != nil {
 		return nil, err
@@ -100,7 +106,7 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 		return nil, err
 	}
 	runner, err := triggers.NewRunner(ctx, r.cfg, triggers.Options{
-		JS: r.js, Invoker: r.fns, Logger: r.log, DrainTimeout: opts.DrainTimeout,
+		JS: r.js, Publisher: pub, Invoker: r.fns, Logger: r.log, DrainTimeout: opts.DrainTimeout,
 	})
 	if err != nil {
 		return nil, err
@@ -268,18 +274,4 @@ func (r *Runtime) PrintBanner(w io.Writer) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "ready")
-}
-
-// publisher publishes guests' events, waiting for the stream's
-// acknowledgement when a stream captures the subject.
-type publisher struct{ js jetstream.JetStream }
-
-func (p publisher) Publish(ctx context.Context, subject string, data []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	_, err := p.js.Publish(ctx, subject, data)
-	if errors.Is(err, jetstream.ErrNoStreamResponse) {
-		return nil
-	}
-	return err
 }

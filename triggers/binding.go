@@ -26,9 +26,10 @@ type Invoker interface {
 
 // Options configures a Runner.
 type Options struct {
-	JS      jetstream.JetStream
-	Invoker Invoker
-	Logger  *slog.Logger
+	JS        jetstream.JetStream
+	Publisher *Publisher
+	Invoker   Invoker
+	Logger    *slog.Logger
 	// DrainTimeout bounds how long Run waits for in-flight invocations after
 	// its context ends. Default 30s.
 	DrainTimeout time.Duration
@@ -297,17 +298,8 @@ func (b *binding) deadLetter(ctx context.Context, msg jetstream.Msg, st Status, 
 	}
 }
 
-// publish sends m and waits for the stream that captures its subject to
-// store it; a subject no stream captures is delivered to core subscribers
-// only.
 func (b *binding) publish(ctx context.Context, m *nats.Msg, msgID string) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	_, err := b.r.opts.JS.PublishMsg(ctx, m, jetstream.WithMsgID(msgID))
-	if errors.Is(err, jetstream.ErrNoStreamResponse) {
-		return nil
-	}
-	return err
+	return b.r.opts.Publisher.PublishMsg(ctx, m, msgID)
 }
 
 func (b *binding) putStatus(ctx context.Context, st Status) {

@@ -1,0 +1,157 @@
+// Package testenv starts real sluice parts for tests: guest modules built
+// from the repo's sources, runtimes on an embedded JetStream server with a
+// random port and a temporary directory, and client connections.
+package testenv
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluice-run/sluice/config"
+	"github.com/sluice-run/sluice/internal/guestbuild"
+	sluiceruntime "github.com/sluice-run/sluice/runtime"
+)
+
+// RepoRoot is the directory of the repository's go.mod.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+var (
+	cacheOnce sync.Once
+	cacheDir  string
+)
+
+// CacheDir is a compile cache shared by the tests of one test binary, so
+// each module is compiled once per package, not once per test.
+func CacheDir(t testing.TB) string {
+	cacheOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sluice-test-cache-")
+		if err != nil {
+			t.Fatalf("cache dir: %v", err)
+		}
+		cacheDir = dir
+	})
+	return cacheDir
+}
+
+// Guest builds the Go guest at dir (relative to the repo root, such as
+// "internal/testguests/noop" or "examples/emails/sender") and returns the
+// module's path.
+func Guest(t testing.TB, dir string) string {
+	t.Helper()
+	src := filepath.Join(RepoRoot(), dir)
+	out := filepath.Join(src, filepath.Base(dir)+".wasm")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if _, err := guestbuild.Build(ctx, src, out); err != nil {
+		t.Fatalf("build guest %s: %v", dir, err)
+	}
+	return out
+}
+
+// Config parses hcl as if it were a file at the repo root, so relative
+// module paths resolve there.
+func Config(t testing.TB, hcl string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse(filepath.Join(RepoRoot(), "test-runtime.hcl"), []byte(hcl))
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	return cfg
+}
+
+// Start runs a runtime for cfg on a random port with its data in dir
+// ("" for a new temporary one), and shuts it down when the test ends.
+func Start(t testing.TB, cfg *config.Config, dir string) *sluiceruntime.Runtime {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	rt, err := sluiceruntime.Start(context.Background(), sluiceruntime.Options{
+		Config: cfg, DataDir: dir, Listen: "127.0.0.1:-1", CacheDir: CacheDir(t),
+		Logger: Logger(t), DrainTimeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatalf("start runtime: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := rt.Shutdown(); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return rt
+}
+
+// Logger writes warnings and errors to the test log.
+func Logger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+// Connect opens a client connection to url, closed when the test ends.
+func Connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream: %v", err)
+	}
+	return nc, js
+}
+
+// Eventually polls cond until it holds or timeout passes, then fails the
+// test with what.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Server starts a bare embedded NATS server with JetStream (file storage in
+// a temporary directory, random port), shut down when the test ends.
+func Server(t testing.TB) *server.Server {
+	t.Helper()
+	srv, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		JetStreamMaxMemory: 64 << 20, JetStreamMaxStore: 1 << 30, NoSigs: true,
+	})
+	if err != nil {
+		t.Fatalf("nats server: %v", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	t.Cleanup(func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	})
+	return srv
+}
