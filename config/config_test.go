@@ -257,7 +257,8 @@ func generated() map[string][]byte {
 		"generated-deep-negation": deep("- ", "", 40),
 		"generated-deep-ternary":  deep("true ? 1 : ", "", 40),
 		"generated-deep-template": deep(`"${`, `}"`, 40),
-		"generated-deep-if":       deep(`"%{if true}`, `%{endif}"`, 40),
+		"generated-deep-if":       []byte(`x = "` + strings.Repeat("%{if true}", 40) + "x" + strings.Repeat("%{endif}", 40) + `"`),
+		"generated-deep-splat":    deep("[", "][*]", 40),
 		"generated-deep-heredoc":  []byte("x = <<EOT\n" + strings.Repeat("${[", 40) + strings.Repeat("]}", 40) + "\nEOT\n"),
 	}
 }

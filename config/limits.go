@@ -56,9 +56,9 @@ const (
 
 type frame struct {
 	kind int
-	// ternaries counts the '?' seen in the current expression of a code
-	// frame: a chain a ? b : c ? d : e nests in the parser.
-	ternaries int
+	// chain counts the conditionals and splats in the current expression
+	// of a code frame: a ? b : c ? d : e and a[*][*] nest in the parser.
+	chain int
 	open      byte   // the opening bracket of a bracket frame
 	term      string // heredoc terminator
 }
@@ -72,6 +72,7 @@ type nestScanner struct {
 	unary  int   // length of the current run of unary operators
 	direct int   // open template if/for directives
 	ident  bool  // inside an identifier, where '-' is a letter
+	prev   byte  // the last code character that is not a space
 }
 
 // scan returns the position where nesting first exceeds maxNesting and
@@ -143,21 +144,34 @@ func (s *nestScanner) scan() (hcl.Pos, bool) {
 				s.stack = append(s.stack, frame{kind: frameQuote})
 			case c == '!', c == '-':
 				s.unary++
-				if s.depth+s.unary+s.direct+f.ternaries > maxNesting {
+				if s.depth+s.unary+s.direct+f.chain > maxNesting {
 					return s.pos, false
 				}
 			case c == '?':
-				f.ternaries++
-				if s.depth+s.direct+f.ternaries > maxNesting {
+				f.chain++
+				if s.depth+s.direct+f.chain > maxNesting {
+					return s.pos, false
+				}
+			case c == '*' && (s.prev == '[' || s.prev == '.'):
+				// A splat, [*] or .*, counts in the expression around it.
+				g := f
+				if s.prev == '[' && len(s.stack) > 0 {
+					g = &s.top
+					if len(s.stack) > 1 {
+						g = &s.stack[len(s.stack)-2]
+					}
+				}
+				g.chain++
+				if s.depth+s.direct+g.chain > maxNesting {
 					return s.pos, false
 				}
 			case c == ',':
-				f.ternaries = 0
+				f.chain = 0
 			case c == '\n':
 				// Newlines end an expression in a body or an object, not
 				// in a list or parentheses.
 				if f.kind != frameBracket || f.open == '{' {
-					f.ternaries = 0
+					f.chain = 0
 				}
 			case c == '<':
 				if term, n := s.heredocStart(); n > 0 {
@@ -167,6 +181,9 @@ func (s *nestScanner) scan() (hcl.Pos, bool) {
 					continue
 				}
 			}
+		}
+		if f.kind != frameQuote && f.kind != frameHeredoc && c != ' ' && c != '\t' && c != '\r' {
+			s.prev = c
 		}
 		lineStart = c == '\n'
 		s.advance(1)

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -117,12 +116,16 @@ func newDiagnosticsError(diags hcl.Diagnostics, files map[string]*hcl.File) *Dia
 	return &DiagnosticsError{Diags: sorted, Files: files}
 }
 
-// maxSnippet is the longest source line shown whole in a diagnostic.
-const maxSnippet = 160
+// maxSnippet is the longest source line shown whole in a diagnostic;
+// longer lines are shown as a window around the subject.
+const maxSnippet = 120
 
-// Error renders every diagnostic: severity and summary, the position as
-// file:line:col with the enclosing block, the source lines with the subject
-// underlined, and the detail.
+// maxRendered is the most diagnostics Error renders; the rest are counted.
+const maxRendered = 100
+
+// Error renders every diagnostic (up to 100, then a count of the rest):
+// severity and summary, the position as file:line:col with the enclosing
+// block, the source lines with the subject underlined, and the detail.
 //
 //	Error: Unknown function
 //
@@ -133,16 +136,21 @@ const maxSnippet = 160
 //	Queue "emails" names the function "smtp", which is not declared. ...
 func (e *DiagnosticsError) Error() string {
 	var b strings.Builder
+	lines := map[string][]int{} // line start offsets, per file
 	for i, d := range e.Diags {
+		if i == maxRendered {
+			fmt.Fprintf(&b, "\n(and %d more diagnostics)\n", len(e.Diags)-maxRendered)
+			break
+		}
 		if i > 0 {
 			b.WriteString("\n")
 		}
-		e.writeDiagnostic(&b, d)
+		e.writeDiagnostic(&b, d, lines)
 	}
 	return strings.TrimRight(b.String(), "\n")
 }
 
-func (e *DiagnosticsError) writeDiagnostic(b *strings.Builder, d *hcl.Diagnostic) {
+func (e *DiagnosticsError) writeDiagnostic(b *strings.Builder, d *hcl.Diagnostic, lines map[string][]int) {
 	severity := "Error"
 	if d.Severity == hcl.DiagWarning {
 		severity = "Warning"
@@ -160,7 +168,12 @@ func (e *DiagnosticsError) writeDiagnostic(b *strings.Builder, d *hcl.Diagnostic
 		}
 		fmt.Fprintf(b, "  on %s:%d:%d%s:\n", s.Filename, s.Start.Line, s.Start.Column, context)
 		if file != nil && file.Bytes != nil {
-			writeSnippet(b, file.Bytes, *s)
+			starts, ok := lines[s.Filename]
+			if !ok {
+				starts = lineStarts(file.Bytes)
+				lines[s.Filename] = starts
+			}
+			writeSnippet(b, file.Bytes, starts, *s)
 		}
 		b.WriteString("\n")
 	}
@@ -170,53 +183,85 @@ func (e *DiagnosticsError) writeDiagnostic(b *strings.Builder, d *hcl.Diagnostic
 	}
 }
 
-// writeSnippet writes the source lines of rng, each with a line of carets
-// under the part rng covers.
-func writeSnippet(b *strings.Builder, src []byte, rng hcl.Range) {
-	if rng.Empty() {
-		// Show an empty range (such as a missing item) as one character.
-		rng.End.Byte++
-		rng.End.Column++
+// lineStarts returns the byte offset of the start of every line of src.
+func lineStarts(src []byte) []int {
+	starts := []int{0}
+	for i, c := range src {
+		if c == '\n' {
+			starts = append(starts, i+1)
+		}
 	}
-	sc := hcl.NewRangeScanner(src, rng.Filename, bufio.ScanLines)
-	for sc.Scan() {
-		line := sc.Range()
-		if !line.Overlaps(rng) {
-			continue
-		}
-		before, hl, _ := line.PartitionAround(rng)
-		text := sc.Bytes()
-		fmt.Fprintf(b, "  %4d: ", line.Start.Line)
-		if utf8.RuneCount(text) > maxSnippet {
-			b.WriteString(truncate(text, maxSnippet))
-			b.WriteString("\n")
-			continue
-		}
-		b.Write(text)
-		b.WriteString("\n")
-		if hl.Empty() {
-			continue
-		}
-		pad := bytes.Map(func(r rune) rune {
-			if r == '\t' {
-				return '\t'
-			}
-			return ' '
-		}, before.SliceBytes(src))
-		n := utf8.RuneCount(hl.SliceBytes(src))
-		if n == 0 {
-			n = 1
-		}
-		fmt.Fprintf(b, "        %s%s\n", pad, strings.Repeat("^", n))
-	}
+	return starts
 }
 
-// truncate cuts text to n characters and marks the cut.
-func truncate(text []byte, n int) string {
-	i := 0
-	for ; n > 0 && i < len(text); n-- {
-		_, size := utf8.DecodeRune(text[i:])
-		i += size
+// maxSnippetLines is the most source lines shown for one diagnostic.
+const maxSnippetLines = 5
+
+// writeSnippet writes the source lines rng covers, each with a line of
+// carets under the part rng covers.
+func writeSnippet(b *strings.Builder, src []byte, starts []int, rng hcl.Range) {
+	first, last := rng.Start.Line, rng.End.Line
+	if rng.End.Byte > rng.Start.Byte && rng.End.Column == 1 && last > first {
+		last-- // a range ending at the start of a line does not cover it
 	}
-	return string(text[:i]) + " …"
+	if first < 1 || first > len(starts) || rng.Start.Byte < 0 || rng.End.Byte > len(src) || rng.End.Byte < rng.Start.Byte {
+		return
+	}
+	last = min(last, len(starts), first+maxSnippetLines-1)
+	for n := first; n <= last; n++ {
+		lo, hi := starts[n-1], len(src)
+		if n < len(starts) {
+			hi = starts[n] - 1 // without the newline
+		}
+		if hi < lo {
+			hi = lo
+		}
+		text := bytes.TrimRight(src[lo:hi], "\r")
+		// The highlighted part of this line, in bytes of text.
+		hlo, hhi := max(rng.Start.Byte-lo, 0), min(rng.End.Byte-lo, len(text))
+		if hhi <= hlo {
+			if rng.Empty() && n == first {
+				hhi = hlo + 1 // an empty range (a missing item): one caret
+			} else {
+				hlo, hhi = 0, 0
+			}
+		}
+		hlo = min(hlo, len(text))
+		runes := []rune(string(text))
+		// Rune offsets of the highlight.
+		rlo := utf8.RuneCount(text[:hlo])
+		rhi := rlo + utf8.RuneCount(text[hlo:min(hhi, len(text))])
+		if hhi > len(text) {
+			rhi++ // just past the end of the line
+		}
+		prefix, suffix := "", ""
+		from, to := 0, len(runes)
+		if len(runes) > maxSnippet {
+			from = max(0, min(rlo-maxSnippet/4, len(runes)-maxSnippet))
+			to = from + maxSnippet
+			if from > 0 {
+				prefix = "… "
+			}
+			if to < len(runes) {
+				suffix = " …"
+			}
+		}
+		fmt.Fprintf(b, "  %4d: %s%s%s\n", n, prefix, string(runes[from:to]), suffix)
+		if rhi <= rlo || rlo >= to+1 {
+			continue
+		}
+		pad := make([]rune, 0, rlo-from+2)
+		for range utf8.RuneCountInString(prefix) {
+			pad = append(pad, ' ')
+		}
+		for _, r := range runes[from:max(from, rlo)] {
+			if r == '\t' {
+				pad = append(pad, '\t')
+			} else {
+				pad = append(pad, ' ')
+			}
+		}
+		carets := min(rhi, to+1) - max(rlo, from)
+		fmt.Fprintf(b, "        %s%s\n", string(pad), strings.Repeat("^", max(carets, 1)))
+	}
 }

@@ -76,6 +76,9 @@ func ParseRate(s string) (Rate, error) {
 		return Rate{}, fmt.Errorf("rate %q has no \"/\"", s)
 	}
 	if !isDecimal(events) {
+		if strings.HasPrefix(events, "-") {
+			return Rate{}, fmt.Errorf("rate %q: the number of events must be greater than zero", s)
+		}
 		return Rate{}, fmt.Errorf("rate %q: %q is not a number of events", s, events)
 	}
 	n, err := strconv.ParseFloat(events, 64)
@@ -85,10 +88,11 @@ func ParseRate(s string) (Rate, error) {
 	if n <= 0 {
 		return Rate{}, fmt.Errorf("rate %q: the number of events must be greater than zero", s)
 	}
+	period := per
 	if per != "" && (per[0] < '0' || per[0] > '9') && per[0] != '.' {
-		per = "1" + per // a bare unit: "s" is "1s"
+		period = "1" + per // a bare unit: "s" is "1s"
 	}
-	d, err := time.ParseDuration(per)
+	d, err := time.ParseDuration(period)
 	if err != nil {
 		return Rate{}, fmt.Errorf("rate %q: %q is not a period", s, per)
 	}

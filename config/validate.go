@@ -100,11 +100,14 @@ func (d *decoder) checkRetries(c *Config) {
 			return
 		}
 		rng := e.labelRange()
-		maxFrom := " (the default)"
+		maxFrom := ""
 		if a, ok := e.retry["max"]; ok {
-			rng, maxFrom = a.Expr.Range(), ""
-		} else if a, ok := e.retry["initial"]; ok {
 			rng = a.Expr.Range()
+		} else {
+			maxFrom = " by default"
+			if a, ok := e.retry["initial"]; ok {
+				rng = a.Expr.Range()
+			}
 		}
 		d.errorf(rng, "Invalid retry policy",
 			"The initial backoff (%s) is greater than the maximum backoff (%s%s); max must be at least initial.", r.Initial, r.Max, maxFrom)
@@ -206,11 +209,15 @@ func deadLetterUse(e *entity, subject, what string) (subjectUse, bool) {
 }
 
 // suggest returns the name in names closest to s, if it is close enough to
-// be a likely typo.
+// be a likely typo: the same but for case, or at most two edits away and
+// no more than half of s changed.
 func suggest(s string, names []string) string {
 	best, bestDist := "", 3
 	for _, n := range names {
-		if d := editDistance(s, n); d < bestDist {
+		if strings.EqualFold(s, n) {
+			return n
+		}
+		if d := editDistance(s, n); d < bestDist && 2*d <= len(s) {
 			best, bestDist = n, d
 		}
 	}

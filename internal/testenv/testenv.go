@@ -135,12 +135,20 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 }
 
 // Server starts a bare embedded NATS server with JetStream (file storage in
-// a temporary directory, random port), shut down when the test ends.
+// a temporary directory, random port, the server's default sync), shut down
+// when the test ends.
 func Server(t testing.TB) *server.Server {
+	return ServerWithSync(t, false)
+}
+
+// ServerWithSync is Server with sluice's durable default (fsync before every
+// acknowledgement) when syncAlways is set.
+func ServerWithSync(t testing.TB, syncAlways bool) *server.Server {
 	t.Helper()
 	srv, err := server.NewServer(&server.Options{
 		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
-		JetStreamMaxMemory: 64 << 20, JetStreamMaxStore: 1 << 30, NoSigs: true,
+		JetStreamMaxMemory: 64 << 20, JetStreamMaxStore: 4 << 30, NoSigs: true,
+		SyncAlways: syncAlways,
 	})
 	if err != nil {
 		t.Fatalf("nats server: %v", err)
