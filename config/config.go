@@ -72,6 +72,9 @@ type Function struct {
 	Publish []string
 	// AllowedHosts lists URL prefixes for outbound HTTP. Empty: none.
 	AllowedHosts []string
+	// FreshInstance gives every invocation a new instance (instance =
+	// "fresh") instead of reusing a warm one (instance = "warm", default).
+	FreshInstance bool
 }
 
 // Retry is a retry policy: exponential backoff with jitter, capped.

@@ -49,11 +49,12 @@ func TestLoadFull(t *testing.T) {
 				Publish: []string{"email.outbox", "audit.*", "trace.>"},
 			},
 			{
-				Name:         "crm_sync",
-				Module:       "/opt/sluice/crm_sync.wasm",
-				Timeout:      30 * time.Second,
-				Memory:       128 << 20,
-				AllowedHosts: []string{"https://api.example.com", "http://localhost:8080/v1/"},
+				Name:          "crm_sync",
+				Module:        "/opt/sluice/crm_sync.wasm",
+				Timeout:       30 * time.Second,
+				FreshInstance: true,
+				Memory:        128 << 20,
+				AllowedHosts:  []string{"https://api.example.com", "http://localhost:8080/v1/"},
 			},
 			{
 				Name:    "smtp_sender",
@@ -259,6 +260,7 @@ func generated() map[string][]byte {
 		"generated-deep-template": deep(`"${`, `}"`, 40),
 		"generated-deep-if":       []byte(`x = "` + strings.Repeat("%{if true}", 40) + "x" + strings.Repeat("%{endif}", 40) + `"`),
 		"generated-deep-splat":    deep("[", "][*]", 40),
+		"generated-long-chain":    deep("1 + ", "", 300),
 		"generated-deep-heredoc":  []byte("x = <<EOT\n" + strings.Repeat("${[", 40) + strings.Repeat("]}", 40) + "\nEOT\n"),
 	}
 }
@@ -594,6 +596,9 @@ func TestNestingScanner(t *testing.T) {
 		"x = " + strings.Repeat("a-b-c ", 100),
 		"x = [" + strings.Repeat("true ? 1 : 2,\n", 100) + "]",
 		"x = [" + strings.Repeat("[1], ", 100) + "]",
+		"x = [" + strings.Repeat("1 + 1, ", 300) + "]",
+		"x = <<EOT\n" + strings.Repeat("a+b ", 300) + "\nEOT\n",
+		"x = [1][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]",
 		"a--------------------------------------------b = 1",
 	}
 	for _, src := range ok {
@@ -608,6 +613,10 @@ func TestNestingScanner(t *testing.T) {
 		"x = " + strings.Repeat("!", 33),
 		"x = " + strings.Repeat("- ", 33),
 		"x = " + strings.Repeat("a ? b : ", 33),
+		"x = [1]" + strings.Repeat("[*]", 33),
+		"x = [{a=1}]" + strings.Repeat(".*.a", 33),
+		"x = " + strings.Repeat("1+", 300) + "1",
+		"x = [" + strings.Repeat("1 == ", 300) + "1]",
 	}
 	for _, src := range bad {
 		if diags := checkLimits("x.hcl", []byte(src)); !diags.HasErrors() {
@@ -656,7 +665,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("DiagnosticsError without diagnostics")
 			}
 			text := de.Error()
-			if got := len(errLocation.FindAllString(text, -1)); got != len(de.Diags) {
+			if got := len(errLocation.FindAllString(text, -1)); got != min(len(de.Diags), maxRendered) {
 				t.Fatalf("%d diagnostics but %d locations in:\n%s", len(de.Diags), got, text)
 			}
 		} else {
@@ -674,4 +683,45 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Format is not idempotent:\n%q\n%q", once, twice)
 		}
 	})
+}
+
+// TestSubjectIndex checks the index against SubjectsOverlap on every pair
+// of a set of subjects that covers the wildcard cases.
+func TestSubjectIndex(t *testing.T) {
+	subjects := []string{
+		"a", "b", "a.b", "a.c", "a.*", "*.b", "*", ">", "a.>", "b.>", "a.b.c",
+		"a.*.c", "*.*.c", "a.b.>", "*.>", "c.d.e", "c.*.e", "c.d", "x.y.z.w", "x.>",
+	}
+	// Every ordered subset would be too many; check each prefix of several
+	// orders instead.
+	orders := [][]string{subjects, reversed(subjects)}
+	for k := 1; k < len(subjects); k++ {
+		rot := append(append([]string(nil), subjects[k:]...), subjects[:k]...)
+		orders = append(orders, rot)
+	}
+	for _, order := range orders {
+		var x subjectIndex
+		for j, s := range order {
+			id, got := x.overlap(s)
+			want := false
+			for _, prev := range order[:j] {
+				want = want || SubjectsOverlap(prev, s)
+			}
+			if got != want {
+				t.Fatalf("order %v: overlap(%q) = %v, want %v", order[:j], s, got, want)
+			}
+			if got && !SubjectsOverlap(order[id], s) {
+				t.Fatalf("overlap(%q) names %q, which does not overlap", s, order[id])
+			}
+			x.add(s, j)
+		}
+	}
+}
+
+func reversed(s []string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[len(s)-1-i] = v
+	}
+	return out
 }

@@ -39,6 +39,7 @@ var (
 		Attributes: []hcl.AttributeSchema{
 			{Name: "module", Required: true}, {Name: "source"}, {Name: "timeout"},
 			{Name: "memory"}, {Name: "env"}, {Name: "publish"}, {Name: "allowed_hosts"},
+			{Name: "instance"},
 		},
 	}
 	queueSchema = &hcl.BodySchema{
@@ -281,6 +282,18 @@ func (d *decoder) decodeFunction(b *hcl.Block) Function {
 	if a := c.Attributes["allowed_hosts"]; a != nil {
 		f.AllowedHosts = d.hosts(a)
 	}
+	if a := c.Attributes["instance"]; a != nil {
+		if v, ok := d.str(a); ok {
+			switch v {
+			case "warm":
+			case "fresh":
+				f.FreshInstance = true
+			default:
+				d.errorf(a.Expr.Range(), "Invalid instance setting",
+					`instance must be "warm" (reuse an instance between invocations, the default) or "fresh" (a new instance for every invocation); got %q.`, v)
+			}
+		}
+	}
 	return f
 }
 
@@ -351,6 +364,8 @@ func (d *decoder) decodePolicy(e *entity, c *hcl.BodyContent) Binding {
 		} else {
 			e.bad["function"] = true
 		}
+	} else {
+		e.bad["function"] = true // missing: HCL said so
 	}
 	if a := c.Attributes["concurrency"]; a != nil {
 		if v, ok := d.integer(a, 1, maxConcurrency); ok {

@@ -14,12 +14,15 @@ const (
 	maxFileSize = 1 << 20
 	// maxNesting is the deepest nesting accepted: brackets, braces,
 	// parentheses, template interpolations and directives, runs of unary
-	// operators and chains of conditionals all count.
+	// operators, chains of conditionals and splats all count.
 	maxNesting = 32
+	// maxOperators is the most operators one expression may chain: the
+	// parser builds a chain like 1+1+1 as a tree as deep as it is long.
+	maxOperators = 256
 )
 
-// checkLimits reports a file that is too large or nested too deeply, before
-// parsing. The nesting scan is lexical and approximate (it follows strings,
+// checkLimits reports a file that is too large, nested too deeply or with
+// too long a chain of operators, before parsing. The nesting scan is lexical and approximate (it follows strings,
 // heredocs, templates and comments well enough for any real file), and errs
 // on the side of counting too much.
 func checkLimits(filename string, src []byte) hcl.Diagnostics {
@@ -32,14 +35,24 @@ func checkLimits(filename string, src []byte) hcl.Diagnostics {
 		}}
 	}
 	s := &nestScanner{src: src, pos: hcl.InitialPos}
-	if p, ok := s.scan(); !ok {
+	if p, ok := s.scan(); !ok && s.tooComplex {
+		end := p
+		end.Byte++
+		end.Column++
+		return hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "config expression too complex",
+			Detail:   fmt.Sprintf("An expression may combine at most %d operators.", maxOperators),
+			Subject:  &hcl.Range{Filename: filename, Start: p, End: end},
+		}}
+	} else if !ok {
 		end := p
 		end.Byte++
 		end.Column++
 		return hcl.Diagnostics{{
 			Severity: hcl.DiagError,
 			Summary:  "config nested too deeply",
-			Detail:   fmt.Sprintf("Blocks, lists, objects, parentheses, templates, unary operators and conditionals may nest at most %d levels deep.", maxNesting),
+			Detail:   fmt.Sprintf("Blocks, lists, objects, parentheses, templates, unary operators, conditionals and splats may nest at most %d levels deep.", maxNesting),
 			Subject:  &hcl.Range{Filename: filename, Start: p, End: end},
 		}}
 	}
@@ -59,6 +72,8 @@ type frame struct {
 	// chain counts the conditionals and splats in the current expression
 	// of a code frame: a ? b : c ? d : e and a[*][*] nest in the parser.
 	chain int
+	// operators counts the operators in the current expression.
+	operators int
 	open      byte   // the opening bracket of a bracket frame
 	term      string // heredoc terminator
 }
@@ -73,10 +88,14 @@ type nestScanner struct {
 	direct int   // open template if/for directives
 	ident  bool  // inside an identifier, where '-' is a letter
 	prev   byte  // the last code character that is not a space
+	// tooComplex says the scan stopped at too many operators, not at
+	// too deep a nesting.
+	tooComplex bool
 }
 
-// scan returns the position where nesting first exceeds maxNesting and
-// false, or true when it never does.
+// scan returns the position where nesting first exceeds maxNesting, or an
+// expression maxOperators (then tooComplex is set), and false; or true when
+// neither happens.
 func (s *nestScanner) scan() (hcl.Pos, bool) {
 	lineStart := true
 	for s.pos.Byte < len(s.src) {
@@ -143,11 +162,17 @@ func (s *nestScanner) scan() (hcl.Pos, bool) {
 			case c == '"':
 				s.stack = append(s.stack, frame{kind: frameQuote})
 			case c == '!', c == '-':
+				f.operators++
+				if f.operators > maxOperators {
+					s.tooComplex = true
+					return s.pos, false
+				}
 				s.unary++
 				if s.depth+s.unary+s.direct+f.chain > maxNesting {
 					return s.pos, false
 				}
 			case c == '?':
+				f.operators++
 				f.chain++
 				if s.depth+s.direct+f.chain > maxNesting {
 					return s.pos, false
@@ -165,20 +190,27 @@ func (s *nestScanner) scan() (hcl.Pos, bool) {
 				if s.depth+s.direct+g.chain > maxNesting {
 					return s.pos, false
 				}
+			case c == '<' && s.heredocAhead():
+				term, n := s.heredocStart()
+				s.stack = append(s.stack, frame{kind: frameHeredoc, term: term})
+				s.advance(n)
+				lineStart = true
+				continue
+			case c == '+', c == '/', c == '%', c == '<', c == '>', c == '*',
+				c == '=' && s.next() == '=',
+				c == '&' && s.next() != '&', c == '|' && s.next() != '|':
+				f.operators++
+				if f.operators > maxOperators {
+					s.tooComplex = true
+					return s.pos, false
+				}
 			case c == ',':
-				f.chain = 0
+				f.chain, f.operators = 0, 0
 			case c == '\n':
 				// Newlines end an expression in a body or an object, not
 				// in a list or parentheses.
 				if f.kind != frameBracket || f.open == '{' {
-					f.chain = 0
-				}
-			case c == '<':
-				if term, n := s.heredocStart(); n > 0 {
-					s.stack = append(s.stack, frame{kind: frameHeredoc, term: term})
-					s.advance(n)
-					lineStart = true
-					continue
+					f.chain, f.operators = 0, 0
 				}
 			}
 		}
@@ -229,6 +261,14 @@ func (s *nestScanner) advance(n int) {
 			s.pos.Column++
 		}
 	}
+}
+
+// next returns the byte after the current one, or 0.
+func (s *nestScanner) next() byte {
+	if s.pos.Byte+1 < len(s.src) {
+		return s.src[s.pos.Byte+1]
+	}
+	return 0
 }
 
 // rest returns the source from the current position.
@@ -323,6 +363,11 @@ func (s *nestScanner) heredocStart() (string, int) {
 		return "", 0
 	}
 	return term, i + 1
+}
+
+func (s *nestScanner) heredocAhead() bool {
+	_, n := s.heredocStart()
+	return n > 0
 }
 
 // heredocEnds reports whether the line starting here ends the heredoc

@@ -81,3 +81,90 @@ func reservedSubject(s string) string {
 	}
 	return ""
 }
+
+// subjectIndex finds overlapping subjects among many without comparing
+// every pair: a tree of tokens, where a query follows only the branches a
+// subject could share.
+type subjectIndex struct {
+	root subjectNode
+}
+
+type subjectNode struct {
+	// children in insertion order, so that queries are deterministic.
+	keys     []string
+	children map[string]*subjectNode
+	// through is the id of the first subject that reaches this node.
+	through int
+	// ends holds the id of the first subject that ends here, or -1.
+	ends int
+}
+
+func newSubjectNode(id int) *subjectNode {
+	return &subjectNode{children: map[string]*subjectNode{}, through: id, ends: -1}
+}
+
+// add records subject under id.
+func (x *subjectIndex) add(subject string, id int) {
+	n := &x.root
+	if n.children == nil {
+		*n = *newSubjectNode(id)
+	}
+	for _, tok := range strings.Split(subject, ".") {
+		c := n.children[tok]
+		if c == nil {
+			c = newSubjectNode(id)
+			n.children[tok] = c
+			n.keys = append(n.keys, tok)
+		}
+		n = c
+	}
+	if n.ends < 0 {
+		n.ends = id
+	}
+}
+
+// overlap returns the id of a recorded subject that overlaps subject.
+func (x *subjectIndex) overlap(subject string) (int, bool) {
+	if x.root.children == nil {
+		return 0, false
+	}
+	id := x.root.find(strings.Split(subject, "."))
+	return id, id >= 0
+}
+
+// find returns the id of a subject below n matching toks, or -1.
+func (n *subjectNode) find(toks []string) int {
+	if len(toks) == 0 {
+		return n.ends
+	}
+	if c := n.children[">"]; c != nil && c.ends >= 0 {
+		return c.ends // '>' takes the one or more tokens left
+	}
+	switch tok := toks[0]; tok {
+	case ">":
+		for _, k := range n.keys {
+			return n.children[k].through
+		}
+	case "*":
+		for _, k := range n.keys {
+			if k == ">" {
+				continue
+			}
+			if id := n.children[k].find(toks[1:]); id >= 0 {
+				return id
+			}
+		}
+	default:
+		if c := n.children[tok]; c != nil {
+			if id := c.find(toks[1:]); id >= 0 {
+				return id
+			}
+		}
+		if c := n.children["*"]; c != nil {
+			if id := c.find(toks[1:]); id >= 0 {
+				return id
+			}
+		}
+	}
+	return -1
+}

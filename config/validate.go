@@ -63,7 +63,7 @@ func (d *decoder) checkFunctions(c *Config) {
 		}
 	}
 	check := func(e *entity, fn, binding string) {
-		if fn == "" || e.bad["function"] || declared[fn] {
+		if e.bad["function"] || declared[fn] {
 			return
 		}
 		var detail strings.Builder
@@ -157,38 +157,29 @@ func (d *decoder) checkOverlaps(c *Config) {
 			}
 		}
 	}
+	var streamIdx, dlqIdx subjectIndex
 	for j, b := range streams {
-		for _, a := range streams[:j] {
-			if SubjectsOverlap(a.subject, b.subject) {
-				d.errorf(b.rng, "Overlapping subjects",
-					"The subject %q of %s overlaps the subject %q of %s (at %s): some subjects match both. Each event subject must belong to one queue or topic, because JetStream streams cannot share subjects.",
-					b.subject, b.what, a.subject, a.what, a.rng)
-				break
-			}
+		if i, ok := streamIdx.overlap(b.subject); ok {
+			a := streams[i]
+			d.errorf(b.rng, "Overlapping subjects",
+				"The subject %q of %s overlaps the subject %q of %s (at %s): some subjects match both. Each event subject must belong to one queue or topic, because JetStream streams cannot share subjects.",
+				b.subject, b.what, a.subject, a.what, a.rng)
 		}
+		streamIdx.add(b.subject, j)
 	}
 	for j, b := range dlqs {
-		reported := false
-		for _, a := range streams {
-			if SubjectsOverlap(a.subject, b.subject) {
-				d.errorf(b.rng, "Dead-letter subject overlaps an event subject",
-					"The dead-letter subject %q of %s overlaps the subject %q of %s (at %s). Dead letters are kept in a stream of their own, and JetStream streams cannot share subjects; choose a dead_letter subject no queue or topic consumes.",
-					b.subject, b.what, a.subject, a.what, a.rng)
-				reported = true
-				break
-			}
+		if i, ok := streamIdx.overlap(b.subject); ok {
+			a := streams[i]
+			d.errorf(b.rng, "Dead-letter subject overlaps an event subject",
+				"The dead-letter subject %q of %s overlaps the subject %q of %s (at %s). Dead letters are kept in a stream of their own, and JetStream streams cannot share subjects; choose a dead_letter subject no queue or topic consumes.",
+				b.subject, b.what, a.subject, a.what, a.rng)
+		} else if i, ok := dlqIdx.overlap(b.subject); ok {
+			a := dlqs[i]
+			d.errorf(b.rng, "Duplicate dead-letter subject",
+				"The dead-letter subject %q of %s overlaps the dead-letter subject %q of %s (at %s). Each binding needs a dead-letter subject of its own.",
+				b.subject, b.what, a.subject, a.what, a.rng)
 		}
-		if reported {
-			continue
-		}
-		for _, a := range dlqs[:j] {
-			if SubjectsOverlap(a.subject, b.subject) {
-				d.errorf(b.rng, "Duplicate dead-letter subject",
-					"The dead-letter subject %q of %s overlaps the dead-letter subject %q of %s (at %s). Each binding needs a dead-letter subject of its own.",
-					b.subject, b.what, a.subject, a.what, a.rng)
-				break
-			}
-		}
+		dlqIdx.add(b.subject, j)
 	}
 }
 

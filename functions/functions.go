@@ -9,6 +9,8 @@ package functions
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/functions/sandbox"
+	"github.com/sluice-run/sluice/functions/worker"
 )
 
 // Kind classifies a failed invocation.
@@ -103,7 +106,14 @@ type Options struct {
 	MaxPublishSize int
 	// Limits bound results, reasons and logs per invocation.
 	Limits sandbox.Limits
+	// WorkerEnv is added to the environment of worker processes (not to
+	// the guests'), e.g. GOGC for tests that stress the worker's GC.
+	WorkerEnv []string
 }
+
+// compileTimeout stops a compile that runs away (a hostile module can
+// make the compiler work very hard).
+const compileTimeout = 2 * time.Minute
 
 // Set is the loaded functions of one configuration.
 type Set struct {
@@ -112,7 +122,6 @@ type Set struct {
 
 	mu     sync.Mutex
 	closed bool
-	wg     sync.WaitGroup
 }
 
 // Load reads, validates and compiles every function's module. All
@@ -124,13 +133,19 @@ func Load(fns []config.Function, opts Options) (*Set, error) {
 	if opts.MaxPublishSize <= 0 {
 		opts.MaxPublishSize = 1 << 20
 	}
-	engine := sandbox.NewEngine(opts.CacheDir)
+	if opts.CacheDir == "" {
+		dir, err := os.MkdirTemp("", "sluice-cache-")
+		if err != nil {
+			return nil, fmt.Errorf("compile cache: %w", err)
+		}
+		opts.CacheDir = dir
+	}
 	s := &Set{opts: opts, funcs: make(map[string]*function, len(fns))}
 	errs := make([]error, len(fns))
 	loaded := make([]*function, len(fns))
 	var wg sync.WaitGroup
 	for i, fc := range fns {
-		wg.Go(func() { loaded[i], errs[i] = s.load(engine, fc) })
+		wg.Go(func() { loaded[i], errs[i] = s.load(fc) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -142,16 +157,31 @@ func Load(fns []config.Function, opts Options) (*Set, error) {
 	return s, nil
 }
 
-func (s *Set) load(engine *sandbox.Engine, fc config.Function) (*function, error) {
+// load compiles fc's module in a worker (so a module that crashes or hangs
+// the compiler cannot take the runtime down) and starts its first worker,
+// which proves the module instantiates.
+func (s *Set) load(fc config.Function) (*function, error) {
 	wasm, err := os.ReadFile(fc.Module)
 	if err != nil {
 		return nil, fmt.Errorf("function %s: read module: %w", fc.Name, err)
 	}
-	mod, err := engine.Compile(wasm, fc.Memory)
+	sum := sha256.Sum256(wasm)
+	p, err := worker.Start(s.opts.WorkerEnv...)
+	if err != nil {
+		return nil, fmt.Errorf("function %s: %w", fc.Name, err)
+	}
+	c, err := p.Compile(fc.Module, fc.Memory, s.opts.CacheDir, compileTimeout)
+	p.Close()
 	if err != nil {
 		return nil, fmt.Errorf("function %s: module %s: %w", fc.Name, fc.Module, err)
 	}
-	return &function{set: s, cfg: fc, module: mod}, nil
+	f := &function{set: s, cfg: fc, version: hex.EncodeToString(sum[:]), artifact: c.ArtifactPath, cacheHit: c.CacheHit}
+	first, err := f.spawn()
+	if err != nil {
+		return nil, fmt.Errorf("function %s: %w", fc.Name, err)
+	}
+	f.idle = append(f.idle, first)
+	return f, nil
 }
 
 // Version returns the version (sha256) of a loaded function, and whether its
@@ -161,7 +191,7 @@ func (s *Set) Version(name string) (version string, cacheHit bool, ok bool) {
 	if !ok {
 		return "", false, false
 	}
-	return f.module.Version, f.module.CacheHit, true
+	return f.version, f.cacheHit, true
 }
 
 // Invoke runs the function called name on ev. It returns when the guest
@@ -176,9 +206,10 @@ func (s *Set) Invoke(ctx context.Context, name string, ev Event) (Result, error)
 	return f.invoke(ctx, ev)
 }
 
-// Close stops every idle instance. Instances still running (only possible
-// after a timeout, see slot) stop when their call returns.
+// Close stops every idle worker; workers still running an invocation stop
+// when it returns.
 func (s *Set) Close() {
+	var idle []*worker.Process
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -186,11 +217,15 @@ func (s *Set) Close() {
 	}
 	s.closed = true
 	for _, f := range s.funcs {
-		for _, sl := range f.idle {
-			close(sl.jobs)
+		for _, p := range f.idle {
+			idle = append(idle, p)
 		}
 		f.idle = nil
 	}
 	s.mu.Unlock()
-	s.wg.Wait()
+	var wg sync.WaitGroup
+	for _, p := range idle {
+		wg.Go(p.Close)
+	}
+	wg.Wait()
 }

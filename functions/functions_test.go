@@ -5,8 +5,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -123,14 +125,7 @@ func TestTrapMemoryAndTimeoutAreClassified(t *testing.T) {
 			(func (export "handle") (result i32)
 			  (loop $more (br_if $more (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
 			  (unreachable)))`)},
-		// Spins for a few seconds (not forever: in-process calls cannot be
-		// interrupted, so the instance is abandoned until it returns).
-		config.Function{Name: "slow", Timeout: 200 * time.Millisecond, Module: watModule(t, `(module (memory (export "memory") 1)
-			(func (export "handle") (result i32) (local $i i64)
-			  (loop $spin
-			    (local.set $i (i64.add (local.get $i) (i64.const 1)))
-			    (br_if $spin (i64.lt_u (local.get $i) (i64.const 3000000000))))
-			  (i32.const 0)))`)},
+		config.Function{Name: "loop", Timeout: 300 * time.Millisecond, Module: watModule(t, loopWAT)},
 	)
 	ctx := context.Background()
 	ev := functions.Event{ID: "e", Attempt: 1}
@@ -144,9 +139,12 @@ func TestTrapMemoryAndTimeoutAreClassified(t *testing.T) {
 	if !errors.Is(err, functions.ErrMemoryLimit) || !strings.Contains(err.Error(), "16MiB") {
 		t.Errorf("growing memory: %v, want a memory error naming the 16MiB limit", err)
 	}
-	_, err = set.Invoke(ctx, "slow", ev)
-	if !errors.Is(err, functions.ErrTimeout) || !strings.Contains(err.Error(), "200ms") {
-		t.Errorf("slow: %v, want a timeout naming 200ms", err)
+	_, err = set.Invoke(ctx, "loop", ev)
+	if !errors.Is(err, functions.ErrTimeout) || !strings.Contains(err.Error(), "300ms") {
+		t.Errorf("endless loop: %v, want a timeout naming 300ms", err)
+	}
+	if busy := busyChildren(t); len(busy) > 0 {
+		t.Errorf("worker processes still burning CPU after the timeout: %v", busy)
 	}
 	// A trapped instance is replaced: the function keeps working.
 	for range 20 {
@@ -173,5 +171,136 @@ func TestLoadReportsEveryBadModule(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
+	}
+}
+
+const loopWAT = `(module (memory (export "memory") 1)
+	(func (export "handle") (result i32) (loop $forever (br $forever)) (i32.const 0)))`
+
+// children returns the pids of this process's children.
+func children(t *testing.T) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skip("no /proc")
+	}
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if f := procStat(pid); len(f) > 3 && f[3] == strconv.Itoa(os.Getpid()) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// procStat returns the fields of /proc/PID/stat after the command name.
+func procStat(pid int) []string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil
+	}
+	// Keep indexes as in proc(5): field 1 pid, 2 comm, 3 state, 4 ppid...
+	return append([]string{"", "", ""}, strings.Fields(s[i+1:])[0:]...)[1:]
+}
+
+// cpuTicks is a process's user+system CPU time in clock ticks.
+func cpuTicks(pid int) int {
+	f := procStat(pid)
+	if len(f) < 15 {
+		return 0
+	}
+	u, _ := strconv.Atoi(f[13])
+	s, _ := strconv.Atoi(f[14])
+	return u + s
+}
+
+// busyChildren lists child processes that use CPU over half a second.
+func busyChildren(t *testing.T) []int {
+	t.Helper()
+	before := map[int]int{}
+	for _, pid := range children(t) {
+		before[pid] = cpuTicks(pid)
+	}
+	time.Sleep(500 * time.Millisecond) // the measurement window, not a wait for an event
+	var busy []int
+	for pid, ticks := range before {
+		if cpuTicks(pid)-ticks > 10 {
+			busy = append(busy, pid)
+		}
+	}
+	return busy
+}
+
+func TestKilledWorkerFailsOnlyItsInvocation(t *testing.T) {
+	set := load(t, nil,
+		config.Function{Name: "loop", Timeout: time.Minute, Module: watModule(t, loopWAT)},
+		config.Function{Name: "echo", Module: testenv.Guest(t, "internal/testguests/echo")},
+	)
+	before := map[int]bool{}
+	for _, pid := range children(t) {
+		before[pid] = true
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := set.Invoke(context.Background(), "loop", functions.Event{ID: "e", Attempt: 1})
+		done <- err
+	}()
+	// The looping worker is the child that burns CPU.
+	var victim int
+	testenv.Eventually(t, 10*time.Second, "a worker burning CPU", func() bool {
+		for _, pid := range children(t) {
+			if cpuTicks(pid) > 20 {
+				victim = pid
+				return true
+			}
+		}
+		return false
+	})
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	err := <-done
+	if !errors.Is(err, functions.ErrTrap) || !strings.Contains(err.Error(), "worker crashed") {
+		t.Fatalf("killed worker: %v, want a trap saying the worker crashed", err)
+	}
+	res, err := set.Invoke(context.Background(), "echo", functions.Event{ID: "e2", Data: []byte("still here"), Attempt: 1})
+	if err != nil || string(res.Output) != "still here" {
+		t.Fatalf("other function after the kill: %q, %v", res.Output, err)
+	}
+}
+
+func TestTenThousandTrapsCrashNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long")
+	}
+	set, err := functions.Load([]config.Function{
+		{Name: "trap", Timeout: 5 * time.Second, Memory: 1 << 20, Module: watModule(t, `(module (memory (export "memory") 1)
+			(func (export "handle") (result i32) (unreachable)))`)},
+	}, functions.Options{CacheDir: testenv.CacheDir(t), WorkerEnv: []string{"GOGC=1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	crashes := 0
+	for i := range 10_000 {
+		_, err := set.Invoke(context.Background(), "trap", functions.Event{ID: strconv.Itoa(i), Attempt: 1})
+		if !errors.Is(err, functions.ErrTrap) {
+			t.Fatalf("invocation %d: %v, want a trap", i, err)
+		}
+		if strings.Contains(err.Error(), "worker crashed") {
+			crashes++
+		}
+	}
+	if crashes > 0 {
+		t.Fatalf("%d of 10000 trapping invocations crashed their worker", crashes)
 	}
 }

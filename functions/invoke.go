@@ -5,34 +5,34 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"strings"
 	"time"
 
 	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/functions/sandbox"
+	"github.com/sluice-run/sluice/functions/worker"
 )
 
 type function struct {
-	set    *Set
-	cfg    config.Function
-	module *sandbox.Module
-	idle   []*slot // guarded by set.mu
+	set      *Set
+	cfg      config.Function
+	version  string
+	artifact string
+	cacheHit bool
+	idle     []*worker.Process // guarded by set.mu
 }
 
-// slot is a goroutine that owns one wasmer instance: wasmer objects must
-// stay on one goroutine (and thread) for their whole life.
-type slot struct {
-	jobs chan *job
-}
+// Worker recycling bounds: wasmer leaks a little per instantiation, and a
+// guest's memory is capped but the worker's own is not.
+const (
+	maxInvocationsPerWorker = 100_000
+	rssCheckEvery           = 64
+	maxWorkerOverhead       = 256 << 20 // allowed RSS beyond the guest's memory limit
+	loadTimeout             = 30 * time.Second
+)
 
-type job struct {
-	call *sandbox.Call
-	done chan sandbox.Outcome
-}
-
-// take returns an idle slot or starts a new one.
-func (f *function) take() (*slot, error) {
+// take returns an idle worker or starts a new one with the function loaded.
+func (f *function) take() (*worker.Process, error) {
 	s := f.set
 	s.mu.Lock()
 	if s.closed {
@@ -40,54 +40,48 @@ func (f *function) take() (*slot, error) {
 		return nil, ErrClosed
 	}
 	if n := len(f.idle); n > 0 {
-		sl := f.idle[n-1]
+		p := f.idle[n-1]
 		f.idle = f.idle[:n-1]
 		s.mu.Unlock()
-		return sl, nil
+		return p, nil
 	}
-	s.wg.Add(1)
 	s.mu.Unlock()
-
-	sl := &slot{jobs: make(chan *job)}
-	ready := make(chan error, 1)
-	go func() {
-		defer s.wg.Done()
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		inst, err := f.module.Instantiate(f.cfg.Env)
-		ready <- err
-		if err != nil {
-			return
-		}
-		defer inst.Close()
-		for j := range sl.jobs {
-			j.done <- inst.Handle(j.call)
-		}
-	}()
-	if err := <-ready; err != nil {
-		return nil, fmt.Errorf("instantiate: %w", err)
-	}
-	return sl, nil
+	return f.spawn()
 }
 
-// release returns a healthy slot to the idle list.
-func (f *function) release(sl *slot) {
+func (f *function) spawn() (*worker.Process, error) {
+	p, err := worker.Start(f.set.opts.WorkerEnv...)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Load(f.artifact, f.cfg.Memory, f.cfg.Env, f.cfg.FreshInstance, loadTimeout); err != nil {
+		p.Kill()
+		return nil, fmt.Errorf("load %s in a worker: %w", f.cfg.Module, err)
+	}
+	return p, nil
+}
+
+// release returns a healthy worker to the idle list, or retires it.
+func (f *function) release(p *worker.Process) {
+	retire := p.Invoked >= maxInvocationsPerWorker ||
+		(p.Invoked%rssCheckEvery == 0 && p.RSS() > f.cfg.Memory+maxWorkerOverhead)
 	s := f.set
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		close(sl.jobs)
+	if !s.closed && !retire {
+		f.idle = append(f.idle, p)
+		s.mu.Unlock()
 		return
 	}
-	f.idle = append(f.idle, sl)
+	s.mu.Unlock()
+	p.Close()
 }
 
 func (f *function) invoke(ctx context.Context, ev Event) (Result, error) {
 	start := time.Now()
 	fail := func(kind Kind, reason string) (Result, error) {
-		return Result{}, &Error{Function: f.cfg.Name, Version: f.module.Version, Kind: kind, Reason: reason}
+		return Result{}, &Error{Function: f.cfg.Name, Version: f.version, Kind: kind, Reason: reason}
 	}
-	sl, err := f.take()
+	p, err := f.take()
 	if err != nil {
 		if errors.Is(err, ErrClosed) {
 			return Result{}, err
@@ -95,46 +89,36 @@ func (f *function) invoke(ctx context.Context, ev Event) (Result, error) {
 		return fail(KindTrap, err.Error())
 	}
 	h := &host{ctx: ctx, f: f, ev: ev}
-	j := &job{
-		call: &sandbox.Call{
-			Payload: ev.Data, Subject: ev.Subject, ID: ev.ID, Headers: ev.Headers,
-			Binding: ev.Binding, Function: f.cfg.Name, Attempt: ev.Attempt,
-			Limits: f.set.opts.Limits, Host: h,
-		},
-		done: make(chan sandbox.Outcome, 1),
+	call := &sandbox.Call{
+		Payload: ev.Data, Subject: ev.Subject, ID: ev.ID, Headers: ev.Headers,
+		Binding: ev.Binding, Function: f.cfg.Name, Attempt: ev.Attempt,
+		Limits: f.set.opts.Limits,
 	}
-	timer := time.NewTimer(f.cfg.Timeout)
-	defer timer.Stop()
-	sl.jobs <- j
-	var out sandbox.Outcome
-	select {
-	case out = <-j.done:
-	case <-timer.C:
-		// The call cannot be interrupted in this process: the slot is
-		// abandoned and exits when the guest returns, if ever.
-		close(sl.jobs)
-		return fail(KindTimeout, fmt.Sprintf("timed out after %s", f.cfg.Timeout))
+	out, err := p.Invoke(call, h, f.cfg.Timeout)
+	switch {
+	case errors.Is(err, worker.ErrTimeout):
+		return fail(KindTimeout, fmt.Sprintf("timed out after %s (the worker was stopped)", f.cfg.Timeout))
+	case err != nil:
+		return fail(KindTrap, err.Error())
 	}
+	f.release(p)
 	if out.LogsTruncated {
-		h.logger().Warn("guest logs truncated", "limit_bytes", j.call.Limits.LogBytes)
+		h.logger().Warn("guest logs truncated", "limit_bytes", f.set.opts.Limits.LogBytes)
 	}
-	if out.Err != nil {
-		close(sl.jobs)
+	if out.ErrText != "" {
 		if out.MemoryExceeded {
-			return fail(KindMemory, fmt.Sprintf("memory limit of %s exceeded: %s", formatBytes(f.cfg.Memory), trapMessage(out.Err)))
+			return fail(KindMemory, fmt.Sprintf("memory limit of %s exceeded: %s", formatBytes(f.cfg.Memory), out.ErrText))
 		}
-		return fail(KindTrap, trapMessage(out.Err))
+		return fail(KindTrap, out.ErrText)
 	}
-	f.release(sl)
 	switch out.Status {
 	case sandbox.StatusOK:
-		return Result{Output: out.Result, Version: f.module.Version, Duration: time.Since(start), LogsTruncated: out.LogsTruncated}, nil
+		return Result{Output: out.Result, Version: f.version, Duration: time.Since(start), LogsTruncated: out.LogsTruncated}, nil
 	case sandbox.StatusPermanent:
 		return fail(KindPermanent, orDefault(out.Reason, "handle returned 2 (permanent failure)"))
 	case sandbox.StatusFailed:
-		e := &Error{Function: f.cfg.Name, Version: f.module.Version, Kind: KindFailed,
+		return Result{}, &Error{Function: f.cfg.Name, Version: f.version, Kind: KindFailed,
 			Reason: orDefault(out.Reason, "handle returned 1 (failure)"), RetryAfter: out.RetryAfter}
-		return Result{}, e
 	default:
 		return fail(KindFailed, fmt.Sprintf("handle returned %d", out.Status))
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/sluice-run/sluice/config"
+	"github.com/sluice-run/sluice/functions/worker"
 	"github.com/sluice-run/sluice/internal/testenv"
 )
 
@@ -20,6 +21,7 @@ import (
 const childEnv = "SLUICE_TEST_RUN_AS_CLI"
 
 func TestMain(m *testing.M) {
+	worker.RunIfWorker()
 	if os.Getenv(childEnv) == "1" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		code := execute(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)

@@ -44,6 +44,9 @@ type Module struct {
 	MemoryLimit int64
 	// CacheHit tells whether the compiled artifact came from the disk cache.
 	CacheHit bool
+	// ArtifactPath is where the compiled artifact is cached ("" without a
+	// cache).
+	ArtifactPath string
 
 	engine     *wasmer.Engine
 	serialized []byte
@@ -60,6 +63,7 @@ func (e *Engine) Compile(wasm []byte, memLimit int64) (*Module, error) {
 		return nil, err
 	}
 	cachePath := e.cachePath(capped)
+	m.ArtifactPath = cachePath
 	if cachePath != "" {
 		if ser, err := os.ReadFile(cachePath); err == nil {
 			m.serialized = ser
@@ -92,6 +96,16 @@ func (e *Engine) Compile(wasm []byte, memLimit int64) (*Module, error) {
 		}
 	}
 	return m, nil
+}
+
+// LoadArtifact loads an artifact that Compile stored. Only artifacts the
+// runtime compiled itself may be loaded: deserializing is not validation.
+func (e *Engine) LoadArtifact(path string, memLimit int64) (*Module, error) {
+	ser, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load compiled module: %w", err)
+	}
+	return &Module{MemoryLimit: memLimit, ArtifactPath: path, engine: e.engine, serialized: ser}, nil
 }
 
 func (e *Engine) cachePath(capped []byte) string {

@@ -210,11 +210,10 @@ func (in *Instance) Handle(c *Call) Outcome {
 
 // nearMemoryCap reports whether memory is within a few MiB of its cap: Go
 // guests grow their heap in 4 MiB steps, so a failed grow leaves memory
-// that close to the cap.
+// that close to the cap. Small caps get a proportionally small margin.
 func (in *Instance) nearMemoryCap() bool {
-	const slackPages = (8 << 20) / pageSize
-	size := uint32(in.memory.Size())
-	return size+slackPages >= in.maxPage
+	slackPages := min(uint32((8<<20)/pageSize), in.maxPage/4)
+	return uint32(in.memory.Size())+slackPages >= in.maxPage
 }
 
 // Close frees the instance. It is safe to call more than once.

@@ -9,6 +9,7 @@ function "a" {
 function "b" {
   module        = upper("b.wasm")
   allowed_hosts = [1, 2]
+  instance      = "cold"
 }
 
 queue "q" {

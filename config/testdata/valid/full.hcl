@@ -22,6 +22,7 @@ function "welcome_email" {
 
 function "crm_sync" {
   module        = "/opt/sluice/crm_sync.wasm"
+  instance      = "fresh"
   allowed_hosts = ["https://api.example.com", "http://localhost:8080/v1/"]
 }
 

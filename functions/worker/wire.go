@@ -1,0 +1,180 @@
+package worker
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+)
+
+// Message types of the framed protocol between a supervisor and a worker.
+// Each frame is a uint32 length (of type + body), a type byte and a body of
+// fields appended with the enc helpers.
+const (
+	// supervisor -> worker
+	msgCompile   byte = 1 // wasm path, memory limit, cache dir -> msgCompiled | msgError
+	msgLoad      byte = 2 // artifact path, memory limit, env -> msgReady | msgError
+	msgInvoke    byte = 3 // one event -> (msgPublish | msgLog)* msgDone
+	msgHostReply byte = 4 // answer to msgPublish: error code
+
+	// worker -> supervisor
+	msgCompiled byte = 10
+	msgReady    byte = 11
+	msgError    byte = 12
+	msgPublish  byte = 13
+	msgLog      byte = 14
+	msgDone     byte = 15
+)
+
+// maxFrame bounds one frame: an event, a result or a publish, with room.
+const maxFrame = 80 << 20
+
+var errFrame = errors.New("worker protocol: malformed frame")
+
+type enc struct{ b []byte }
+
+func (e *enc) reset(typ byte) { e.b = append(e.b[:0], 0, 0, 0, 0, typ) }
+
+func (e *enc) u64(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+
+func (e *enc) i64(v int64) { e.b = binary.AppendVarint(e.b, v) }
+
+func (e *enc) bytes(p []byte) {
+	e.u64(uint64(len(p)))
+	e.b = append(e.b, p...)
+}
+
+func (e *enc) str(s string) {
+	e.u64(uint64(len(s)))
+	e.b = append(e.b, s...)
+}
+
+func (e *enc) bool(v bool) {
+	if v {
+		e.b = append(e.b, 1)
+	} else {
+		e.b = append(e.b, 0)
+	}
+}
+
+func (e *enc) strMap(m map[string][]string) {
+	e.u64(uint64(len(m)))
+	for k, vs := range m {
+		e.str(k)
+		e.u64(uint64(len(vs)))
+		for _, v := range vs {
+			e.str(v)
+		}
+	}
+}
+
+// send writes the frame built since reset.
+func (e *enc) send(w *bufio.Writer) error {
+	binary.BigEndian.PutUint32(e.b, uint32(len(e.b)-4))
+	if _, err := w.Write(e.b); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+type dec struct {
+	b   []byte
+	err error
+}
+
+func (d *dec) fail() {
+	if d.err == nil {
+		d.err = errFrame
+	}
+}
+
+func (d *dec) u64() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) i64() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) bytes() []byte {
+	n := d.u64()
+	if n > uint64(len(d.b)) {
+		d.fail()
+		return nil
+	}
+	// A copy: frames are read into a reused buffer.
+	p := make([]byte, n)
+	copy(p, d.b)
+	d.b = d.b[n:]
+	return p
+}
+
+func (d *dec) str() string { return string(d.bytes()) }
+
+func (d *dec) bool() bool {
+	if len(d.b) < 1 {
+		d.fail()
+		return false
+	}
+	v := d.b[0] == 1
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *dec) strMap() map[string][]string {
+	n := d.u64()
+	if n > math.MaxInt16 {
+		d.fail()
+		return nil
+	}
+	m := make(map[string][]string, n)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		k := d.str()
+		nv := d.u64()
+		if nv > math.MaxInt16 {
+			d.fail()
+			return nil
+		}
+		vs := make([]string, 0, nv)
+		for j := uint64(0); j < nv && d.err == nil; j++ {
+			vs = append(vs, d.str())
+		}
+		m[k] = vs
+	}
+	return m
+}
+
+// readFrame reads one frame into buf (grown as needed) and returns its type
+// and a decoder over its body.
+func readFrame(r *bufio.Reader, buf *[]byte) (byte, *dec, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n < 1 || n > maxFrame {
+		return 0, nil, fmt.Errorf("%w: length %d", errFrame, n)
+	}
+	if cap(*buf) < int(n) {
+		*buf = make([]byte, n)
+	}
+	b := (*buf)[:n]
+	if _, err := io.ReadFull(r, b); err != nil {
+		return 0, nil, err
+	}
+	return b[0], &dec{b: b[1:]}, nil
+}
