@@ -72,6 +72,12 @@ type Function struct {
 	Publish []string
 	// AllowedHosts lists URL prefixes for outbound HTTP. Empty: none.
 	AllowedHosts []string
+	// MaxResultSize bounds the result of one invocation. Default 64 KiB.
+	MaxResultSize int64
+	// MaxLogSize bounds what one invocation may log (stdout, stderr and the
+	// log host call together); the rest is dropped and the truncation
+	// logged. Default 64 KiB.
+	MaxLogSize int64
 	// FreshInstance gives every invocation a new instance (instance =
 	// "fresh") instead of reusing a warm one (instance = "warm", default).
 	FreshInstance bool

@@ -39,7 +39,7 @@ var (
 		Attributes: []hcl.AttributeSchema{
 			{Name: "module", Required: true}, {Name: "source"}, {Name: "timeout"},
 			{Name: "memory"}, {Name: "env"}, {Name: "publish"}, {Name: "allowed_hosts"},
-			{Name: "instance"},
+			{Name: "instance"}, {Name: "max_result_size"}, {Name: "max_log_size"},
 		},
 	}
 	queueSchema = &hcl.BodySchema{
@@ -281,6 +281,16 @@ func (d *decoder) decodeFunction(b *hcl.Block) Function {
 	}
 	if a := c.Attributes["allowed_hosts"]; a != nil {
 		f.AllowedHosts = d.hosts(a)
+	}
+	if a := c.Attributes["max_result_size"]; a != nil {
+		if v, ok := d.size(a, 1, 16<<20); ok {
+			f.MaxResultSize = v
+		}
+	}
+	if a := c.Attributes["max_log_size"]; a != nil {
+		if v, ok := d.size(a, 1, 16<<20); ok {
+			f.MaxLogSize = v
+		}
 	}
 	if a := c.Attributes["instance"]; a != nil {
 		if v, ok := d.str(a); ok {

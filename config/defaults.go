@@ -79,6 +79,12 @@ func (c *Config) setDefaults(dir string) {
 		if f.Memory == 0 {
 			f.Memory = defaultMemory
 		}
+		if f.MaxResultSize == 0 {
+			f.MaxResultSize = 64 << 10
+		}
+		if f.MaxLogSize == 0 {
+			f.MaxLogSize = 64 << 10
+		}
 	}
 	for i := range c.Queues {
 		q := &c.Queues[i]

@@ -14,12 +14,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/sluice-run/sluice/config"
-	"github.com/sluice-run/sluice/functions/sandbox"
 	"github.com/sluice-run/sluice/functions/worker"
 )
 
@@ -104,11 +106,12 @@ type Options struct {
 	Logger    *slog.Logger
 	// MaxPublishSize bounds one guest publish. Default 1 MiB.
 	MaxPublishSize int
-	// Limits bound results, reasons and logs per invocation.
-	Limits sandbox.Limits
 	// WorkerEnv is added to the environment of worker processes (not to
 	// the guests'), e.g. GOGC for tests that stress the worker's GC.
 	WorkerEnv []string
+	// JS holds the functions' key-value buckets (kv_* and seen host calls).
+	// Nil: those calls fail with ERR_FAILED.
+	JS jetstream.JetStream
 }
 
 // compileTimeout stops a compile that runs away (a hostile module can
@@ -119,6 +122,7 @@ const compileTimeout = 2 * time.Minute
 type Set struct {
 	opts  Options
 	funcs map[string]*function
+	http  *http.Transport // outbound HTTP of every function
 
 	mu     sync.Mutex
 	closed bool
@@ -140,7 +144,7 @@ func Load(fns []config.Function, opts Options) (*Set, error) {
 		}
 		opts.CacheDir = dir
 	}
-	s := &Set{opts: opts, funcs: make(map[string]*function, len(fns))}
+	s := &Set{opts: opts, funcs: make(map[string]*function, len(fns)), http: newHTTPTransport()}
 	errs := make([]error, len(fns))
 	loaded := make([]*function, len(fns))
 	var wg sync.WaitGroup
@@ -228,4 +232,5 @@ func (s *Set) Close() {
 		wg.Go(p.Close)
 	}
 	wg.Wait()
+	s.http.CloseIdleConnections()
 }

@@ -3,6 +3,7 @@ package functions_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -143,7 +144,7 @@ func TestTrapMemoryAndTimeoutAreClassified(t *testing.T) {
 	if !errors.Is(err, functions.ErrTimeout) || !strings.Contains(err.Error(), "300ms") {
 		t.Errorf("endless loop: %v, want a timeout naming 300ms", err)
 	}
-	if busy := busyChildren(t); len(busy) > 0 {
+	if busy := testenv.BusyChildren(t); len(busy) > 0 {
 		t.Errorf("worker processes still burning CPU after the timeout: %v", busy)
 	}
 	// A trapped instance is replaced: the function keeps working.
@@ -177,76 +178,13 @@ func TestLoadReportsEveryBadModule(t *testing.T) {
 const loopWAT = `(module (memory (export "memory") 1)
 	(func (export "handle") (result i32) (loop $forever (br $forever)) (i32.const 0)))`
 
-// children returns the pids of this process's children.
-func children(t *testing.T) []int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Skip("no /proc")
-	}
-	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if f := procStat(pid); len(f) > 3 && f[3] == strconv.Itoa(os.Getpid()) {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
-// procStat returns the fields of /proc/PID/stat after the command name.
-func procStat(pid int) []string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return nil
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return nil
-	}
-	// Keep indexes as in proc(5): field 1 pid, 2 comm, 3 state, 4 ppid...
-	return append([]string{"", "", ""}, strings.Fields(s[i+1:])[0:]...)[1:]
-}
-
-// cpuTicks is a process's user+system CPU time in clock ticks.
-func cpuTicks(pid int) int {
-	f := procStat(pid)
-	if len(f) < 15 {
-		return 0
-	}
-	u, _ := strconv.Atoi(f[13])
-	s, _ := strconv.Atoi(f[14])
-	return u + s
-}
-
-// busyChildren lists child processes that use CPU over half a second.
-func busyChildren(t *testing.T) []int {
-	t.Helper()
-	before := map[int]int{}
-	for _, pid := range children(t) {
-		before[pid] = cpuTicks(pid)
-	}
-	time.Sleep(500 * time.Millisecond) // the measurement window, not a wait for an event
-	var busy []int
-	for pid, ticks := range before {
-		if cpuTicks(pid)-ticks > 10 {
-			busy = append(busy, pid)
-		}
-	}
-	return busy
-}
-
 func TestKilledWorkerFailsOnlyItsInvocation(t *testing.T) {
 	set := load(t, nil,
 		config.Function{Name: "loop", Timeout: time.Minute, Module: watModule(t, loopWAT)},
 		config.Function{Name: "echo", Module: testenv.Guest(t, "internal/testguests/echo")},
 	)
 	before := map[int]bool{}
-	for _, pid := range children(t) {
+	for _, pid := range testenv.Children(t) {
 		before[pid] = true
 	}
 	done := make(chan error, 1)
@@ -257,8 +195,8 @@ func TestKilledWorkerFailsOnlyItsInvocation(t *testing.T) {
 	// The looping worker is the child that burns CPU.
 	var victim int
 	testenv.Eventually(t, 10*time.Second, "a worker burning CPU", func() bool {
-		for _, pid := range children(t) {
-			if cpuTicks(pid) > 20 {
+		for _, pid := range testenv.Children(t) {
+			if testenv.CPUTicks(pid) > 20 {
 				victim = pid
 				return true
 			}
@@ -302,5 +240,78 @@ func TestTenThousandTrapsCrashNothing(t *testing.T) {
 	}
 	if crashes > 0 {
 		t.Fatalf("%d of 10000 trapping invocations crashed their worker", crashes)
+	}
+}
+
+func TestGoGuestHittingItsMemoryLimit(t *testing.T) {
+	set := load(t, nil, config.Function{Name: "hog", Memory: 16 << 20, Module: testenv.Guest(t, "internal/testguests/hog")})
+	ctx := context.Background()
+	_, err := set.Invoke(ctx, "hog", functions.Event{ID: "h1", Data: []byte("hog"), Attempt: 1})
+	if !errors.Is(err, functions.ErrMemoryLimit) || !strings.Contains(err.Error(), "16MiB") {
+		t.Fatalf("hog: %v, want a memory error naming the 16MiB limit", err)
+	}
+	for _, pid := range testenv.Children(t) {
+		if rss := testenv.RSS(pid); rss > 200<<20 {
+			t.Errorf("worker %d has %d MiB resident", pid, rss>>20)
+		}
+	}
+	res, err := set.Invoke(ctx, "hog", functions.Event{ID: "h2", Data: []byte("small"), Attempt: 1})
+	if err != nil || string(res.Output) != "ok" {
+		t.Fatalf("next event: %q, %v", res.Output, err)
+	}
+}
+
+// chattyWAT writes 64 KiB to stdout 100 times (6.4 MB) and succeeds.
+const chattyWAT = `(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (func (export "handle") (result i32) (local $i i32)
+    (memory.fill (i32.const 1024) (i32.const 65) (i32.const 65536))
+    (i32.store (i32.const 0) (i32.const 1024))
+    (i32.store (i32.const 4) (i32.const 65536))
+    (loop $again
+      (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $again (i32.lt_u (local.get $i) (i32.const 100))))
+    (i32.const 0)))`
+
+type captured struct {
+	mu        sync.Mutex
+	guest     int
+	truncated bool
+}
+
+func (c *captured) Enabled(context.Context, slog.Level) bool { return true }
+func (c *captured) Handle(_ context.Context, r slog.Record) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if strings.Contains(r.Message, "truncated") {
+		c.truncated = true
+	} else if r.Message != "" {
+		c.guest += len(r.Message)
+	}
+	return nil
+}
+func (c *captured) WithAttrs([]slog.Attr) slog.Handler { return c }
+func (c *captured) WithGroup(string) slog.Handler      { return c }
+
+func TestGuestLogsAreCapped(t *testing.T) {
+	logs := &captured{}
+	set, err := functions.Load([]config.Function{{
+		Name: "chatty", Module: watModule(t, chattyWAT), Timeout: 10 * time.Second,
+		Memory: 1 << 20, MaxResultSize: 1 << 10, MaxLogSize: 100 << 10,
+	}}, functions.Options{CacheDir: testenv.CacheDir(t), Logger: slog.New(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	res, err := set.Invoke(context.Background(), "chatty", functions.Event{ID: "c", Attempt: 1})
+	if err != nil || !res.LogsTruncated {
+		t.Fatalf("chatty: %+v, %v; want success with logs truncated", res, err)
+	}
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	if logs.guest > 100<<10 || logs.guest < 64<<10 || !logs.truncated {
+		t.Fatalf("logged %d bytes of guest output (cap 100 KiB), truncation reported: %v", logs.guest, logs.truncated)
 	}
 }

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/functions/sandbox"
@@ -20,6 +23,10 @@ type function struct {
 	artifact string
 	cacheHit bool
 	idle     []*worker.Process // guarded by set.mu
+
+	kvMu   sync.Mutex
+	kv     jetstream.KeyValue // the function's bucket, once created
+	seenKV jetstream.KeyValue // its seen bucket, once created
 }
 
 // Worker recycling bounds: wasmer leaks a little per instantiation, and a
@@ -88,11 +95,11 @@ func (f *function) invoke(ctx context.Context, ev Event) (Result, error) {
 		}
 		return fail(KindTrap, err.Error())
 	}
-	h := &host{ctx: ctx, f: f, ev: ev}
+	h := &host{ctx: ctx, f: f, ev: ev, deadline: start.Add(f.cfg.Timeout)}
 	call := &sandbox.Call{
 		Payload: ev.Data, Subject: ev.Subject, ID: ev.ID, Headers: ev.Headers,
 		Binding: ev.Binding, Function: f.cfg.Name, Attempt: ev.Attempt,
-		Limits: f.set.opts.Limits,
+		Limits: sandbox.Limits{ResultBytes: int(f.cfg.MaxResultSize), LogBytes: int(f.cfg.MaxLogSize)},
 	}
 	out, err := p.Invoke(call, h, f.cfg.Timeout)
 	switch {
@@ -103,7 +110,7 @@ func (f *function) invoke(ctx context.Context, ev Event) (Result, error) {
 	}
 	f.release(p)
 	if out.LogsTruncated {
-		h.logger().Warn("guest logs truncated", "limit_bytes", f.set.opts.Limits.LogBytes)
+		h.logger().Warn("guest logs truncated", "limit_bytes", f.cfg.MaxLogSize)
 	}
 	if out.ErrText != "" {
 		if out.MemoryExceeded {
@@ -153,9 +160,10 @@ func formatBytes(n int64) string {
 
 // host answers one invocation's host calls with the function's capabilities.
 type host struct {
-	ctx context.Context
-	f   *function
-	ev  Event
+	ctx      context.Context
+	f        *function
+	ev       Event
+	deadline time.Time // the invocation's timeout
 }
 
 func (h *host) logger() *slog.Logger {
@@ -166,7 +174,10 @@ func (h *host) Publish(subject string, data []byte) error {
 	if err := config.ValidSubject(subject, false); err != nil {
 		return fmt.Errorf("%w: %w", sandbox.ErrInvalid, err)
 	}
-	if !allowed(h.f.cfg.Publish, subject) {
+	// System subjects ($JS.API..., $KV...) and inboxes are never a guest's
+	// to publish to, whatever its allow list says: they would let it
+	// administer the broker or answer others' requests.
+	if !allowed(h.f.cfg.Publish, subject) || strings.HasPrefix(subject, "$") || strings.HasPrefix(subject, "_INBOX") {
 		h.logger().Warn("publish denied", "subject", subject, "allowed", h.f.cfg.Publish)
 		return sandbox.ErrDenied
 	}

@@ -81,7 +81,7 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 
 	// Functions first: a bad module must stop the start before any
 	// stream or consumer is touched.
-	if err := buildSources(ctx, r.cfg, r.log); err != nil {
+	if err := BuildSources(ctx, r.cfg.Functions, r.log); err != nil {
 		return nil, err
 	}
 	storeDir, cacheDir := r.cfg.NATS.StoreDir, filepath.Join(filepath.Dir(r.cfg.NATS.StoreDir), "cache")
@@ -97,7 +97,7 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 	}
 	pub := triggers.NewPublisher(r.nc, r.js)
 	r.fns, err = functions.Load(r.cfg.Functions, functions.Options{
-		CacheDir: cacheDir, Publisher: pub, Logger: r.log,
+		CacheDir: cacheDir, Publisher: pub, Logger: r.log, JS: r.js,
 	})
 	if err != nil {
 		return nil, err
@@ -120,9 +120,11 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 	return r, nil
 }
 
-func buildSources(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+// BuildSources builds the module of every function that names a Go guest
+// source, when the module is missing or older than the source.
+func BuildSources(ctx context.Context, fns []config.Function, log *slog.Logger) error {
 	g, ctx := errgroup.WithContext(ctx)
-	for _, f := range cfg.Functions {
+	for _, f := range fns {
 		if f.Source == "" {
 			continue
 		}

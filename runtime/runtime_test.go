@@ -210,3 +210,5 @@ queue "q" {
 		t.Fatalf("stream of the refused config: %v, want not found", err)
 	}
 }
+
+func jetstreamMsgID(id string) jetstream.PublishOpt { return jetstream.WithMsgID(id) }

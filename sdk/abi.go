@@ -33,6 +33,37 @@ func hostLog(level int32, buf unsafe.Pointer, length int32) int32
 //go:noescape
 func hostPublish(subject unsafe.Pointer, subjectLen int32, data unsafe.Pointer, dataLen int32) int32
 
+//go:wasmimport sluice http_request
+//go:noescape
+func hostHTTPRequest(method unsafe.Pointer, methodLen int32, url unsafe.Pointer, urlLen int32,
+	headers unsafe.Pointer, headersLen int32, body unsafe.Pointer, bodyLen int32) int32
+
+//go:wasmimport sluice http_response_get
+//go:noescape
+func hostHTTPResponseGet(field int32, buf unsafe.Pointer, bufLen int32) int32
+
+//go:wasmimport sluice kv_get
+//go:noescape
+func hostKVGet(key unsafe.Pointer, keyLen int32, buf unsafe.Pointer, bufLen int32) int32
+
+//go:wasmimport sluice kv_put
+//go:noescape
+func hostKVPut(key unsafe.Pointer, keyLen int32, value unsafe.Pointer, valueLen int32) int32
+
+//go:wasmimport sluice kv_delete
+//go:noescape
+func hostKVDelete(key unsafe.Pointer, keyLen int32) int32
+
+//go:wasmimport sluice seen
+//go:noescape
+func hostSeen(key unsafe.Pointer, keyLen int32, ttlMs int64) int32
+
+// Fields of http_response_get.
+const (
+	httpFieldBody    = 0
+	httpFieldHeaders = 1
+)
+
 // Event fields (event_get).
 const (
 	fieldPayload  = 0

@@ -71,10 +71,48 @@
 //
 // Publish sends a message to a subject allowed by the function's "publish"
 // list in runtime.hcl; it returns ErrDenied, ErrInvalid, ErrTooLarge or
-// ErrFailed (compare with errors.Is). Log and Logf write log lines tagged by
+// ErrFailed (compare with errors.Is; the error's text names the call, as in
+// "publish: denied"). Log and Logf write log lines tagged by
 // the host with the function, binding, event id and attempt; anything
 // written to stdout or stderr is logged too. The environment (os.Getenv)
 // holds exactly the function's env from runtime.hcl.
+//
+// # Outbound HTTP
+//
+// HTTP (and its shorthand Fetch) makes a request through the host, which
+// sends it only to a URL under one of the function's allowed_hosts in
+// runtime.hcl (compared as parsed URLs: scheme, host, port and path
+// prefix) and follows redirects only within them:
+//
+//	status, body, err := sluice.Fetch("GET", "https://api.example.com/v1/users/42", nil, nil)
+//
+// Any status is returned as is; err is ErrDenied outside allowed_hosts,
+// ErrTooLarge for a body over 1 MiB either way, ErrInvalid for a malformed
+// URL, method or header, and ErrFailed when the server did not answer
+// within the invocation's remaining time (at most 10s).
+//
+// # Key-value store
+//
+// KVGet, KVPut and KVDelete use a key-value store of the function's own (a
+// JetStream KV bucket, sluice_fn_<function>, that no other function can
+// read), durable and shared by every instance and node. Keys are 1 to 1024
+// bytes of letters, digits and "-/_=." (not starting or ending with ".");
+// values are up to 1 MiB. KVGet returns ErrNotFound for an absent key.
+//
+// # Idempotent effects
+//
+// Seen(key, ttl) atomically records key for ttl and reports whether it had
+// been recorded before: false exactly once, across every instance and node.
+// With the event id in the key it makes an effect happen at most once per
+// event even when the event is retried or delivered twice:
+//
+//	if dup, err := sluice.Seen("email/"+e.ID, 24*time.Hour); err != nil {
+//		return nil, err
+//	} else if !dup {
+//		sendEmail()
+//	}
+//
+// docs/ABI.md specifies each call's limits and error codes.
 //
 // An instance is reused between events, so package-level state persists
 // between invocations, but it can also be discarded at any time and several

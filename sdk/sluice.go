@@ -91,18 +91,57 @@ func (e *RetryAfterError) Unwrap() error { return e.Err }
 // caps it). The failure reason is err's text.
 func RetryAfter(d time.Duration, err error) error { return &RetryAfterError{Delay: d, Err: err} }
 
-// Errors returned by Publish; compare with errors.Is.
+// Errors returned by host calls (Publish, HTTP, Fetch, KVGet, KVPut,
+// KVDelete, Seen); compare with errors.Is. The error returned names the
+// call too ("publish: denied").
 var (
-	// ErrDenied: the subject is outside the function's publish list.
-	ErrDenied = errors.New("publish denied")
-	// ErrTooLarge: the message is over the size limit.
-	ErrTooLarge = errors.New("publish too large")
-	// ErrFailed: the host could not publish (for example the broker did not
-	// acknowledge); retrying later may work.
-	ErrFailed = errors.New("publish failed")
-	// ErrInvalid: the subject or message is malformed.
-	ErrInvalid = errors.New("publish invalid")
+	// ErrDenied: not allowed by the function's configuration (a subject
+	// outside its publish list, a URL outside its allowed_hosts).
+	ErrDenied = errors.New("denied")
+	// ErrTooLarge: a value is over its limit.
+	ErrTooLarge = errors.New("too large")
+	// ErrFailed: the host could not do it (for example the broker did not
+	// acknowledge, or the HTTP server did not answer); retrying later may
+	// work.
+	ErrFailed = errors.New("failed")
+	// ErrInvalid: an argument is malformed (a subject, a URL, a header, a
+	// key).
+	ErrInvalid = errors.New("invalid argument")
+	// ErrNotFound: no such key (KVGet).
+	ErrNotFound = errors.New("not found")
 )
+
+// callError is a host call's error code as an error wrapping one of the
+// sentinels above.
+type callError struct {
+	op  string
+	err error
+}
+
+func (e *callError) Error() string { return e.op + ": " + e.err.Error() }
+func (e *callError) Unwrap() error { return e.err }
+
+// codeError turns a negative host code into an error (nil for 0 and above).
+func codeError(op string, rc int32) error {
+	var err error
+	switch {
+	case rc >= 0:
+		return nil
+	case rc == errDenied:
+		err = ErrDenied
+	case rc == errTooLarge:
+		err = ErrTooLarge
+	case rc == errFailed:
+		err = ErrFailed
+	case rc == errInvalid:
+		err = ErrInvalid
+	case rc == errNotFound:
+		err = ErrNotFound
+	default:
+		err = errors.New("host error " + strconv.Itoa(int(rc)))
+	}
+	return &callError{op: op, err: err}
+}
 
 // Publish publishes data to subject, which must match one of the function's
 // publish patterns in runtime.hcl. When a stream captures the subject,
@@ -110,20 +149,7 @@ var (
 // publishes at once: a retried invocation publishes again, so consumers
 // should de-duplicate on the event id.
 func Publish(subject string, data []byte) error {
-	switch rc := hostPublish(stringPtr(subject), int32(len(subject)), bytesPtr(data), int32(len(data))); rc {
-	case 0:
-		return nil
-	case errDenied:
-		return ErrDenied
-	case errTooLarge:
-		return ErrTooLarge
-	case errFailed:
-		return ErrFailed
-	case errInvalid:
-		return ErrInvalid
-	default:
-		return errors.New("publish: host error " + strconv.Itoa(int(rc)))
-	}
+	return codeError("publish", hostPublish(stringPtr(subject), int32(len(subject)), bytesPtr(data), int32(len(data))))
 }
 
 // Level is a log level.

@@ -41,14 +41,17 @@ func outcomeOf(s triggers.Status) outcome {
 		MaxAttempts: s.MaxAttempts, Error: s.Error, ErrorKind: s.ErrorKind,
 		NextTryAt: s.NextTryAt, DeadLetter: s.DeadLetter, Version: s.Version,
 	}
-	if len(s.Result) > 0 {
-		if utf8.Valid(s.Result) {
-			o.Result = string(s.Result)
-		} else {
-			o.Result, o.ResultEncoding = base64.StdEncoding.EncodeToString(s.Result), "base64"
-		}
-	}
+	o.Result, o.ResultEncoding = encodeResult(s.Result)
 	return o
+}
+
+// encodeResult is a result as text, or base64 (with its encoding named)
+// when it is not UTF-8.
+func encodeResult(b []byte) (string, string) {
+	if utf8.Valid(b) {
+		return string(b), ""
+	}
+	return base64.StdEncoding.EncodeToString(b), "base64"
 }
 
 // bindingInfo is what a stream's consumers say about their bindings.

@@ -43,14 +43,9 @@ func publishCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var data []byte
 			if len(args) == 2 {
-				if args[1] == "-" {
-					b, err := io.ReadAll(g.stdin)
-					if err != nil {
-						return usage(fmt.Errorf("read stdin: %w", err))
-					}
-					data = b
-				} else {
-					data = []byte(args[1])
+				var err error
+				if data, err = readData(g, args[1]); err != nil {
+					return err
 				}
 			}
 			msg := &nats.Msg{Subject: args[0], Data: data, Header: nats.Header{}}
@@ -183,4 +178,16 @@ func waitOutcomes(ctx context.Context, js jetstream.JetStream, res publishResult
 			return os, fmt.Errorf("%w after %s waiting for every binding's outcome", errTimeout, timeout)
 		}
 	}
+}
+
+// readData is a DATA argument: the bytes themselves, or stdin for "-".
+func readData(g *globals, arg string) ([]byte, error) {
+	if arg != "-" {
+		return []byte(arg), nil
+	}
+	b, err := io.ReadAll(g.stdin)
+	if err != nil {
+		return nil, usage(fmt.Errorf("read stdin: %w", err))
+	}
+	return b, nil
 }

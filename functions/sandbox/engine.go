@@ -153,6 +153,13 @@ var hostImports = map[string]struct{ params, results []wasmer.ValueKind }{
 	"retry_after":   {[]wasmer.ValueKind{wasmer.I64}, []wasmer.ValueKind{wasmer.I32}},
 	"log":           {[]wasmer.ValueKind{wasmer.I32, wasmer.I32, wasmer.I32}, []wasmer.ValueKind{wasmer.I32}},
 	"publish":       {[]wasmer.ValueKind{wasmer.I32, wasmer.I32, wasmer.I32, wasmer.I32}, []wasmer.ValueKind{wasmer.I32}},
+	"http_request": {[]wasmer.ValueKind{wasmer.I32, wasmer.I32, wasmer.I32, wasmer.I32, wasmer.I32, wasmer.I32, wasmer.I32, wasmer.I32},
+		[]wasmer.ValueKind{wasmer.I32}},
+	"http_response_get": {[]wasmer.ValueKind{wasmer.I32, wasmer.I32, wasmer.I32}, []wasmer.ValueKind{wasmer.I32}},
+	"kv_get":            {[]wasmer.ValueKind{wasmer.I32, wasmer.I32, wasmer.I32, wasmer.I32}, []wasmer.ValueKind{wasmer.I32}},
+	"kv_put":            {[]wasmer.ValueKind{wasmer.I32, wasmer.I32, wasmer.I32, wasmer.I32}, []wasmer.ValueKind{wasmer.I32}},
+	"kv_delete":         {[]wasmer.ValueKind{wasmer.I32, wasmer.I32}, []wasmer.ValueKind{wasmer.I32}},
+	"seen":              {[]wasmer.ValueKind{wasmer.I32, wasmer.I32, wasmer.I64}, []wasmer.ValueKind{wasmer.I32}},
 }
 
 const hostModule = "sluice"

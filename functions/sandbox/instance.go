@@ -31,7 +31,48 @@ var (
 	ErrDenied   = errors.New("denied")
 	ErrInvalid  = errors.New("invalid argument")
 	ErrTooLarge = errors.New("too large")
+	ErrNotFound = errors.New("not found")
 )
+
+// ErrorCode is the ABI code for a Host's error: 0 for nil, ERR_DENIED,
+// ERR_INVALID, ERR_TOO_LARGE or ERR_NOT_FOUND for the matching sentinel, and
+// ERR_FAILED for any other error.
+func ErrorCode(err error) int32 {
+	switch {
+	case err == nil:
+		return codeOK
+	case errors.Is(err, ErrDenied):
+		return codeDenied
+	case errors.Is(err, ErrInvalid):
+		return codeInvalid
+	case errors.Is(err, ErrTooLarge):
+		return codeTooLarge
+	case errors.Is(err, ErrNotFound):
+		return codeNotFound
+	default:
+		return codeFailed
+	}
+}
+
+// CodeError is the inverse of ErrorCode: nil for 0 (and any other
+// non-negative code), a sentinel for the codes that have one, and an error
+// naming what failed otherwise.
+func CodeError(code int64, what string) error {
+	switch {
+	case code >= 0:
+		return nil
+	case code == codeDenied:
+		return ErrDenied
+	case code == codeInvalid:
+		return ErrInvalid
+	case code == codeTooLarge:
+		return ErrTooLarge
+	case code == codeNotFound:
+		return ErrNotFound
+	default:
+		return errors.New(what + " failed")
+	}
+}
 
 // Limits bound what one invocation may hand back to the host.
 type Limits struct {
@@ -69,6 +110,20 @@ type Host interface {
 	Publish(subject string, data []byte) error
 	// Log records one line the guest logged (level is a Level* constant).
 	Log(level int, line string)
+	// HTTP performs an outbound HTTP request. Return ErrDenied, ErrInvalid
+	// or ErrTooLarge to refuse; any other error is ERR_FAILED.
+	HTTP(req HTTPRequest) (HTTPResponse, error)
+	// KVGet reads key from the function's key-value store (ErrNotFound
+	// when it is absent).
+	KVGet(key string) ([]byte, error)
+	// KVPut writes key in the function's key-value store.
+	KVPut(key string, value []byte) error
+	// KVDelete removes key from the function's key-value store; an absent
+	// key is not an error.
+	KVDelete(key string) error
+	// Seen records key for ttl and reports whether it was already recorded
+	// (and not yet expired).
+	Seen(key string, ttl time.Duration) (bool, error)
 }
 
 // Call is one event as the guest sees it.
@@ -123,6 +178,7 @@ type Instance struct {
 	logged   int
 	lineBuf  [3]bytes.Buffer // partial stdout/stderr lines, by fd
 	oomHints bool
+	httpResp *HTTPResponse // the invocation's last HTTP response
 }
 
 // Instantiate creates an instance and runs its _initialize export, if any.
@@ -161,8 +217,20 @@ func (in *Instance) instantiate(env map[string]string) error {
 	imports.Register(hostModule, in.hostFunctions())
 	// Guest output goes through our fd_write so that it is bounded and
 	// tagged per invocation; wasmer's capture buffers without limit.
-	imports.Register(wasiModule, map[string]wasmer.IntoExtern{"fd_write": in.fn(
-		[]wasmer.ValueKind{wasmer.I32, wasmer.I32, wasmer.I32, wasmer.I32}, in.fdWrite)})
+	imports.Register(wasiModule, map[string]wasmer.IntoExtern{
+		"fd_write": in.fn([]wasmer.ValueKind{wasmer.I32, wasmer.I32, wasmer.I32, wasmer.I32}, in.fdWrite),
+		// wasmer 2.0's poll_oneoff panics on clock subscriptions (any Go
+		// guest's time.Sleep, and Go's runtime under memory pressure), and
+		// the panic aborts the process.
+		"poll_oneoff": in.fn([]wasmer.ValueKind{wasmer.I32, wasmer.I32, wasmer.I32, wasmer.I32}, in.pollOneoff),
+		// wasmer's proc_exit unwinds in a way that can crash the host
+		// process (wasmer-go #291); an ordinary host-function trap does not.
+		"proc_exit": wasmer.NewFunction(in.store,
+			wasmer.NewFunctionType(wasmer.NewValueTypes(wasmer.I32), wasmer.NewValueTypes()),
+			func(args []wasmer.Value) ([]wasmer.Value, error) {
+				return nil, fmt.Errorf("guest exited with code %d", args[0].I32())
+			}),
+	})
 	inst, err := wasmer.NewInstance(in.module, imports)
 	if err != nil {
 		return fmt.Errorf("instantiate: %w", err)
@@ -193,11 +261,11 @@ func (in *Instance) instantiate(env map[string]string) error {
 func (in *Instance) Handle(c *Call) Outcome {
 	c.Limits = c.Limits.withDefaults()
 	var out Outcome
-	in.call, in.out, in.logged, in.oomHints = c, &out, 0, false
+	in.call, in.out, in.logged, in.oomHints, in.httpResp = c, &out, 0, false, nil
 	ret, err := in.handle()
 	runtime.KeepAlive(in.inst)
 	in.flushLines()
-	in.call, in.out = nil, nil
+	in.call, in.out, in.httpResp = nil, nil, nil
 	if err != nil {
 		out.Err = err
 		out.MemoryExceeded = in.oomHints || in.nearMemoryCap()
@@ -252,6 +320,13 @@ func (in *Instance) hostFunctions() map[string]wasmer.IntoExtern {
 		"retry_after":   in.retryAfter,
 		"log":           in.log,
 		"publish":       in.publish,
+
+		"http_request":      in.httpRequest,
+		"http_response_get": in.httpResponseGet,
+		"kv_get":            in.kvGet,
+		"kv_put":            in.kvPut,
+		"kv_delete":         in.kvDelete,
+		"seen":              in.seen,
 	}
 	out := make(map[string]wasmer.IntoExtern, len(fns))
 	for name, f := range fns {
@@ -300,6 +375,10 @@ func (in *Instance) eventGet(args []wasmer.Value) int32 {
 	copy(buf, field)
 	return int32(len(field))
 }
+
+// EncodeHeaders writes h as lines "Name: value\n", names sorted, values in
+// order; CR and LF in values become spaces.
+func EncodeHeaders(h map[string][]string) []byte { return encodeHeaders(h) }
 
 func encodeHeaders(h map[string][]string) []byte {
 	keys := make([]string, 0, len(h))
@@ -413,19 +492,7 @@ func (in *Instance) publish(args []wasmer.Value) int32 {
 	if !ok {
 		return codeBadPointer
 	}
-	err := in.call.Host.Publish(string(subj), bytes.Clone(data))
-	switch {
-	case err == nil:
-		return codeOK
-	case errors.Is(err, ErrDenied):
-		return codeDenied
-	case errors.Is(err, ErrInvalid):
-		return codeInvalid
-	case errors.Is(err, ErrTooLarge):
-		return codeTooLarge
-	default:
-		return codeFailed
-	}
+	return ErrorCode(in.call.Host.Publish(string(subj), bytes.Clone(data)))
 }
 
 // WASI errno values used by fd_write.
@@ -433,6 +500,7 @@ const (
 	errnoSuccess = 0
 	errnoBadf    = 8
 	errnoFault   = 21
+	errnoInval   = 28
 )
 
 // fdWrite implements WASI fd_write for stdout and stderr, which become log
@@ -481,9 +549,11 @@ func (in *Instance) writeStream(fd int, b []byte) {
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, '\n')
 		if i < 0 {
-			if buf.Len() < in.call.Limits.LogBytes {
-				buf.Write(b[:min(len(b), in.call.Limits.LogBytes-buf.Len())])
+			room := in.call.Limits.LogBytes - buf.Len()
+			if len(b) > room {
+				in.out.LogsTruncated = true
 			}
+			buf.Write(b[:max(0, min(len(b), room))])
 			return
 		}
 		buf.Write(b[:i])
@@ -504,4 +574,78 @@ func (in *Instance) flushLines() {
 			in.lineBuf[fd].Reset()
 		}
 	}
+}
+
+// pollOneoff implements WASI poll_oneoff for clocks (by sleeping; a guest
+// that sleeps past its timeout is stopped with its worker) and for the
+// standard descriptors (always ready: stdin is empty, stdout and stderr
+// never block).
+func (in *Instance) pollOneoff(args []wasmer.Value) int32 {
+	const subSize, eventSize = 48, 32
+	n := args[2].I32()
+	if n <= 0 || n > 1024 {
+		return errnoInval
+	}
+	subs, ok := in.guest(args[0].I32(), n*subSize)
+	if !ok {
+		return errnoFault
+	}
+	subs = bytes.Clone(subs)
+	type ready struct {
+		userdata uint64
+		errno    uint16
+		typ      uint8
+	}
+	var events []ready
+	sleep := time.Duration(-1)
+	for i := int32(0); i < n; i++ {
+		sub := subs[i*subSize : (i+1)*subSize]
+		userdata, tag := binary.LittleEndian.Uint64(sub), sub[8]
+		switch tag {
+		case 0: // clock
+			timeout := time.Duration(min(binary.LittleEndian.Uint64(sub[24:]), uint64(time.Hour)))
+			if binary.LittleEndian.Uint16(sub[40:])&1 != 0 && binary.LittleEndian.Uint32(sub[16:]) == 0 {
+				// An absolute realtime deadline.
+				timeout = max(0, time.Until(time.Unix(0, int64(binary.LittleEndian.Uint64(sub[24:])))))
+			}
+			if sleep < 0 || timeout < sleep {
+				sleep = timeout
+			}
+		case 1, 2: // fd_read, fd_write
+			fd := binary.LittleEndian.Uint32(sub[16:])
+			var errno uint16
+			if fd > 2 {
+				errno = errnoBadf
+			}
+			events = append(events, ready{userdata, errno, tag})
+		default:
+			return errnoInval
+		}
+	}
+	if len(events) == 0 && sleep >= 0 {
+		time.Sleep(sleep)
+		for i := int32(0); i < n; i++ {
+			sub := subs[i*subSize : (i+1)*subSize]
+			if sub[8] == 0 {
+				events = append(events, ready{userdata: binary.LittleEndian.Uint64(sub), typ: 0})
+			}
+		}
+	}
+	out, ok := in.guest(args[1].I32(), int32(len(events))*eventSize)
+	if !ok {
+		return errnoFault
+	}
+	clear(out)
+	for i, e := range events {
+		ev := out[i*eventSize:]
+		binary.LittleEndian.PutUint64(ev, e.userdata)
+		binary.LittleEndian.PutUint16(ev[8:], e.errno)
+		ev[10] = e.typ
+	}
+	nev, ok := in.guest(args[3].I32(), 4)
+	if !ok {
+		return errnoFault
+	}
+	binary.LittleEndian.PutUint32(nev, uint32(len(events)))
+	return errnoSuccess
 }

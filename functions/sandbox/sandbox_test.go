@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wasmerio/wasmer-go/wasmer"
 )
@@ -37,6 +38,9 @@ type recordingHost struct {
 	logs      []string
 	published []string
 	deny      bool
+	kv        map[string][]byte
+	seen      map[string]time.Duration
+	calls     int // HTTP, KV and Seen calls that reached the host
 }
 
 func (h *recordingHost) Publish(subject string, data []byte) error {
@@ -53,6 +57,59 @@ func (h *recordingHost) Log(level int, line string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.logs = append(h.logs, line)
+}
+
+func (h *recordingHost) HTTP(req HTTPRequest) (HTTPResponse, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls++
+	if h.deny {
+		return HTTPResponse{}, ErrDenied
+	}
+	return HTTPResponse{Status: 201, Header: map[string][]string{"X-Method": {req.Method}},
+		Body: []byte(req.URL + " " + strings.Join(req.Header["A"], ",") + " " + string(req.Body))}, nil
+}
+
+func (h *recordingHost) KVGet(key string) ([]byte, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls++
+	v, ok := h.kv[key]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return v, nil
+}
+
+func (h *recordingHost) KVPut(key string, value []byte) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls++
+	if h.kv == nil {
+		h.kv = map[string][]byte{}
+	}
+	h.kv[key] = value
+	return nil
+}
+
+func (h *recordingHost) KVDelete(key string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls++
+	delete(h.kv, key)
+	return nil
+}
+
+func (h *recordingHost) Seen(key string, ttl time.Duration) (bool, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls++
+	if h.seen == nil {
+		h.seen = map[string]time.Duration{}
+	}
+	_, dup := h.seen[key]
+	h.seen[key] = ttl
+	return dup, nil
 }
 
 func TestEchoThroughHostCalls(t *testing.T) {
@@ -176,5 +233,132 @@ func TestOutOfRangePointersFailTheCallNotTheHost(t *testing.T) {
 	out := inst.Handle(&Call{Payload: []byte("x"), Host: &recordingHost{}})
 	if out.Err != nil || out.Status != StatusOK {
 		t.Fatalf("outcome %+v (status 10-12 names the host call that did not return ERR_BAD_POINTER)", out)
+	}
+}
+
+// capabilitiesWAT exercises http_request, http_response_get, kv_* and seen
+// with valid pointers; handle returns the number of the first check that
+// failed, 0 when all passed. The result is the response body.
+const capabilitiesWAT = `(module
+  (import "sluice" "http_request" (func $http (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "sluice" "http_response_get" (func $resp (param i32 i32 i32) (result i32)))
+  (import "sluice" "kv_get" (func $get (param i32 i32 i32 i32) (result i32)))
+  (import "sluice" "kv_put" (func $put (param i32 i32 i32 i32) (result i32)))
+  (import "sluice" "kv_delete" (func $del (param i32 i32) (result i32)))
+  (import "sluice" "seen" (func $seen (param i32 i32 i64) (result i32)))
+  (import "sluice" "result_set" (func $res (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "POST")
+  (data (i32.const 16) "https://x.test/a")
+  (data (i32.const 48) "A: 1\nA: 2\n")
+  (data (i32.const 64) "body")
+  (data (i32.const 80) "key1")
+  (data (i32.const 96) "value1")
+  (func (export "handle") (result i32)
+    (local $n i32)
+    ;; no response yet
+    (if (i32.ne (call $resp (i32.const 0) (i32.const 0) (i32.const 0)) (i32.const -5)) (then (return (i32.const 1))))
+    (if (i32.ne (call $http (i32.const 0) (i32.const 4) (i32.const 16) (i32.const 16) (i32.const 48) (i32.const 10) (i32.const 64) (i32.const 4))
+                (i32.const 201)) (then (return (i32.const 2))))
+    ;; size query, then read the body at 1024
+    (local.set $n (call $resp (i32.const 0) (i32.const 0) (i32.const 0)))
+    (if (i32.ne (call $resp (i32.const 0) (i32.const 1024) (local.get $n)) (local.get $n)) (then (return (i32.const 3))))
+    (drop (call $res (i32.const 1024) (local.get $n)))
+    (if (i32.ne (call $resp (i32.const 1) (i32.const 0) (i32.const 0)) (i32.const 15)) (then (return (i32.const 4)))) ;; "X-Method: POST\n"
+    (if (i32.ne (call $resp (i32.const 7) (i32.const 0) (i32.const 0)) (i32.const -5)) (then (return (i32.const 5))))
+    ;; kv
+    (if (i32.ne (call $get (i32.const 80) (i32.const 4) (i32.const 2048) (i32.const 16)) (i32.const -5)) (then (return (i32.const 6))))
+    (if (i32.ne (call $put (i32.const 80) (i32.const 4) (i32.const 96) (i32.const 6)) (i32.const 0)) (then (return (i32.const 7))))
+    (if (i32.ne (call $get (i32.const 80) (i32.const 4) (i32.const 2048) (i32.const 2)) (i32.const 6)) (then (return (i32.const 8))))
+    (if (i32.ne (i32.load16_u (i32.const 2048)) (i32.const 0x6176)) (then (return (i32.const 9)))) ;; "va"
+    (if (i32.ne (call $del (i32.const 80) (i32.const 4)) (i32.const 0)) (then (return (i32.const 10))))
+    (if (i32.ne (call $get (i32.const 80) (i32.const 4) (i32.const 2048) (i32.const 16)) (i32.const -5)) (then (return (i32.const 11))))
+    (if (i32.ne (call $put (i32.const 80) (i32.const 0) (i32.const 96) (i32.const 6)) (i32.const -6)) (then (return (i32.const 12))))
+    ;; seen
+    (if (i32.ne (call $seen (i32.const 80) (i32.const 4) (i64.const 1500)) (i32.const 0)) (then (return (i32.const 13))))
+    (if (i32.ne (call $seen (i32.const 80) (i32.const 4) (i64.const 1500)) (i32.const 1)) (then (return (i32.const 14))))
+    (if (i32.ne (call $seen (i32.const 80) (i32.const 4) (i64.const 0)) (i32.const -6)) (then (return (i32.const 15))))
+    (i32.const 0)))`
+
+func TestCapabilityHostCalls(t *testing.T) {
+	mod, err := NewEngine("").Compile(wat(t, capabilitiesWAT), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := mod.Instantiate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close()
+	host := &recordingHost{}
+	out := inst.Handle(&Call{Host: host})
+	if out.Err != nil || out.Status != StatusOK {
+		t.Fatalf("outcome %+v (a status names the failed check)", out)
+	}
+	if want := "https://x.test/a 1,2 body"; string(out.Result) != want {
+		t.Fatalf("response body %q, want %q", out.Result, want)
+	}
+	if host.seen["key1"] != 2*time.Second {
+		t.Fatalf("seen ttl %v, want 1500ms rounded up to 2s", host.seen["key1"])
+	}
+	// The response does not outlive its invocation (check 1 passes again),
+	// and a denial is ERR_DENIED (check 2 fails).
+	out = inst.Handle(&Call{Host: &recordingHost{deny: true}})
+	if out.Err != nil || out.Status != 2 {
+		t.Fatalf("second invocation: %+v, want status 2 (the denied request)", out)
+	}
+}
+
+func TestCapabilityCallsRejectOutOfRangePointers(t *testing.T) {
+	const src = `(module
+  (import "sluice" "http_request" (func $http (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "sluice" "http_response_get" (func $resp (param i32 i32 i32) (result i32)))
+  (import "sluice" "kv_get" (func $get (param i32 i32 i32 i32) (result i32)))
+  (import "sluice" "kv_put" (func $put (param i32 i32 i32 i32) (result i32)))
+  (import "sluice" "kv_delete" (func $del (param i32 i32) (result i32)))
+  (import "sluice" "seen" (func $seen (param i32 i32 i64) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "handle") (result i32)
+    (if (i32.ne (call $http (i32.const -8) (i32.const 4) (i32.const 0) (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)) (i32.const -1)) (then (return (i32.const 10))))
+    (if (i32.ne (call $http (i32.const 0) (i32.const 3) (i32.const 65530) (i32.const 100) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)) (i32.const -1)) (then (return (i32.const 11))))
+    (if (i32.ne (call $http (i32.const 0) (i32.const 3) (i32.const 0) (i32.const 1) (i32.const 0) (i32.const -1) (i32.const 0) (i32.const 0)) (i32.const -1)) (then (return (i32.const 12))))
+    (if (i32.ne (call $http (i32.const 0) (i32.const 3) (i32.const 0) (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 65536) (i32.const 1)) (i32.const -1)) (then (return (i32.const 13))))
+    (if (i32.ne (call $resp (i32.const 0) (i32.const 65535) (i32.const 2)) (i32.const -1)) (then (return (i32.const 14))))
+    (if (i32.ne (call $get (i32.const 70000) (i32.const 1) (i32.const 0) (i32.const 1)) (i32.const -1)) (then (return (i32.const 15))))
+    (if (i32.ne (call $get (i32.const 0) (i32.const 1) (i32.const 0) (i32.const -1)) (i32.const -1)) (then (return (i32.const 16))))
+    (if (i32.ne (call $put (i32.const 0) (i32.const 1) (i32.const -100) (i32.const 200)) (i32.const -1)) (then (return (i32.const 17))))
+    (if (i32.ne (call $put (i32.const 0) (i32.const 65537) (i32.const 0) (i32.const 1)) (i32.const -1)) (then (return (i32.const 18))))
+    (if (i32.ne (call $del (i32.const -1) (i32.const -1)) (i32.const -1)) (then (return (i32.const 19))))
+    (if (i32.ne (call $seen (i32.const 65536) (i32.const 1) (i64.const 1000)) (i32.const -1)) (then (return (i32.const 20))))
+    (if (i32.ne (call $seen (i32.const 0x7fffffff) (i32.const 0x7fffffff) (i64.const -1)) (i32.const -1)) (then (return (i32.const 21))))
+    (i32.const 0)))`
+	mod, err := NewEngine("").Compile(wat(t, src), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := mod.Instantiate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close()
+	host := &recordingHost{}
+	out := inst.Handle(&Call{Payload: []byte("x"), Host: host})
+	if out.Err != nil || out.Status != StatusOK {
+		t.Fatalf("outcome %+v (status 10-21 names the host call that did not return ERR_BAD_POINTER)", out)
+	}
+	if host.calls != 0 {
+		t.Fatalf("%d calls with bad pointers reached the host", host.calls)
+	}
+}
+
+func TestParseHeaders(t *testing.T) {
+	h, ok := ParseHeaders([]byte("A: 1\r\nB:2\n\nA:  3\n"))
+	if !ok || strings.Join(h["A"], "|") != "1| 3" || strings.Join(h["B"], "|") != "2" {
+		t.Fatalf("ParseHeaders = %q, %v", h, ok)
+	}
+	for _, bad := range []string{"no colon\n", ": nameless\n"} {
+		if _, ok := ParseHeaders([]byte(bad)); ok {
+			t.Errorf("ParseHeaders(%q) accepted", bad)
+		}
 	}
 }

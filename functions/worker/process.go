@@ -249,12 +249,24 @@ func (p *Process) Invoke(c *sandbox.Call, host Host, timeout time.Duration) (Res
 			}
 		case msgPublish:
 			subject, data := d.str(), d.bytes()
-			code := int64(codeInvalid)
+			code := int64(sandbox.ErrorCode(sandbox.ErrInvalid))
 			if d.err == nil {
 				code = hostCode(host.Publish(subject, data))
 			}
 			p.e.reset(msgHostReply)
 			p.e.i64(code)
+			if err := p.e.send(p.w); err != nil {
+				return Result{}, p.died(err)
+			}
+		case msgCall:
+			name, args := d.str(), d.fields()
+			code, data := int64(sandbox.ErrorCode(sandbox.ErrInvalid)), [][]byte(nil)
+			if d.err == nil {
+				code, data = dispatch(host, name, args)
+			}
+			p.e.reset(msgCallReply)
+			p.e.i64(code)
+			p.e.fields(data)
 			if err := p.e.send(p.w); err != nil {
 				return Result{}, p.died(err)
 			}

@@ -182,6 +182,11 @@ func (s *server) invoke(d *dec) error {
 type hostProxy struct{ s *server }
 
 func (h *hostProxy) Publish(subject string, data []byte) error {
+	// The supervisor enforces the real limit; this one keeps the frame
+	// within the protocol's bound.
+	if len(data)+len(subject) > maxFrame-1024 {
+		return sandbox.ErrTooLarge
+	}
 	s := h.s
 	s.e.reset(msgPublish)
 	s.e.str(subject)
@@ -196,18 +201,11 @@ func (h *hostProxy) Publish(subject string, data []byte) error {
 	if typ != msgHostReply {
 		return fmt.Errorf("unexpected message %d awaiting a host reply", typ)
 	}
-	switch code := d.i64(); code {
-	case 0:
-		return nil
-	case codeDenied:
-		return sandbox.ErrDenied
-	case codeInvalid:
-		return sandbox.ErrInvalid
-	case codeTooLarge:
-		return sandbox.ErrTooLarge
-	default:
-		return errors.New("publish failed")
+	code := d.i64()
+	if d.err != nil {
+		return d.err
 	}
+	return sandbox.CodeError(code, "publish")
 }
 
 func (h *hostProxy) Log(level int, line string) {
@@ -218,28 +216,7 @@ func (h *hostProxy) Log(level int, line string) {
 	_ = s.e.send(s.w)
 }
 
-// Host reply codes (the ABI's, for the errors a Host may return).
-const (
-	codeDenied   = -2
-	codeTooLarge = -3
-	codeFailed   = -4
-	codeInvalid  = -6
-)
-
-func hostCode(err error) int64 {
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, sandbox.ErrDenied):
-		return codeDenied
-	case errors.Is(err, sandbox.ErrInvalid):
-		return codeInvalid
-	case errors.Is(err, sandbox.ErrTooLarge):
-		return codeTooLarge
-	default:
-		return codeFailed
-	}
-}
+func hostCode(err error) int64 { return int64(sandbox.ErrorCode(err)) }
 
 func flatten(m map[string][]string) map[string]string {
 	out := make(map[string]string, len(m))

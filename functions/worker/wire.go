@@ -18,6 +18,7 @@ const (
 	msgLoad      byte = 2 // artifact path, memory limit, env -> msgReady | msgError
 	msgInvoke    byte = 3 // one event -> (msgPublish | msgLog)* msgDone
 	msgHostReply byte = 4 // answer to msgPublish: error code
+	msgCallReply byte = 5 // answer to msgCall: code, data fields
 
 	// worker -> supervisor
 	msgCompiled byte = 10
@@ -26,6 +27,7 @@ const (
 	msgPublish  byte = 13
 	msgLog      byte = 14
 	msgDone     byte = 15
+	msgCall     byte = 16 // a host call: name, argument fields -> msgCallReply
 )
 
 // maxFrame bounds one frame: an event, a result or a publish, with room.
@@ -56,6 +58,13 @@ func (e *enc) bool(v bool) {
 		e.b = append(e.b, 1)
 	} else {
 		e.b = append(e.b, 0)
+	}
+}
+
+func (e *enc) fields(fs [][]byte) {
+	e.u64(uint64(len(fs)))
+	for _, f := range fs {
+		e.bytes(f)
 	}
 }
 
@@ -133,6 +142,19 @@ func (d *dec) bool() bool {
 	v := d.b[0] == 1
 	d.b = d.b[1:]
 	return v
+}
+
+func (d *dec) fields() [][]byte {
+	n := d.u64()
+	if n > math.MaxInt8 {
+		d.fail()
+		return nil
+	}
+	fs := make([][]byte, 0, n)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		fs = append(fs, d.bytes())
+	}
+	return fs
 }
 
 func (d *dec) strMap() map[string][]string {
