@@ -199,3 +199,24 @@ queue "q" {
 		t.Errorf("%d diagnostics, want 3:\n%s", n, errOut)
 	}
 }
+
+func TestInvokeRunsAFunctionOnce(t *testing.T) {
+	cfg := filepath.Join(testenv.RepoRoot(), "runtime.hcl")
+	cache := "--cache=" + testenv.CacheDir(t)
+	code, out, errOut := cli(t, "invoke", "sender", `{"to":"x@example.com"}`, "-c", cfg, cache)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"publish (not sent): email.sent", "outcome: succeeded", "result: sent to x@example.com"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _ = cli(t, "invoke", "always_fails", "{}", "-c", cfg, cache, "--json")
+	if code != 1 || !strings.Contains(out, `"outcome": "failed"`) || !strings.Contains(out, "rejected the card") {
+		t.Fatalf("always_fails: exit %d\n%s", code, out)
+	}
+	if code, _, errOut := cli(t, "invoke", "nope", "-c", cfg); code != 2 || !strings.Contains(errOut, "no function") {
+		t.Fatalf("unknown function: exit %d %s", code, errOut)
+	}
+}
