@@ -184,7 +184,7 @@ func (b *binding) handle(ctx context.Context, msg jetstream.Msg) {
 		b.deadLetter(ctx, msg, st, fe)
 		return
 	}
-	b.putStatusAsync(st)
+	b.putStatusAsync(ctx, st)
 	ev := functions.Event{
 		ID: st.ID, Subject: msg.Subject(), Binding: b.cfg.Name, Data: msg.Data(),
 		Headers: msg.Headers(), Attempt: attempt,
@@ -241,7 +241,7 @@ func (b *binding) succeed(ctx context.Context, msg jetstream.Msg, st Status, res
 			return
 		}
 	}
-	b.putStatus(ctx, st)
+	b.putStatusAsync(ctx, st)
 	if err := msg.Ack(); err != nil {
 		b.log.Error("ack", "event", st.ID, "error", err)
 	}
@@ -311,12 +311,18 @@ func (b *binding) putStatus(ctx context.Context, st Status) {
 	}
 }
 
-// putStatusAsync records a transient state without waiting: it is
-// informative only, and a later synchronous write on the same connection
-// lands after it.
-func (b *binding) putStatusAsync(st Status) {
+// putStatusAsync records a state without waiting for the broker; writes
+// on one connection land in order. When the client has too many writes
+// outstanding it falls back to a synchronous write for final states, which
+// `publish --wait` must see, and drops transient ones.
+func (b *binding) putStatusAsync(ctx context.Context, st Status) {
 	st.UpdatedAt = time.Now().UTC()
-	if err := b.r.status.PutAsync(b.r.opts.JS, st); err != nil {
+	err := b.r.status.PutAsync(st)
+	switch {
+	case err == nil:
+	case st.Final():
+		b.putStatus(ctx, st)
+	default:
 		b.log.Debug("status not recorded", "event", st.ID, "state", st.State, "error", err)
 	}
 }

@@ -18,6 +18,9 @@ const (
 	DeadLetterMaxAge = 14 * 24 * time.Hour
 	// StatusTTL is how long an event's status stays readable.
 	StatusTTL = 24 * time.Hour
+	// StatusMaxBytes bounds the status bucket; the oldest statuses go
+	// first.
+	StatusMaxBytes = 64 << 20
 	// dedupWindow of the dead-letter streams: longer than any redelivery
 	// after a crash, so a redone dead letter is recognised as a duplicate.
 	deadLetterDedupWindow = 30 * time.Minute
@@ -40,10 +43,7 @@ func AckWait(b config.Binding, timeout time.Duration) time.Duration {
 // Ensure creates or updates the status bucket and every stream and durable
 // consumer the config's bindings need. It never deletes anything.
 func Ensure(ctx context.Context, js jetstream.JetStream, cfg *config.Config) error {
-	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: StatusBucket, Description: "sluice: status of every event per binding",
-		History: 1, TTL: StatusTTL, Storage: jetstream.FileStorage,
-	}); err != nil {
+	if err := ensureStatusBucket(ctx, js); err != nil {
 		return fmt.Errorf("status bucket: %w", err)
 	}
 	for _, q := range cfg.Queues {
@@ -73,6 +73,39 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg *config.Config) err
 		}
 	}
 	return nil
+}
+
+// ensureStatusBucket keeps statuses in memory, bounded, oldest dropped
+// first. Statuses are informational (the streams hold the events), and on
+// disk their writes would cost two fsyncs per event with sync = always,
+// halving throughput; the price is that an embedded server's restart
+// forgets the statuses of events settled before it.
+func ensureStatusBucket(ctx context.Context, js jetstream.JetStream) error {
+	cfg := jetstream.KeyValueConfig{
+		Bucket: StatusBucket, Description: "sluice: status of every event per binding",
+		History: 1, TTL: StatusTTL, Storage: jetstream.MemoryStorage, MaxBytes: StatusMaxBytes,
+	}
+	_, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		// A bucket made with other settings that cannot change in place
+		// (its storage): statuses are disposable, so start it anew.
+		if derr := js.DeleteKeyValue(ctx, StatusBucket); derr != nil {
+			return err
+		}
+		if _, err = js.CreateKeyValue(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	stream, err := js.Stream(ctx, "KV_"+StatusBucket)
+	if err != nil {
+		return err
+	}
+	sc := stream.CachedInfo().Config
+	if sc.Discard != jetstream.DiscardOld {
+		sc.Discard = jetstream.DiscardOld
+		_, err = js.UpdateStream(ctx, sc)
+	}
+	return err
 }
 
 func ensureBinding(ctx context.Context, js jetstream.JetStream, b config.Binding, fn config.Function) error {

@@ -47,6 +47,9 @@ func (s Status) Final() bool {
 // StatusStore reads and writes statuses.
 type StatusStore struct {
 	kv jetstream.KeyValue
+	// async has its own bound on outstanding writes, so that status
+	// writes never wait behind (or stall) other asynchronous publishes.
+	async jetstream.JetStream
 }
 
 // NewStatusStore opens the status bucket.
@@ -55,7 +58,11 @@ func NewStatusStore(ctx context.Context, js jetstream.JetStream) (*StatusStore, 
 	if err != nil {
 		return nil, err
 	}
-	return &StatusStore{kv: kv}, nil
+	async, err := jetstream.New(js.Conn(), jetstream.WithPublishAsyncMaxPending(16_384))
+	if err != nil {
+		return nil, err
+	}
+	return &StatusStore{kv: kv, async: async}, nil
 }
 
 // Put stores s.
@@ -90,12 +97,13 @@ func (st *StatusStore) Watch(ctx context.Context, id string) (jetstream.KeyWatch
 	return st.kv.Watch(ctx, StatusPrefix(id)+".>")
 }
 
-// PutAsync stores s without waiting for the broker's acknowledgement.
-func (st *StatusStore) PutAsync(js jetstream.JetStream, s Status) error {
+// PutAsync stores s without waiting for the broker's acknowledgement. It
+// fails at once, rather than waiting, when too many writes are outstanding.
+func (st *StatusStore) PutAsync(s Status) error {
 	b, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
-	_, err = js.PublishAsync("$KV."+StatusBucket+"."+StatusKey(s.ID, s.Binding), b)
+	_, err = st.async.PublishAsync("$KV."+StatusBucket+"."+StatusKey(s.ID, s.Binding), b, jetstream.WithStallWait(time.Millisecond))
 	return err
 }
