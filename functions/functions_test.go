@@ -309,6 +309,11 @@ func TestGuestLogsAreCapped(t *testing.T) {
 	if err != nil || !res.LogsTruncated {
 		t.Fatalf("chatty: %+v, %v; want success with logs truncated", res, err)
 	}
+	for _, pid := range testenv.Children(t) {
+		if rss := testenv.RSS(pid); rss > 200<<20 {
+			t.Errorf("worker %d has %d MiB resident after logging 6.4 MB", pid, rss>>20)
+		}
+	}
 	logs.mu.Lock()
 	defer logs.mu.Unlock()
 	if logs.guest > 100<<10 || logs.guest < 64<<10 || !logs.truncated {
