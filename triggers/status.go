@@ -58,7 +58,7 @@ func NewStatusStore(ctx context.Context, js jetstream.JetStream) (*StatusStore, 
 	if err != nil {
 		return nil, err
 	}
-	async, err := jetstream.New(js.Conn(), jetstream.WithPublishAsyncMaxPending(16_384))
+	async, err := jetstream.New(js.Conn(), jetstream.WithPublishAsyncMaxPending(2*maxStatusPending))
 	if err != nil {
 		return nil, err
 	}
@@ -104,6 +104,15 @@ func (st *StatusStore) PutAsync(s Status) error {
 	if err != nil {
 		return err
 	}
-	_, err = st.async.PublishAsync("$KV."+StatusBucket+"."+StatusKey(s.ID, s.Binding), b, jetstream.WithStallWait(time.Millisecond))
+	if st.async.PublishAsyncPending() >= maxStatusPending {
+		return errStatusBacklog
+	}
+	_, err = st.async.PublishAsync("$KV."+StatusBucket+"."+StatusKey(s.ID, s.Binding), b)
 	return err
 }
+
+// maxStatusPending bounds status writes awaiting the broker. Past it,
+// PutAsync fails at once instead of stalling the caller.
+const maxStatusPending = 8192
+
+var errStatusBacklog = errors.New("too many status writes outstanding")

@@ -267,3 +267,20 @@ func status(t *testing.T, js jetstream.JetStream, id, binding string) triggers.S
 	}
 	return st
 }
+
+func TestSlowInvocationShowsRunning(t *testing.T) {
+	release := make(chan struct{})
+	js := start(t, policyConfig, invokerFunc(func(ev functions.Event) (functions.Result, error) {
+		<-release
+		return functions.Result{Output: []byte("done")}, nil
+	}))
+	publish(t, js, "jobs.run", "slow-1")
+	testenv.Eventually(t, 10*time.Second, "the running status", func() bool {
+		return status(t, js, "slow-1", "jobs").State == triggers.StateRunning
+	})
+	close(release)
+	testenv.Eventually(t, 10*time.Second, "the final status", func() bool {
+		st := status(t, js, "slow-1", "jobs")
+		return st.State == triggers.StateSucceeded && string(st.Result) == "done"
+	})
+}
