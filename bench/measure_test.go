@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sluice-run/sluice/internal/testenv"
 )
 
 // clockTick is the unit of utime/stime in /proc/PID/stat (USER_HZ).
@@ -22,8 +24,8 @@ func cpuTime() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
 	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
 	d := tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
-	for _, pid := range children() {
-		if f := procStat(pid); len(f) > 15 {
+	for _, pid := range testenv.Children() {
+		if f := testenv.ProcStat(pid); len(f) > 15 {
 			u, _ := strconv.ParseInt(f[14], 10, 64)
 			s, _ := strconv.ParseInt(f[15], 10, 64)
 			d += time.Duration(u+s) * clockTick
@@ -34,41 +36,6 @@ func cpuTime() time.Duration {
 
 func tv(t syscall.Timeval) time.Duration {
 	return time.Duration(t.Sec)*time.Second + time.Duration(t.Usec)*time.Microsecond
-}
-
-// children returns the pids of this process's live children.
-func children() []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	me := strconv.Itoa(os.Getpid())
-	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if f := procStat(pid); len(f) > 4 && f[4] == me {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
-
-// procStat returns the fields of /proc/PID/stat numbered as in proc(5)
-// (f[1] pid, f[3] state, f[4] ppid, f[14] utime, f[15] stime).
-func procStat(pid int) []string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return nil
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return nil
-	}
-	return append([]string{"", strconv.Itoa(pid), "comm"}, strings.Fields(s[i+1:])...)
 }
 
 // resetPeakRSS resets this process's VmHWM (Linux >= 4.0).
@@ -99,7 +66,7 @@ func peakRSS() int64 { return statusKB("self", "VmHWM") << 10 }
 // and counts them.
 func childrenRSS() (int64, int) {
 	var sum int64
-	kids := children()
+	kids := testenv.Children()
 	for _, pid := range kids {
 		sum += statusKB(strconv.Itoa(pid), "VmHWM") << 10
 	}

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmerio/wasmer-go/wasmer"
-
 	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/functions"
 	"github.com/sluice-run/sluice/internal/testenv"
@@ -30,19 +28,6 @@ func (p *spyPublisher) Publish(_ context.Context, subject string, data []byte) e
 	defer p.mu.Unlock()
 	p.sent = append(p.sent, subject+" "+string(data))
 	return nil
-}
-
-func watModule(t *testing.T, src string) string {
-	t.Helper()
-	b, err := wasmer.Wat2Wasm(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "m.wasm")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 func load(t *testing.T, pub functions.Publisher, fns ...config.Function) *functions.Set {
@@ -118,15 +103,15 @@ func TestGoGuestOutcomes(t *testing.T) {
 
 func TestTrapMemoryAndTimeoutAreClassified(t *testing.T) {
 	set := load(t, nil,
-		config.Function{Name: "trap", Module: watModule(t, `(module (memory (export "memory") 1)
+		config.Function{Name: "trap", Module: testenv.WAT(t, `(module (memory (export "memory") 1)
 			(func (export "handle") (result i32) (i32.div_u (i32.const 1) (i32.const 0))))`)},
-		config.Function{Name: "oob", Module: watModule(t, `(module (memory (export "memory") 1)
+		config.Function{Name: "oob", Module: testenv.WAT(t, `(module (memory (export "memory") 1)
 			(func (export "handle") (result i32) (i32.load (i32.const 1000000))))`)},
-		config.Function{Name: "grow", Memory: 16 << 20, Module: watModule(t, `(module (memory (export "memory") 1)
+		config.Function{Name: "grow", Memory: 16 << 20, Module: testenv.WAT(t, `(module (memory (export "memory") 1)
 			(func (export "handle") (result i32)
 			  (loop $more (br_if $more (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
 			  (unreachable)))`)},
-		config.Function{Name: "loop", Timeout: 300 * time.Millisecond, Module: watModule(t, loopWAT)},
+		config.Function{Name: "loop", Timeout: 300 * time.Millisecond, Module: testenv.WAT(t, loopWAT)},
 	)
 	ctx := context.Background()
 	ev := functions.Event{ID: "e", Attempt: 1}
@@ -180,11 +165,11 @@ const loopWAT = `(module (memory (export "memory") 1)
 
 func TestKilledWorkerFailsOnlyItsInvocation(t *testing.T) {
 	set := load(t, nil,
-		config.Function{Name: "loop", Timeout: time.Minute, Module: watModule(t, loopWAT)},
+		config.Function{Name: "loop", Timeout: time.Minute, Module: testenv.WAT(t, loopWAT)},
 		config.Function{Name: "echo", Module: testenv.Guest(t, "internal/testguests/echo")},
 	)
 	before := map[int]bool{}
-	for _, pid := range testenv.Children(t) {
+	for _, pid := range testenv.Children() {
 		before[pid] = true
 	}
 	done := make(chan error, 1)
@@ -195,7 +180,7 @@ func TestKilledWorkerFailsOnlyItsInvocation(t *testing.T) {
 	// The looping worker is the child that burns CPU.
 	var victim int
 	testenv.Eventually(t, 10*time.Second, "a worker burning CPU", func() bool {
-		for _, pid := range testenv.Children(t) {
+		for _, pid := range testenv.Children() {
 			if testenv.CPUTicks(pid) > 20 {
 				victim = pid
 				return true
@@ -221,7 +206,7 @@ func TestTenThousandTrapsCrashNothing(t *testing.T) {
 		t.Skip("long")
 	}
 	set, err := functions.Load([]config.Function{
-		{Name: "trap", Timeout: 5 * time.Second, Memory: 1 << 20, Module: watModule(t, `(module (memory (export "memory") 1)
+		{Name: "trap", Timeout: 5 * time.Second, Memory: 1 << 20, Module: testenv.WAT(t, `(module (memory (export "memory") 1)
 			(func (export "handle") (result i32) (unreachable)))`)},
 	}, functions.Options{CacheDir: testenv.CacheDir(t), WorkerEnv: []string{"GOGC=1"}})
 	if err != nil {
@@ -250,7 +235,7 @@ func TestGoGuestHittingItsMemoryLimit(t *testing.T) {
 	if !errors.Is(err, functions.ErrMemoryLimit) || !strings.Contains(err.Error(), "16MiB") {
 		t.Fatalf("hog: %v, want a memory error naming the 16MiB limit", err)
 	}
-	for _, pid := range testenv.Children(t) {
+	for _, pid := range testenv.Children() {
 		if rss := testenv.RSS(pid); rss > 200<<20 {
 			t.Errorf("worker %d has %d MiB resident", pid, rss>>20)
 		}
@@ -298,7 +283,7 @@ func (c *captured) WithGroup(string) slog.Handler      { return c }
 func TestGuestLogsAreCapped(t *testing.T) {
 	logs := &captured{}
 	set, err := functions.Load([]config.Function{{
-		Name: "chatty", Module: watModule(t, chattyWAT), Timeout: 10 * time.Second,
+		Name: "chatty", Module: testenv.WAT(t, chattyWAT), Timeout: 10 * time.Second,
 		Memory: 1 << 20, MaxResultSize: 1 << 10, MaxLogSize: 100 << 10,
 	}}, functions.Options{CacheDir: testenv.CacheDir(t), Logger: slog.New(logs)})
 	if err != nil {
@@ -309,7 +294,7 @@ func TestGuestLogsAreCapped(t *testing.T) {
 	if err != nil || !res.LogsTruncated {
 		t.Fatalf("chatty: %+v, %v; want success with logs truncated", res, err)
 	}
-	for _, pid := range testenv.Children(t) {
+	for _, pid := range testenv.Children() {
 		if rss := testenv.RSS(pid); rss > 200<<20 {
 			t.Errorf("worker %d has %d MiB resident after logging 6.4 MB", pid, rss>>20)
 		}

@@ -10,31 +10,17 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/wasmerio/wasmer-go/wasmer"
 
 	"github.com/sluice-run/sluice/internal/testenv"
 	"github.com/sluice-run/sluice/runtime"
 	"github.com/sluice-run/sluice/triggers"
 )
 
-func watFile(t *testing.T, src string) string {
-	t.Helper()
-	b, err := wasmer.Wat2Wasm(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "m.wasm")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // TestEndlessLoopTimesOutWhileOthersFlow: a function that never returns is
 // stopped at its timeout, its worker's CPU is freed, the event follows the
 // retry policy to a dead letter, and another binding keeps working.
 func TestEndlessLoopTimesOutWhileOthersFlow(t *testing.T) {
-	loop := watFile(t, `(module (memory (export "memory") 1)
+	loop := testenv.WAT(t, `(module (memory (export "memory") 1)
 		(func (export "handle") (result i32) (loop $forever (br $forever)) (i32.const 0)))`)
 	testenv.Guest(t, "examples/emails/sender")
 	cfg := testenv.Config(t, `

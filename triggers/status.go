@@ -58,7 +58,10 @@ func NewStatusStore(ctx context.Context, js jetstream.JetStream) (*StatusStore, 
 	if err != nil {
 		return nil, err
 	}
-	async, err := jetstream.New(js.Conn(), jetstream.WithPublishAsyncMaxPending(2*maxStatusPending))
+	async, err := jetstream.New(js.Conn(), jetstream.WithPublishAsyncMaxPending(2*maxStatusPending),
+		// An acknowledgement lost (to a slow-consumer drop, say) must not
+		// hold its slot forever.
+		jetstream.WithPublishAsyncTimeout(5*time.Second))
 	if err != nil {
 		return nil, err
 	}

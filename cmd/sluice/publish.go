@@ -59,15 +59,11 @@ func publishCmd(g *globals) *cobra.Command {
 			if id == "" {
 				id = nuid.Next()
 			}
-			nc, err := g.connect()
+			nc, js, err := g.jetStream()
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
-			js, err := jetstream.New(nc)
-			if err != nil {
-				return usage(err)
-			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(id))
 			cancel()

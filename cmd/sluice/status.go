@@ -6,7 +6,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 )
 
@@ -17,15 +16,11 @@ func statusCmd(g *globals) *cobra.Command {
 		Short: "Show an event's status at every binding that received it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			nc, err := g.connect()
+			nc, js, err := g.jetStream()
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
-			js, err := jetstream.New(nc)
-			if err != nil {
-				return usage(err)
-			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
 			statuses, err := currentStatuses(ctx, js, args[0])

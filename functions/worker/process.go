@@ -293,8 +293,11 @@ func (p *Process) Invoke(c *sandbox.Call, host Host, timeout time.Duration) (Res
 }
 
 // RSS returns the worker's resident memory in bytes (Linux; 0 elsewhere).
-func (p *Process) RSS() int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.Pid()) + "/statm")
+func (p *Process) RSS() int64 { return RSSOf(p.Pid()) }
+
+// RSSOf returns a process's resident memory in bytes (Linux; 0 elsewhere).
+func RSSOf(pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
 	if err != nil {
 		return 0
 	}

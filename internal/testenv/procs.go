@@ -6,30 +6,34 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-run/sluice/functions/worker"
 )
 
-// Children returns the pids of this process's children.
-func Children(t testing.TB) []int {
-	t.Helper()
+// Children returns the pids of this process's live children (none where
+// /proc is missing).
+func Children() []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		t.Skip("no /proc")
+		return nil
 	}
+	me := strconv.Itoa(os.Getpid())
 	var out []int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		if f := procStat(pid); len(f) > 3 && f[3] == strconv.Itoa(os.Getpid()) {
+		if f := ProcStat(pid); len(f) > 4 && f[4] == me {
 			out = append(out, pid)
 		}
 	}
 	return out
 }
 
-// procStat returns the fields of /proc/PID/stat after the command name.
-func procStat(pid int) []string {
+// ProcStat returns the fields of /proc/PID/stat numbered as in proc(5)
+// (f[1] pid, f[3] state, f[4] ppid, f[14] utime, f[15] stime).
+func ProcStat(pid int) []string {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return nil
@@ -39,18 +43,17 @@ func procStat(pid int) []string {
 	if i < 0 {
 		return nil
 	}
-	// Keep indexes as in proc(5): field 1 pid, 2 comm, 3 state, 4 ppid...
-	return append([]string{"", "", ""}, strings.Fields(s[i+1:])[0:]...)[1:]
+	return append([]string{"", strconv.Itoa(pid), "comm"}, strings.Fields(s[i+1:])...)
 }
 
 // CPUTicks is a process's user+system CPU time in clock ticks.
 func CPUTicks(pid int) int {
-	f := procStat(pid)
-	if len(f) < 15 {
+	f := ProcStat(pid)
+	if len(f) < 16 {
 		return 0
 	}
-	u, _ := strconv.Atoi(f[13])
-	s, _ := strconv.Atoi(f[14])
+	u, _ := strconv.Atoi(f[14])
+	s, _ := strconv.Atoi(f[15])
 	return u + s
 }
 
@@ -58,7 +61,7 @@ func CPUTicks(pid int) int {
 func BusyChildren(t testing.TB) []int {
 	t.Helper()
 	before := map[int]int{}
-	for _, pid := range Children(t) {
+	for _, pid := range Children() {
 		before[pid] = CPUTicks(pid)
 	}
 	time.Sleep(500 * time.Millisecond) // the measurement window, not a wait for an event
@@ -72,15 +75,4 @@ func BusyChildren(t testing.TB) []int {
 }
 
 // RSS is a process's resident memory in bytes (0 if unknown).
-func RSS(pid int) int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0
-	}
-	pages, _ := strconv.ParseInt(f[1], 10, 64)
-	return pages * int64(os.Getpagesize())
-}
+func RSS(pid int) int64 { return worker.RSSOf(pid) }

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/wasmerio/wasmer-go/wasmer"
 
 	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/internal/guestbuild"
@@ -154,4 +155,19 @@ func ServerWithSync(t testing.TB, syncAlways bool) *server.Server {
 		srv.WaitForShutdown()
 	})
 	return srv
+}
+
+// WAT compiles WebAssembly text to a module file and returns its path:
+// small hostile guests are easiest written this way.
+func WAT(t testing.TB, src string) string {
+	t.Helper()
+	b, err := wasmer.Wat2Wasm(src)
+	if err != nil {
+		t.Fatalf("wat2wasm: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "module.wasm")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
