@@ -33,7 +33,27 @@ type Options struct {
 	// DrainTimeout bounds how long Run waits for in-flight invocations after
 	// its context ends. Default 30s.
 	DrainTimeout time.Duration
+	// Observer hears every outcome (for metrics); nil for none.
+	Observer Observer
 }
+
+// Observer hears what happens to events, for metrics. Its methods must be
+// quick and safe for concurrent use.
+type Observer interface {
+	// Invoked reports one invocation: outcome is "succeeded" or the
+	// failure's functions.Kind.
+	Invoked(binding, function, outcome string, attempt int, took time.Duration)
+	// Retried reports a failed event scheduled for another attempt.
+	Retried(binding, function string)
+	// DeadLettered reports an event stored as a dead letter.
+	DeadLettered(binding, function string)
+}
+
+type noObserver struct{}
+
+func (noObserver) Invoked(string, string, string, int, time.Duration) {}
+func (noObserver) Retried(string, string)                             {}
+func (noObserver) DeadLettered(string, string)                        {}
 
 // Runner consumes every binding of a config.
 type Runner struct {
@@ -51,6 +71,9 @@ func NewRunner(ctx context.Context, cfg *config.Config, opts Options) (*Runner, 
 	}
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 30 * time.Second
+	}
+	if opts.Observer == nil {
+		opts.Observer = noObserver{}
 	}
 	status, err := NewStatusStore(ctx, opts.JS)
 	if err != nil {
@@ -189,9 +212,12 @@ func (b *binding) handle(ctx context.Context, msg jetstream.Msg) {
 		Headers: msg.Headers(), Attempt: attempt,
 	}
 	running := b.markRunning(ctx, st)
+	started := time.Now()
 	res, err := b.r.opts.Invoker.Invoke(ctx, b.cfg.Function, ev)
+	took := time.Since(started)
 	running.stop()
 	if err == nil {
+		b.r.opts.Observer.Invoked(b.cfg.Name, b.cfg.Function, StateSucceeded, attempt, took)
 		b.succeed(ctx, msg, st, res)
 		return
 	}
@@ -203,6 +229,7 @@ func (b *binding) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
+	b.r.opts.Observer.Invoked(b.cfg.Name, b.cfg.Function, string(fe.Kind), attempt, took)
 	now := time.Now().UTC()
 	st.Version, st.Error, st.ErrorKind = fe.Version, fe.Reason, string(fe.Kind)
 	if prev, ok, _ := b.r.status.Get(ctx, st.ID, b.cfg.Name); ok && prev.FirstFailAt != nil {
@@ -223,6 +250,7 @@ func (b *binding) handle(ctx context.Context, msg jetstream.Msg) {
 	b.log.Warn("invocation failed, will retry", "event", st.ID, "attempt", attempt,
 		"max_attempts", b.cfg.Retry.MaxAttempts, "kind", fe.Kind, "error", fe.Reason, "retry_in", delay)
 	b.putStatus(ctx, st)
+	b.r.opts.Observer.Retried(b.cfg.Name, b.cfg.Function)
 	if err := msg.NakWithDelay(delay); err != nil {
 		b.log.Error("nak", "event", st.ID, "error", err)
 	}
@@ -280,6 +308,7 @@ func (b *binding) deadLetter(ctx context.Context, msg jetstream.Msg, st Status, 
 		_ = msg.NakWithDelay(b.backoff(st.Attempts))
 		return
 	}
+	b.r.opts.Observer.DeadLettered(b.cfg.Name, b.cfg.Function)
 	b.log.Error("event dead-lettered", "event", st.ID, "attempts", st.Attempts,
 		"kind", fe.Kind, "error", fe.Reason, "dead_letter", b.cfg.DeadLetter)
 	st.State, st.NextTryAt, st.DeadLetter = StateDeadLettered, nil, b.cfg.DeadLetter
