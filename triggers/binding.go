@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -35,6 +36,8 @@ type Options struct {
 	DrainTimeout time.Duration
 	// Observer hears every outcome (for metrics); nil for none.
 	Observer Observer
+	// Node names this runtime in attempt histories. Default: the host name.
+	Node string
 }
 
 // Observer hears what happens to events, for metrics. Its methods must be
@@ -75,6 +78,9 @@ func NewRunner(ctx context.Context, cfg *config.Config, opts Options) (*Runner, 
 	if opts.Observer == nil {
 		opts.Observer = noObserver{}
 	}
+	if opts.Node == "" {
+		opts.Node, _ = os.Hostname()
+	}
 	status, err := NewStatusStore(ctx, opts.JS)
 	if err != nil {
 		return nil, fmt.Errorf("status bucket: %w", err)
@@ -85,10 +91,15 @@ func NewRunner(ctx context.Context, cfg *config.Config, opts Options) (*Runner, 
 		if err != nil {
 			return nil, fmt.Errorf("binding %s: consumer: %w", b.Name, err)
 		}
+		replays, err := opts.JS.Consumer(ctx, ReplayStreamName(b.Name), ReplayConsumerName(b.Name))
+		if err != nil {
+			return nil, fmt.Errorf("binding %s: replay consumer: %w", b.Name, err)
+		}
 		bb := &binding{
-			r: r, cfg: b, cons: cons, stream: StreamName(b),
-			log: opts.Logger.With("binding", b.Name, "function", b.Function),
-			rnd: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+			r: r, cfg: b, cons: cons, replays: replays, stream: StreamName(b),
+			slots: make(chan struct{}, b.Concurrency),
+			log:   opts.Logger.With("binding", b.Name, "function", b.Function),
+			rnd:   rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 		}
 		if perSec := b.Rate.PerSecond(); perSec > 0 {
 			bb.limiter = rate.NewLimiter(rate.Limit(perSec), max(1, b.Concurrency))
@@ -115,7 +126,10 @@ type binding struct {
 	r       *Runner
 	cfg     config.Binding
 	cons    jetstream.Consumer
+	replays jetstream.Consumer
 	stream  string
+	// slots bounds invocations across the event and replay consumers.
+	slots   chan struct{}
 	log     *slog.Logger
 	limiter *rate.Limiter
 
@@ -124,23 +138,31 @@ type binding struct {
 }
 
 func (b *binding) run(ctx context.Context) error {
-	it, err := b.cons.Messages(jetstream.PullMaxMessages(Prefetch(b.cfg)))
+	events, err := b.cons.Messages(jetstream.PullMaxMessages(Prefetch(b.cfg)))
 	if err != nil {
 		return fmt.Errorf("binding %s: consume: %w", b.cfg.Name, err)
 	}
+	replays, err := b.replays.Messages(jetstream.PullMaxMessages(b.cfg.Concurrency))
+	if err != nil {
+		events.Stop()
+		return fmt.Errorf("binding %s: consume replays: %w", b.cfg.Name, err)
+	}
 	var wg sync.WaitGroup
 	for range b.cfg.Concurrency {
-		wg.Go(func() { b.work(ctx, it) })
+		wg.Go(func() { b.work(ctx, events) })
 	}
+	wg.Go(func() { b.work(ctx, replays) })
 	<-ctx.Done()
-	it.Drain()
+	events.Drain()
+	replays.Drain()
 	drained := make(chan struct{})
 	go func() { wg.Wait(); close(drained) }()
 	select {
 	case <-drained:
 	case <-time.After(b.r.opts.DrainTimeout):
 		b.log.Warn("drain timed out; unsettled events will be redelivered", "timeout", b.r.opts.DrainTimeout)
-		it.Stop()
+		events.Stop()
+		replays.Stop()
 	}
 	return nil
 }
@@ -155,7 +177,10 @@ func (b *binding) work(ctx context.Context, it jetstream.MessagesContext) {
 			return
 		}
 		if err != nil {
+			// Transient (a paused consumer, a missed heartbeat): the
+			// iterator retries; do not spin meanwhile.
 			b.log.Debug("pull", "error", err)
+			time.Sleep(100 * time.Millisecond)
 			continue
 		}
 		if b.limiter != nil && ctx.Err() == nil {
@@ -163,7 +188,9 @@ func (b *binding) work(ctx context.Context, it jetstream.MessagesContext) {
 			// since it is already pulled.
 			_ = b.limiter.Wait(ctx)
 		}
+		b.slots <- struct{}{}
 		b.handle(settleCtx, msg)
+		<-b.slots
 	}
 }
 
@@ -173,11 +200,19 @@ func (b *binding) backoff(attempt int) time.Duration {
 	return Backoff(b.cfg.Retry, attempt, b.rnd)
 }
 
-func eventID(msg jetstream.Msg, md *jetstream.MsgMetadata) string {
-	if id := msg.Headers().Get(nats.MsgIdHdr); id != "" {
-		return id
+// eventOrigin returns the event's id and the subject it was published to.
+// A replayed event keeps both from its dead letter.
+func (b *binding) eventOrigin(msg jetstream.Msg, md *jetstream.MsgMetadata) (id, subject string) {
+	h := msg.Headers()
+	if md.Stream != b.stream {
+		if id, subject = h.Get(HdrEventID), h.Get(HdrSubject); id != "" && subject != "" {
+			return id, subject
+		}
 	}
-	return fmt.Sprintf("%s-%d", md.Stream, md.Sequence.Stream)
+	if id = h.Get(nats.MsgIdHdr); id == "" {
+		id = fmt.Sprintf("%s-%d", md.Stream, md.Sequence.Stream)
+	}
+	return id, msg.Subject()
 }
 
 // handle invokes the function on one message and settles it.
@@ -188,10 +223,11 @@ func (b *binding) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	attempt := int(md.NumDelivered)
+	id, subject := b.eventOrigin(msg, md)
 	st := Status{
-		ID: eventID(msg, md), Binding: b.cfg.Name, Function: b.cfg.Function,
+		ID: id, Binding: b.cfg.Name, Function: b.cfg.Function,
 		State: StateRunning, Attempts: attempt, MaxAttempts: b.cfg.Retry.MaxAttempts,
-		Subject: msg.Subject(), Stream: md.Stream, Sequence: md.Sequence.Stream,
+		Subject: subject, Stream: md.Stream, Sequence: md.Sequence.Stream,
 	}
 	if attempt > b.cfg.Retry.MaxAttempts {
 		// Delivered again after its last attempt: the runtime stopped
@@ -203,12 +239,12 @@ func (b *binding) handle(ctx context.Context, msg jetstream.Msg) {
 			fe.Reason = fmt.Sprintf("no outcome after %d deliveries (the runtime stopped during the invocation)", attempt-1)
 		}
 		st.Attempts = attempt - 1
-		st.FirstFailAt = prev.FirstFailAt
+		st.FirstFailAt, st.History = prev.FirstFailAt, prev.History
 		b.deadLetter(ctx, msg, st, fe)
 		return
 	}
 	ev := functions.Event{
-		ID: st.ID, Subject: msg.Subject(), Binding: b.cfg.Name, Data: msg.Data(),
+		ID: st.ID, Subject: st.Subject, Binding: b.cfg.Name, Data: msg.Data(),
 		Headers: msg.Headers(), Attempt: attempt,
 	}
 	running := b.markRunning(ctx, st)
@@ -232,10 +268,17 @@ func (b *binding) handle(ctx context.Context, msg jetstream.Msg) {
 	b.r.opts.Observer.Invoked(b.cfg.Name, b.cfg.Function, string(fe.Kind), attempt, took)
 	now := time.Now().UTC()
 	st.Version, st.Error, st.ErrorKind = fe.Version, fe.Reason, string(fe.Kind)
-	if prev, ok, _ := b.r.status.Get(ctx, st.ID, b.cfg.Name); ok && prev.FirstFailAt != nil {
-		st.FirstFailAt = prev.FirstFailAt
-	} else {
+	prev, _, _ := b.r.status.Get(ctx, st.ID, b.cfg.Name)
+	st.FirstFailAt = prev.FirstFailAt
+	if st.FirstFailAt == nil {
 		st.FirstFailAt = &now
+	}
+	st.History = append(prev.History, AttemptRecord{
+		Attempt: attempt, Kind: string(fe.Kind), Error: fe.Reason, Duration: took.String(),
+		Version: fe.Version, Node: b.r.opts.Node, At: now,
+	})
+	if n := len(st.History); n > MaxHistory {
+		st.History = st.History[n-MaxHistory:]
 	}
 	if fe.Kind == functions.KindPermanent || attempt >= b.cfg.Retry.MaxAttempts {
 		b.deadLetter(ctx, msg, st, fe)
@@ -271,6 +314,7 @@ func (b *binding) succeed(ctx context.Context, msg jetstream.Msg, st Status, res
 		}
 	}
 	b.putStatusAsync(ctx, st)
+	b.reply(ctx, msg, st)
 	if err := msg.Ack(); err != nil {
 		b.log.Error("ack", "event", st.ID, "error", err)
 	}
@@ -303,6 +347,7 @@ func (b *binding) deadLetter(ctx context.Context, msg jetstream.Msg, st Status, 
 	dl.Header.Set(HdrEventID, st.ID)
 	dl.Header.Set(HdrStream, st.Stream)
 	dl.Header.Set(HdrSequence, strconv.FormatUint(st.Sequence, 10))
+	dl.Header.Set(HdrHistory, historyHeader(st.History))
 	if err := b.publish(ctx, dl, fmt.Sprintf("%s:%d", st.Stream, st.Sequence)); err != nil {
 		b.log.Error("dead letter not stored; the event stays pending", "event", st.ID, "error", err)
 		_ = msg.NakWithDelay(b.backoff(st.Attempts))
@@ -323,6 +368,7 @@ func (b *binding) deadLetter(ctx context.Context, msg jetstream.Msg, st Status, 
 		}
 	}
 	b.putStatus(ctx, st)
+	b.reply(ctx, msg, st)
 	if err := msg.TermWithReason("dead-lettered to " + b.cfg.DeadLetter); err != nil {
 		b.log.Error("term", "event", st.ID, "error", err)
 	}
@@ -387,4 +433,34 @@ func (m *runningMark) stop() {
 	m.mu.Lock()
 	m.done = true
 	m.mu.Unlock()
+}
+
+// reply sends the final outcome to the subject the producer named in
+// HdrReply, if any. It is best effort: the outcome is also in the status.
+func (b *binding) reply(ctx context.Context, msg jetstream.Msg, st Status) {
+	to := msg.Headers().Get(HdrReply)
+	if to == "" {
+		return
+	}
+	body, _ := json.Marshal(st)
+	out := &nats.Msg{Subject: to, Data: body, Header: nats.Header{}}
+	out.Header.Set(HdrEventID, st.ID)
+	out.Header.Set(HdrBinding, b.cfg.Name)
+	if err := b.publish(ctx, out, ""); err != nil {
+		b.log.Warn("reply not sent", "event", st.ID, "reply", to, "error", err)
+	}
+}
+
+// historyHeader encodes attempts for a dead letter's header, with each
+// error cut short so that the header stays small.
+func historyHeader(h []AttemptRecord) string {
+	short := make([]AttemptRecord, len(h))
+	for i, a := range h {
+		if len(a.Error) > 200 {
+			a.Error = a.Error[:200] + "…"
+		}
+		short[i] = a
+	}
+	b, _ := json.Marshal(short)
+	return string(b)
 }

@@ -25,6 +25,7 @@ const (
 	MetaFunction    = "sluice.function"
 	MetaMaxAttempts = "sluice.max_attempts"
 	MetaDeadLetter  = "sluice.dead_letter"
+	MetaRate        = "sluice.rate"
 )
 
 // Dead-letter headers.
@@ -41,6 +42,12 @@ const (
 	HdrEventID      = "Sluice-Event-Id"
 	HdrStream       = "Sluice-Stream"
 	HdrSequence     = "Sluice-Stream-Sequence"
+	// HdrHistory holds the attempts of a dead letter, as a JSON array of
+	// AttemptRecord (the last MaxHistory).
+	HdrHistory = "Sluice-History"
+	// HdrReply, set by a producer, names a subject that receives the
+	// event's final outcome (a Status as JSON) from every binding.
+	HdrReply = "Sluice-Reply"
 )
 
 // StreamName is the stream that holds a binding's events: one per queue,
@@ -53,13 +60,42 @@ func StreamName(b config.Binding) string {
 }
 
 // ConsumerName is the durable consumer of a binding.
-func ConsumerName(b config.Binding) string {
-	return "sluice_" + strings.ReplaceAll(b.Name, "/", "__")
-}
+func ConsumerName(b config.Binding) string { return BindingConsumerName(b.Name) }
 
 // DeadLetterStreamName is the stream that keeps a binding's dead letters.
-func DeadLetterStreamName(b config.Binding) string {
-	return "SLUICE_DLQ_" + strings.ReplaceAll(b.Name, "/", "__")
+func DeadLetterStreamName(binding string) string {
+	return "SLUICE_DLQ_" + strings.ReplaceAll(binding, "/", "__")
+}
+
+// ReplaySubject is where `sluice dlq replay` puts a binding's dead letters
+// back: only that binding consumes it, so the other subscribers of a topic
+// do not see the event again.
+func ReplaySubject(binding string) string {
+	return "sluice.replay." + strings.ReplaceAll(binding, "/", ".")
+}
+
+// ReplayStreamName is the work-queue stream behind ReplaySubject.
+func ReplayStreamName(binding string) string {
+	return "SLUICE_R_" + strings.ReplaceAll(binding, "/", "__")
+}
+
+// ReplayConsumerName is the binding's durable consumer of its replays.
+func ReplayConsumerName(binding string) string {
+	return "sluice_replay_" + strings.ReplaceAll(binding, "/", "__")
+}
+
+// BindingStreamName is the stream of a binding given only its name:
+// topic subscribers are named TOPIC/SUBSCRIBER, queues have no slash.
+func BindingStreamName(binding string) string {
+	if topic, _, ok := strings.Cut(binding, "/"); ok {
+		return "SLUICE_T_" + topic
+	}
+	return "SLUICE_Q_" + binding
+}
+
+// BindingConsumerName is ConsumerName given only the binding's name.
+func BindingConsumerName(binding string) string {
+	return "sluice_" + strings.ReplaceAll(binding, "/", "__")
 }
 
 var plainID = regexp.MustCompile(`^[A-Za-z0-9_=-]{1,128}$`)

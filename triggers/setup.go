@@ -110,7 +110,15 @@ func ensureStatusBucket(ctx context.Context, js jetstream.JetStream) error {
 
 func ensureBinding(ctx context.Context, js jetstream.JetStream, b config.Binding, fn config.Function) error {
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: DeadLetterStreamName(b), Description: "sluice dead letters of " + b.Name,
+		Name: ReplayStreamName(b.Name), Description: "sluice replays of " + b.Name,
+		Subjects: []string{ReplaySubject(b.Name)}, Retention: jetstream.WorkQueuePolicy,
+		Discard: jetstream.DiscardNew, Storage: jetstream.FileStorage,
+		MaxMsgSize: int32(b.MaxEventSize + 64<<10), Duplicates: 2 * time.Minute,
+	}); err != nil {
+		return fmt.Errorf("replay stream: %w", err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: DeadLetterStreamName(b.Name), Description: "sluice dead letters of " + b.Name,
 		Subjects: []string{b.DeadLetter}, Retention: jetstream.LimitsPolicy,
 		MaxAge: DeadLetterMaxAge, Storage: jetstream.FileStorage,
 		Duplicates: deadLetterDedupWindow,
@@ -131,6 +139,14 @@ func ensureBinding(ctx context.Context, js jetstream.JetStream, b config.Binding
 			MetaMaxAttempts: strconv.Itoa(b.Retry.MaxAttempts),
 			MetaDeadLetter:  b.DeadLetter,
 		},
+	}
+	if perSec := b.Rate.PerSecond(); perSec > 0 {
+		cc.Metadata[MetaRate] = strconv.FormatFloat(perSec, 'g', -1, 64)
+	}
+	replay := cc
+	replay.Durable, replay.Description = ReplayConsumerName(b.Name), "sluice replays of "+b.Name
+	if _, err := js.CreateOrUpdateConsumer(ctx, ReplayStreamName(b.Name), replay); err != nil {
+		return fmt.Errorf("consumer %s: %w", replay.Durable, err)
 	}
 	if b.Kind == config.KindTopic && b.StartFrom != "all" {
 		cc.DeliverPolicy = jetstream.DeliverNewPolicy

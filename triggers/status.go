@@ -36,8 +36,25 @@ type Status struct {
 	Stream      string     `json:"stream"`
 	Sequence    uint64     `json:"seq"`
 	DeadLetter  string     `json:"dead_letter,omitempty"`
-	UpdatedAt   time.Time  `json:"updated_at"`
+	// History lists the failed attempts (the last MaxHistory).
+	History   []AttemptRecord `json:"history,omitempty"`
+	UpdatedAt time.Time       `json:"updated_at"`
 }
+
+// AttemptRecord is one failed attempt.
+type AttemptRecord struct {
+	Attempt  int       `json:"attempt"`
+	Kind     string    `json:"kind"`
+	Error    string    `json:"error"`
+	Duration string    `json:"duration"`
+	Version  string    `json:"version,omitempty"`
+	Node     string    `json:"node,omitempty"`
+	At       time.Time `json:"at"`
+}
+
+// MaxHistory bounds the attempts kept with an event, so that a dead
+// letter's headers stay small.
+const MaxHistory = 20
 
 // Final reports whether the state is one an event does not leave.
 func (s Status) Final() bool {
