@@ -114,7 +114,36 @@ type Options struct {
 	// JS holds the functions' key-value buckets (kv_* and seen host calls).
 	// Nil: those calls fail with ERR_FAILED.
 	JS jetstream.JetStream
+	// Observer hears about worker processes and compiles (for metrics);
+	// nil for none.
+	Observer Observer
 }
+
+// Observer hears about a Set's worker processes and compiles, for metrics.
+// Its methods must be quick and safe for concurrent use.
+type Observer interface {
+	// WorkerStarted reports a worker that loaded a function's module.
+	WorkerStarted(function string)
+	// WorkerDied reports a worker that ended abnormally; reason is one of
+	// the Worker* reasons.
+	WorkerDied(function, reason string)
+	// Compiled reports a loaded function, and whether its compiled artifact
+	// came from the compile cache.
+	Compiled(function string, cacheHit bool)
+}
+
+// Reasons a worker ended abnormally, as reported to Observer.WorkerDied.
+const (
+	WorkerTimeout = "timeout" // killed at an invocation's timeout
+	WorkerCrash   = "crash"   // died during an invocation
+	WorkerLoad    = "load"    // could not load the module
+)
+
+type noObserver struct{}
+
+func (noObserver) WorkerStarted(string)      {}
+func (noObserver) WorkerDied(string, string) {}
+func (noObserver) Compiled(string, bool)     {}
 
 // compileTimeout stops a compile that runs away (a hostile module can
 // make the compiler work very hard).
@@ -138,6 +167,9 @@ func Load(fns []config.Function, opts Options) (*Set, error) {
 	}
 	if opts.MaxPublishSize <= 0 {
 		opts.MaxPublishSize = 1 << 20
+	}
+	if opts.Observer == nil {
+		opts.Observer = noObserver{}
 	}
 	if opts.CacheDir == "" {
 		dir, err := os.MkdirTemp("", "sluice-cache-")
@@ -166,6 +198,7 @@ func Load(fns []config.Function, opts Options) (*Set, error) {
 	}
 	for _, f := range loaded {
 		s.funcs[f.cfg.Name] = f
+		opts.Observer.Compiled(f.cfg.Name, f.cacheHit)
 	}
 	return s, nil
 }

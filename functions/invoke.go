@@ -63,8 +63,10 @@ func (f *function) spawn() (*worker.Process, error) {
 	}
 	if err := p.Load(f.artifact, f.cfg.Memory, f.cfg.Env, f.cfg.FreshInstance, loadTimeout); err != nil {
 		p.Kill()
+		f.set.opts.Observer.WorkerDied(f.cfg.Name, WorkerLoad)
 		return nil, fmt.Errorf("load %s in a worker: %w", f.cfg.Module, err)
 	}
+	f.set.opts.Observer.WorkerStarted(f.cfg.Name)
 	return p, nil
 }
 
@@ -104,8 +106,10 @@ func (f *function) invoke(ctx context.Context, ev Event) (Result, error) {
 	out, err := p.Invoke(call, h, f.cfg.Timeout)
 	switch {
 	case errors.Is(err, worker.ErrTimeout):
+		f.set.opts.Observer.WorkerDied(f.cfg.Name, WorkerTimeout)
 		return fail(KindTimeout, fmt.Sprintf("timed out after %s (the worker was stopped)", f.cfg.Timeout))
 	case err != nil:
+		f.set.opts.Observer.WorkerDied(f.cfg.Name, WorkerCrash)
 		return fail(KindTrap, err.Error())
 	}
 	f.release(p)

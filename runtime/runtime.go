@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/functions"
 	"github.com/sluice-run/sluice/internal/guestbuild"
+	"github.com/sluice-run/sluice/runtime/metrics"
 	"github.com/sluice-run/sluice/triggers"
 )
 
@@ -42,6 +44,15 @@ type Options struct {
 	Logger   *slog.Logger
 	// DrainTimeout bounds the wait for in-flight invocations at shutdown.
 	DrainTimeout time.Duration
+	// MetricsListen, when set, overrides metrics.listen ("host:port"; port
+	// 0 picks a free one, see MetricsAddr), and serves /metrics, /healthz
+	// and /readyz even when the config disables metrics.
+	MetricsListen string
+	// BeforeEnsure is a test hook: Start calls it with the runtime once
+	// its HTTP endpoints serve, the broker is connected and the functions
+	// are loaded, before the streams and consumers are laid out, and waits
+	// for it to return.
+	BeforeEnsure func(*Runtime)
 }
 
 // Runtime is a started sluice server.
@@ -55,6 +66,12 @@ type Runtime struct {
 	fns       *functions.Set
 	storeDir  string
 	clientURL string
+
+	metrics  *metrics.Metrics
+	probe    probe
+	httpSrv  *http.Server
+	httpLn   net.Listener
+	httpDone chan struct{}
 
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -72,12 +89,16 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Runtime{opts: opts, cfg: opts.Config, log: opts.Logger, done: make(chan struct{})}
+	r := &Runtime{opts: opts, cfg: opts.Config, log: opts.Logger, done: make(chan struct{}), metrics: metrics.New()}
 	defer func() {
 		if err != nil {
 			r.closeResources()
 		}
 	}()
+	r.probe.setPhase("building functions")
+	if err := r.serveEndpoints(); err != nil {
+		return nil, err
+	}
 
 	// Functions first: a bad module must stop the start before any
 	// stream or consumer is touched.
@@ -92,31 +113,44 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 		cacheDir = opts.CacheDir
 	}
 	r.storeDir = storeDir
+	r.probe.setPhase("connecting to NATS")
 	if err := r.connect(); err != nil {
 		return nil, err
 	}
+	r.probe.mu.Lock()
+	r.probe.nc, r.probe.js, r.probe.bindings = r.nc, r.js, r.cfg.Bindings()
+	r.probe.phase = "loading functions"
+	r.probe.mu.Unlock()
 	pub := triggers.NewPublisher(r.nc, r.js)
 	r.fns, err = functions.Load(r.cfg.Functions, functions.Options{
-		CacheDir: cacheDir, Publisher: pub, Logger: r.log, JS: r.js,
+		CacheDir: cacheDir, Publisher: pub, Logger: r.log, JS: r.js, Observer: r.metrics,
 	})
 	if err != nil {
 		return nil, err
+	}
+	r.probe.setPhase("laying out streams and consumers")
+	if opts.BeforeEnsure != nil {
+		opts.BeforeEnsure(r)
 	}
 	if err := triggers.Ensure(ctx, r.js, r.cfg); err != nil {
 		return nil, err
 	}
+	r.probe.setPhase("starting the bindings")
 	runner, err := triggers.NewRunner(ctx, r.cfg, triggers.Options{
 		JS: r.js, Publisher: pub, Invoker: r.fns, Logger: r.log, DrainTimeout: opts.DrainTimeout,
+		Observer: r.metrics,
 	})
 	if err != nil {
 		return nil, err
 	}
+	r.metrics.Watch(r.js, r.cfg)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
 	go func() {
 		defer close(r.done)
 		r.runErr = runner.Run(runCtx)
 	}()
+	r.probe.setPhase("")
 	return r, nil
 }
 
@@ -225,10 +259,14 @@ func (r *Runtime) Functions() *functions.Set { return r.fns }
 func (r *Runtime) Done() <-chan struct{} { return r.done }
 
 // Shutdown stops consuming, lets in-flight invocations finish (bounded by
-// DrainTimeout), then stops the functions, the connection and the server.
+// DrainTimeout), then stops the functions, the connection, the server and
+// the HTTP endpoints (/readyz answers 503 from the moment it is called).
 // It is safe to call more than once.
 func (r *Runtime) Shutdown() error {
 	r.closeOnce.Do(func() {
+		r.probe.mu.Lock()
+		r.probe.stopping = true
+		r.probe.mu.Unlock()
 		if r.cancel != nil {
 			r.cancel()
 			<-r.done
@@ -250,6 +288,7 @@ func (r *Runtime) closeResources() {
 		r.srv.Shutdown()
 		r.srv.WaitForShutdown()
 	}
+	r.closeEndpoints()
 }
 
 // PrintBanner writes where the runtime listens and a table of its bindings.
@@ -263,6 +302,11 @@ func (r *Runtime) PrintBanner(w io.Writer) {
 		where = fmt.Sprintf("listening on %s (JetStream in %s, %s)", r.clientURL, r.storeDir, sync)
 	}
 	fmt.Fprintf(w, "sluice %s\n", where)
+	if addr := r.MetricsAddr(); addr != "" {
+		fmt.Fprintf(w, "metrics on http://%s/metrics (health /healthz, readiness /readyz)\n", addr)
+	} else {
+		fmt.Fprintln(w, "metrics disabled")
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BINDING\tKIND\tSUBJECT\tFUNCTION\tVERSION\tCONCURRENCY\tRATE\tRETRY\tDEAD LETTER")
 	for _, b := range r.cfg.Bindings() {

@@ -29,7 +29,8 @@ type child struct {
 
 func startChild(t *testing.T, cfgPath, data, listen string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "run", "-c", cfgPath, "--data", data, "--listen", listen, "--log-level", "warn")
+	cmd := exec.Command(os.Args[0], "run", "-c", cfgPath, "--data", data, "--listen", listen,
+		"--metrics-listen", "127.0.0.1:0", "--log-level", "warn")
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -14,8 +14,8 @@ import (
 
 func runCmd(_ *globals) *cobra.Command {
 	var (
-		cfgPath, data, listen, logLevel, logFormat string
-		drain                                      time.Duration
+		cfgPath, data, listen, metricsListen, logLevel, logFormat string
+		drain                                                     time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -31,7 +31,8 @@ func runCmd(_ *globals) *cobra.Command {
 				return failed(err)
 			}
 			rt, err := runtime.Start(cmd.Context(), runtime.Options{
-				Config: cfg, DataDir: data, Listen: listen, Logger: logger, DrainTimeout: drain,
+				Config: cfg, DataDir: data, Listen: listen, MetricsListen: metricsListen,
+				Logger: logger, DrainTimeout: drain,
 			})
 			if err != nil {
 				return failed(fmt.Errorf("start: %w", err))
@@ -52,6 +53,7 @@ func runCmd(_ *globals) *cobra.Command {
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "runtime.hcl", "config file")
 	cmd.Flags().StringVar(&data, "data", "", "data directory (JetStream files and compile cache); overrides nats.store_dir")
 	cmd.Flags().StringVar(&listen, "listen", "", "NATS listen address HOST:PORT; overrides nats.listen")
+	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "HTTP address HOST:PORT of /metrics, /healthz and /readyz; overrides metrics.listen")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().StringVar(&logFormat, "log-format", "text", "text or json")
 	cmd.Flags().DurationVar(&drain, "drain-timeout", 30*time.Second, "how long shutdown waits for in-flight invocations")

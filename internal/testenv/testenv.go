@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"testing"
 	"time"
@@ -55,27 +56,45 @@ func Guest(t testing.TB, dir string) string {
 }
 
 // Config parses hcl as if it were a file at the repo root, so relative
-// module paths resolve there.
+// module paths resolve there. Unless hcl has a metrics block, the metrics
+// endpoint listens on a free port rather than the default one, which tests
+// running at the same time (or a `sluice run` on this machine) would share.
 func Config(t testing.TB, hcl string) *config.Config {
 	t.Helper()
 	cfg, err := config.Parse(filepath.Join(RepoRoot(), "test-runtime.hcl"), []byte(hcl))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
+	if !metricsBlock.MatchString(hcl) {
+		cfg.Metrics.Listen = MetricsListen
+	}
 	return cfg
 }
 
-// Start runs a runtime for cfg on a random port with its data in dir
-// ("" for a new temporary one), and shuts it down when the test ends.
-func Start(t testing.TB, cfg *config.Config, dir string) *sluiceruntime.Runtime {
-	t.Helper()
+var metricsBlock = regexp.MustCompile(`(?m)^\s*metrics\s*\{`)
+
+// MetricsListen is the metrics address of test runtimes: a free port on
+// loopback (see Runtime.MetricsAddr).
+const MetricsListen = "127.0.0.1:0"
+
+// RuntimeOptions are the options Start uses: cfg on a random port, metrics
+// on a free one, data in dir ("" for a new temporary one), the shared
+// compile cache, warnings logged to the test.
+func RuntimeOptions(t testing.TB, cfg *config.Config, dir string) sluiceruntime.Options {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	rt, err := sluiceruntime.Start(context.Background(), sluiceruntime.Options{
-		Config: cfg, DataDir: dir, Listen: "127.0.0.1:-1", CacheDir: CacheDir(t),
-		Logger: Logger(t), DrainTimeout: 10 * time.Second,
-	})
+	return sluiceruntime.Options{
+		Config: cfg, DataDir: dir, Listen: "127.0.0.1:-1", MetricsListen: MetricsListen,
+		CacheDir: CacheDir(t), Logger: Logger(t), DrainTimeout: 10 * time.Second,
+	}
+}
+
+// Start runs a runtime for cfg with RuntimeOptions, and shuts it down when
+// the test ends.
+func Start(t testing.TB, cfg *config.Config, dir string) *sluiceruntime.Runtime {
+	t.Helper()
+	rt, err := sluiceruntime.Start(context.Background(), RuntimeOptions(t, cfg, dir))
 	if err != nil {
 		t.Fatalf("start runtime: %v", err)
 	}

@@ -1,0 +1,232 @@
+// Package metrics is the runtime's Prometheus instrumentation: counters of
+// invocations, retries and dead letters (it is the triggers.Observer the
+// runner reports to), of worker processes and compiles (the
+// functions.Observer), and each binding's backlog, read from JetStream when
+// scraped. Everything lives in the Metrics' own registry, served by the
+// runtime at /metrics; nothing is registered globally.
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sluice-run/sluice/config"
+	"github.com/sluice-run/sluice/functions"
+	"github.com/sluice-run/sluice/triggers"
+)
+
+// Outcomes are the values of the outcome label of sluice_invocations_total:
+// "succeeded" and the functions.Kind of each failure.
+var Outcomes = []string{
+	triggers.StateSucceeded,
+	string(functions.KindFailed),
+	string(functions.KindPermanent),
+	string(functions.KindTrap),
+	string(functions.KindTimeout),
+	string(functions.KindMemory),
+}
+
+// ScrapeTimeout bounds the JetStream requests of one scrape: a backlog gauge
+// whose binding does not answer in time is left out of that scrape.
+const ScrapeTimeout = 2 * time.Second
+
+// Metrics holds the runtime's metrics. Its methods are safe for concurrent
+// use.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	invocations   *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	retries       *prometheus.CounterVec
+	deadLetters   *prometheus.CounterVec
+	workerStarts  *prometheus.CounterVec
+	workerCrashes *prometheus.CounterVec
+	cacheHits     *prometheus.CounterVec
+	cacheMisses   *prometheus.CounterVec
+
+	backlog atomic.Pointer[backlogSource]
+}
+
+var (
+	_ triggers.Observer  = (*Metrics)(nil)
+	_ functions.Observer = (*Metrics)(nil)
+)
+
+// New returns Metrics with a fresh registry holding sluice's metrics and
+// the Go runtime and process collectors.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_invocations_total",
+			Help: "Function invocations by binding, function and outcome (succeeded, failed, permanent, trap, timeout, memory).",
+		}, []string{"binding", "function", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sluice_invocation_duration_seconds",
+			Help:    "How long invocations took, whatever their outcome, by binding and function.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"binding", "function"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_retries_total",
+			Help: "Failed events scheduled for another attempt, by binding and function.",
+		}, []string{"binding", "function"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_dead_letters_total",
+			Help: "Events stored as dead letters, by binding and function.",
+		}, []string{"binding", "function"}),
+		workerStarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_worker_starts_total",
+			Help: "Worker processes started with a function's module loaded.",
+		}, []string{"function"}),
+		workerCrashes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_worker_crashes_total",
+			Help: "Worker processes that ended abnormally, by reason: timeout (killed at an invocation's timeout), crash (died during an invocation), load (could not load the module).",
+		}, []string{"function", "reason"}),
+		cacheHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_compile_cache_hits_total",
+			Help: "Functions loaded whose compiled module came from the compile cache.",
+		}, []string{"function"}),
+		cacheMisses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_compile_cache_misses_total",
+			Help: "Functions loaded whose module had to be compiled.",
+		}, []string{"function"}),
+	}
+	m.reg.MustRegister(m.invocations, m.duration, m.retries, m.deadLetters,
+		m.workerStarts, m.workerCrashes, m.cacheHits, m.cacheMisses,
+		backlogCollector{m},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// Registry is where the metrics are registered.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the registry in the Prometheus exposition formats.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, Timeout: 2 * ScrapeTimeout})
+}
+
+// Watch makes scrapes report the backlog of cfg's bindings, read through
+// js, and starts every per-binding and per-function counter at zero (so
+// rates are defined before the first event). Calling it again replaces the
+// bindings watched.
+func (m *Metrics) Watch(js jetstream.JetStream, cfg *config.Config) {
+	bindings := cfg.Bindings()
+	for _, b := range bindings {
+		for _, o := range Outcomes {
+			m.invocations.WithLabelValues(b.Name, b.Function, o)
+		}
+		m.retries.WithLabelValues(b.Name, b.Function)
+		m.deadLetters.WithLabelValues(b.Name, b.Function)
+	}
+	for _, f := range cfg.Functions {
+		m.workerStarts.WithLabelValues(f.Name)
+	}
+	m.backlog.Store(&backlogSource{js: js, bindings: bindings})
+}
+
+// Invoked counts one invocation and its duration (triggers.Observer).
+func (m *Metrics) Invoked(binding, function, outcome string, _ int, took time.Duration) {
+	m.invocations.WithLabelValues(binding, function, outcome).Inc()
+	m.duration.WithLabelValues(binding, function).Observe(took.Seconds())
+}
+
+// Retried counts a retry (triggers.Observer).
+func (m *Metrics) Retried(binding, function string) {
+	m.retries.WithLabelValues(binding, function).Inc()
+}
+
+// DeadLettered counts a dead letter (triggers.Observer).
+func (m *Metrics) DeadLettered(binding, function string) {
+	m.deadLetters.WithLabelValues(binding, function).Inc()
+}
+
+// WorkerStarted counts a worker start (functions.Observer).
+func (m *Metrics) WorkerStarted(function string) {
+	m.workerStarts.WithLabelValues(function).Inc()
+}
+
+// WorkerDied counts a worker that ended abnormally (functions.Observer).
+func (m *Metrics) WorkerDied(function, reason string) {
+	m.workerCrashes.WithLabelValues(function, reason).Inc()
+}
+
+// Compiled counts a compile cache hit or miss (functions.Observer).
+func (m *Metrics) Compiled(function string, cacheHit bool) {
+	if cacheHit {
+		m.cacheHits.WithLabelValues(function).Inc()
+	} else {
+		m.cacheMisses.WithLabelValues(function).Inc()
+	}
+}
+
+type backlogSource struct {
+	js       jetstream.JetStream
+	bindings []config.Binding
+}
+
+var (
+	pendingDesc = prometheus.NewDesc("sluice_binding_pending",
+		"Events in the binding's stream not yet delivered to it (its consumer's pending count).",
+		[]string{"binding"}, nil)
+	inFlightDesc = prometheus.NewDesc("sluice_binding_in_flight",
+		"Events delivered to the binding and not yet settled (running, prefetched, or waiting for a retry).",
+		[]string{"binding"}, nil)
+	redeliveredDesc = prometheus.NewDesc("sluice_binding_redelivered",
+		"Unsettled events of the binding that were delivered more than once.",
+		[]string{"binding"}, nil)
+	deadLetterMsgsDesc = prometheus.NewDesc("sluice_dead_letter_messages",
+		"Messages in the binding's dead-letter stream.",
+		[]string{"binding"}, nil)
+)
+
+// maxScrapeRequests bounds the JetStream requests one scrape has in flight.
+const maxScrapeRequests = 8
+
+// backlogCollector reads every watched binding's consumer and dead-letter
+// stream at scrape time.
+type backlogCollector struct{ m *Metrics }
+
+func (backlogCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- pendingDesc
+	ch <- inFlightDesc
+	ch <- redeliveredDesc
+	ch <- deadLetterMsgsDesc
+}
+
+func (c backlogCollector) Collect(ch chan<- prometheus.Metric) {
+	src := c.m.backlog.Load()
+	if src == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ScrapeTimeout)
+	defer cancel()
+	sem := make(chan struct{}, maxScrapeRequests)
+	var wg sync.WaitGroup
+	for _, b := range src.bindings {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if cons, err := src.js.Consumer(ctx, triggers.StreamName(b), triggers.ConsumerName(b)); err == nil {
+				info := cons.CachedInfo()
+				ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(info.NumPending), b.Name)
+				ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(info.NumAckPending), b.Name)
+				ch <- prometheus.MustNewConstMetric(redeliveredDesc, prometheus.GaugeValue, float64(info.NumRedelivered), b.Name)
+			}
+			if s, err := src.js.Stream(ctx, triggers.DeadLetterStreamName(b.Name)); err == nil {
+				ch <- prometheus.MustNewConstMetric(deadLetterMsgsDesc, prometheus.GaugeValue, float64(s.CachedInfo().State.Msgs), b.Name)
+			}
+		})
+	}
+	wg.Wait()
+}

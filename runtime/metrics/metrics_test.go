@@ -1,0 +1,66 @@
+package metrics_test
+
+import (
+	"maps"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-run/sluice/functions"
+	"github.com/sluice-run/sluice/runtime/metrics"
+)
+
+// TestObserverCounts: each Metrics has its own registry (two can coexist)
+// and counts what it hears.
+func TestObserverCounts(t *testing.T) {
+	m, other := metrics.New(), metrics.New()
+	m.Invoked("q", "f", "succeeded", 1, 3*time.Millisecond)
+	m.Invoked("q", "f", "failed", 1, time.Millisecond)
+	m.Invoked("q", "f", "failed", 2, time.Millisecond)
+	m.Retried("q", "f")
+	m.DeadLettered("q", "f")
+	m.WorkerStarted("f")
+	m.WorkerDied("f", functions.WorkerTimeout)
+	m.Compiled("f", true)
+	m.Compiled("g", false)
+	want := map[string]float64{
+		"sluice_invocations_total":           3,
+		"sluice_invocation_duration_seconds": 3,
+		"sluice_retries_total":               1,
+		"sluice_dead_letters_total":          1,
+		"sluice_worker_starts_total":         1,
+		"sluice_worker_crashes_total":        1,
+		"sluice_compile_cache_hits_total":    1,
+		"sluice_compile_cache_misses_total":  1,
+	}
+	if got := totals(t, m); !maps.Equal(got, want) {
+		t.Errorf("totals %v, want %v", got, want)
+	}
+	if got := totals(t, other); len(got) != 0 {
+		t.Errorf("the other Metrics counted %v", got)
+	}
+}
+
+// totals sums each sluice_ family: counters' values, histograms' counts.
+func totals(t *testing.T, m *metrics.Metrics) map[string]float64 {
+	t.Helper()
+	fams, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range fams {
+		for _, s := range f.GetMetric() {
+			switch {
+			case s.Counter != nil:
+				out[f.GetName()] += s.Counter.GetValue()
+			case s.Histogram != nil:
+				out[f.GetName()] += float64(s.Histogram.GetSampleCount())
+			}
+		}
+		if !strings.HasPrefix(f.GetName(), "sluice_") {
+			delete(out, f.GetName())
+		}
+	}
+	return out
+}
