@@ -157,14 +157,35 @@ func (b *binding) run(ctx context.Context) error {
 	replays.Drain()
 	drained := make(chan struct{})
 	go func() { wg.Wait(); close(drained) }()
-	select {
-	case <-drained:
-	case <-time.After(b.r.opts.DrainTimeout):
-		b.log.Warn("drain timed out; unsettled events will be redelivered", "timeout", b.r.opts.DrainTimeout)
-		events.Stop()
-		replays.Stop()
+	// A drained iterator can sit on an open pull request until it
+	// expires; once nothing runs any more, stop it rather than wait.
+	deadline := time.Now().Add(b.r.opts.DrainTimeout)
+	idleSince := time.Time{}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-drained:
+			return nil
+		case now := <-tick.C:
+			switch {
+			case len(b.slots) > 0:
+				idleSince = time.Time{}
+			case idleSince.IsZero():
+				idleSince = now
+			}
+			idle := !idleSince.IsZero() && now.Sub(idleSince) > 500*time.Millisecond
+			if idle || now.After(deadline) {
+				if !idle {
+					b.log.Warn("drain timed out; unsettled events will be redelivered", "timeout", b.r.opts.DrainTimeout)
+				}
+				events.Stop()
+				replays.Stop()
+				<-drained
+				return nil
+			}
+		}
 	}
-	return nil
 }
 
 // work takes messages until the iterator closes. Settling uses a context
