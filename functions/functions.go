@@ -151,11 +151,13 @@ const compileTimeout = 2 * time.Minute
 
 // Set is the loaded functions of one configuration.
 type Set struct {
-	opts  Options
-	funcs map[string]*function
-	http  *http.Transport // outbound HTTP of every function
+	opts Options
+	http *http.Transport // outbound HTTP of every function
 
-	mu     sync.Mutex
+	fmu   sync.RWMutex
+	funcs map[string]*function
+
+	mu     sync.Mutex // guards closed and every function's idle and retired
 	closed bool
 }
 
@@ -243,7 +245,7 @@ func (s *Set) load(fc config.Function) (*function, error) {
 // Version returns the version (sha256) of a loaded function, and whether its
 // compiled artifact came from the cache.
 func (s *Set) Version(name string) (version string, cacheHit bool, ok bool) {
-	f, ok := s.funcs[name]
+	f, ok := s.lookup(name)
 	if !ok {
 		return "", false, false
 	}
@@ -255,7 +257,7 @@ func (s *Set) Version(name string) (version string, cacheHit bool, ok bool) {
 // carries values (an invocation in flight is never abandoned early, so that
 // shutdown can drain it).
 func (s *Set) Invoke(ctx context.Context, name string, ev Event) (Result, error) {
-	f, ok := s.funcs[name]
+	f, ok := s.lookup(name)
 	if !ok {
 		return Result{}, fmt.Errorf("%w %q", ErrUnknownFunction, name)
 	}
@@ -272,12 +274,12 @@ func (s *Set) Close() {
 		return
 	}
 	s.closed = true
+	s.fmu.RLock()
 	for _, f := range s.funcs {
-		for _, p := range f.idle {
-			idle = append(idle, p)
-		}
+		idle = append(idle, f.idle...)
 		f.idle = nil
 	}
+	s.fmu.RUnlock()
 	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, p := range idle {
@@ -285,4 +287,55 @@ func (s *Set) Close() {
 	}
 	wg.Wait()
 	s.http.CloseIdleConnections()
+}
+
+func (s *Set) lookup(name string) (*function, bool) {
+	s.fmu.RLock()
+	defer s.fmu.RUnlock()
+	f, ok := s.funcs[name]
+	return f, ok
+}
+
+// Update adds fc, or replaces the function of that name: the new module is
+// validated, compiled and started first, so a bad one leaves the live
+// version untouched. Invocations already running finish on the old
+// version; the next ones get the new one.
+func (s *Set) Update(fc config.Function) error {
+	f, err := s.load(fc)
+	if err != nil {
+		return err
+	}
+	s.opts.Observer.Compiled(fc.Name, f.cacheHit)
+	s.fmu.Lock()
+	old := s.funcs[fc.Name]
+	s.funcs[fc.Name] = f
+	s.fmu.Unlock()
+	s.retire(old)
+	return nil
+}
+
+// Remove takes a function out: later invocations fail with
+// ErrUnknownFunction; running ones finish.
+func (s *Set) Remove(name string) {
+	s.fmu.Lock()
+	old := s.funcs[name]
+	delete(s.funcs, name)
+	s.fmu.Unlock()
+	s.retire(old)
+}
+
+// retire closes a replaced function's idle workers; its busy ones close
+// when their invocation returns.
+func (s *Set) retire(f *function) {
+	if f == nil {
+		return
+	}
+	s.mu.Lock()
+	f.retired = true
+	idle := f.idle
+	f.idle = nil
+	s.mu.Unlock()
+	for _, p := range idle {
+		p.Close()
+	}
 }

@@ -305,3 +305,37 @@ func TestGuestLogsAreCapped(t *testing.T) {
 		t.Fatalf("logged %d bytes of guest output (cap 100 KiB), truncation reported: %v", logs.guest, logs.truncated)
 	}
 }
+
+func TestUpdateSwapsVersionsAndKeepsTheLiveOneOnError(t *testing.T) {
+	echo := testenv.Guest(t, "internal/testguests/echo")
+	fail := testenv.Guest(t, "internal/testguests/fail")
+	set := load(t, nil, config.Function{Name: "f", Module: echo})
+	ctx := context.Background()
+	ev := functions.Event{ID: "u", Data: []byte("v1"), Attempt: 1}
+	v1, _, _ := set.Version("f")
+	if _, err := set.Invoke(ctx, "f", ev); err != nil {
+		t.Fatal(err)
+	}
+	if err := set.Update(config.Function{Name: "f", Module: fail, Timeout: 5 * time.Second, Memory: 64 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := set.Invoke(ctx, "f", ev)
+	var fe *functions.Error
+	if !errors.As(err, &fe) || fe.Kind != functions.KindFailed || fe.Version == v1 {
+		t.Fatalf("after the swap: %v, want the new version's failure", err)
+	}
+	garbage := filepath.Join(t.TempDir(), "garbage.wasm")
+	if err := os.WriteFile(garbage, []byte("not wasm"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := set.Update(config.Function{Name: "f", Module: garbage, Timeout: 5 * time.Second, Memory: 64 << 20}); err == nil {
+		t.Fatal("a garbage module was swapped in")
+	}
+	if v, _, _ := set.Version("f"); v != fe.Version {
+		t.Fatalf("live version changed to %s after a refused update", v)
+	}
+	set.Remove("f")
+	if _, err := set.Invoke(ctx, "f", ev); !errors.Is(err, functions.ErrUnknownFunction) {
+		t.Fatalf("after remove: %v", err)
+	}
+}

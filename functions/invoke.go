@@ -23,6 +23,7 @@ type function struct {
 	artifact string
 	cacheHit bool
 	idle     []*worker.Process // guarded by set.mu
+	retired  bool              // replaced or removed; guarded by set.mu
 
 	kvMu   sync.Mutex
 	kv     jetstream.KeyValue // the function's bucket, once created
@@ -76,7 +77,7 @@ func (f *function) release(p *worker.Process) {
 		(p.Invoked%rssCheckEvery == 0 && p.RSS() > f.cfg.Memory+maxWorkerOverhead)
 	s := f.set
 	s.mu.Lock()
-	if !s.closed && !retire {
+	if !s.closed && !retire && !f.retired {
 		f.idle = append(f.idle, p)
 		s.mu.Unlock()
 		return
