@@ -57,6 +57,7 @@ type Options struct {
 
 // Runtime is a started sluice server.
 type Runtime struct {
+	admin     *admin
 	opts      Options
 	cfg       *config.Config
 	log       *slog.Logger
@@ -121,12 +122,19 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 	r.probe.nc, r.probe.js, r.probe.bindings = r.nc, r.js, r.cfg.Bindings()
 	r.probe.phase = "loading functions"
 	r.probe.mu.Unlock()
+	loadFns, err := r.resolveModules(ctx, filepath.Join(filepath.Dir(storeDir), "modules"))
+	if err != nil {
+		return nil, err
+	}
 	pub := triggers.NewPublisher(r.nc, r.js)
-	r.fns, err = functions.Load(r.cfg.Functions, functions.Options{
+	r.fns, err = functions.Load(loadFns, functions.Options{
 		CacheDir: cacheDir, Publisher: pub, Logger: r.log, JS: r.js, Observer: r.metrics,
 	})
 	if err != nil {
 		return nil, err
+	}
+	if err := r.recordModules(ctx); err != nil {
+		return nil, fmt.Errorf("record function versions: %w", err)
 	}
 	r.probe.setPhase("laying out streams and consumers")
 	if opts.BeforeEnsure != nil {
@@ -143,7 +151,13 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := r.publishConfig(ctx); err != nil {
+		return nil, err
+	}
 	r.metrics.Watch(r.js, r.cfg)
+	if err := r.startAdmin(); err != nil {
+		return nil, err
+	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
 	go func() {
@@ -277,6 +291,7 @@ func (r *Runtime) Shutdown() error {
 }
 
 func (r *Runtime) closeResources() {
+	r.admin.stop()
 	if r.fns != nil {
 		r.fns.Close()
 	}

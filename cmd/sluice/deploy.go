@@ -1,0 +1,177 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-run/sluice/functions"
+	"github.com/sluice-run/sluice/functions/sandbox"
+	"github.com/sluice-run/sluice/runtime"
+)
+
+func deployCmd(g *globals) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "deploy NAME FILE.wasm",
+		Short: "Deploy a new version of a function to the running runtime, without dropping an event",
+		Long: "Store the module in JetStream (every node sees it), have the runtime validate and compile it,\n" +
+			"then swap it in: invocations in flight finish on the old version, the next ones use the new.",
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, file := args[0], args[1]
+			wasm, err := os.ReadFile(file)
+			if err != nil {
+				return failed(fmt.Errorf("deploy %s: %w", name, err))
+			}
+			if len(wasm) > functions.MaxModuleSize {
+				return failed(fmt.Errorf("deploy %s: %s is %d MiB, over the %d MiB limit for a module", name, file, len(wasm)>>20, functions.MaxModuleSize>>20))
+			}
+			// The cheap checks here, with the runtime's own words; the
+			// runtime validates the rest (exports, imports) when compiling.
+			if _, err := sandbox.CapMemory(wasm, 4<<30); err != nil {
+				return failed(fmt.Errorf("deploy %s: %s: %w", name, file, err))
+			}
+			nc, js, err := g.jetStream()
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			ctx := cmd.Context()
+			store, err := functions.OpenStore(ctx, js)
+			if err != nil {
+				return failed(err)
+			}
+			version, err := store.PutModule(ctx, wasm)
+			if err != nil {
+				return failed(err)
+			}
+			rep, err := adminRequest(nc, "deploy", runtime.DeployRequest{Function: name, Version: version, By: g.identity()}, timeout)
+			if err != nil {
+				return failed(fmt.Errorf("deploy %s: %w", name, err))
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deployed %s version %s (was %s)\n", name, shortVersion(rep.Version), shortVersion(rep.Previous))
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Minute, "how long to wait for validation, compilation and the swap")
+	return cmd
+}
+
+func rollbackCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rollback NAME [VERSION]",
+		Short: "Make an earlier version of a function live again (default: the one before the live one)",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := runtime.DeployRequest{Function: args[0], By: g.identity()}
+			if len(args) == 2 {
+				req.Version = args[1]
+			}
+			nc, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			rep, err := adminRequest(nc, "rollback", req, 3*time.Minute)
+			if err != nil {
+				return failed(fmt.Errorf("rollback %s: %w", args[0], err))
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "rolled %s back to version %s (was %s)\n", args[0], shortVersion(rep.Version), shortVersion(rep.Previous))
+			return nil
+		},
+	}
+	return cmd
+}
+
+// adminRequest calls an endpoint of the runtime's admin service.
+func adminRequest(nc *nats.Conn, endpoint string, req runtime.DeployRequest, timeout time.Duration) (runtime.DeployReply, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return runtime.DeployReply{}, err
+	}
+	msg, err := nc.Request(runtime.AdminSubjectPrefix+"."+endpoint, body, timeout)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return runtime.DeployReply{}, errors.New("no runtime answers (is `sluice run` running, and are you connected to it?)")
+	}
+	if err != nil {
+		return runtime.DeployReply{}, err
+	}
+	if desc := msg.Header.Get(micro.ErrorHeader); desc != "" {
+		return runtime.DeployReply{}, errors.New(desc)
+	}
+	var rep runtime.DeployReply
+	if err := json.Unmarshal(msg.Data, &rep); err != nil {
+		return runtime.DeployReply{}, fmt.Errorf("bad reply: %w", err)
+	}
+	return rep, nil
+}
+
+// identity names who deploys, for the version record.
+func (g *globals) identity() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	if host, err := os.Hostname(); err == nil {
+		name += "@" + host
+	}
+	return name
+}
+
+func functionsCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "functions",
+		Short: "List functions with their versions and which one is live",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			nc, js, err := g.jetStream()
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			store, err := functions.OpenStore(cmd.Context(), js)
+			if err != nil {
+				return failed(err)
+			}
+			recs, err := store.Records(cmd.Context())
+			if err != nil {
+				return failed(err)
+			}
+			slices.SortFunc(recs, func(a, b functions.Record) int { return strings.Compare(a.Name, b.Name) })
+			out := cmd.OutOrStdout()
+			if asJSON {
+				if recs == nil {
+					recs = []functions.Record{}
+				}
+				return writeJSON(out, recs)
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "FUNCTION\tVERSION\tLIVE\tSIZE\tDEPLOYED AT\tBY\tFROM")
+			for _, r := range recs {
+				for _, v := range r.Versions {
+					live := ""
+					if v.Version == r.Live {
+						live = "*"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.Name, shortVersion(v.Version), live, v.Size,
+						v.DeployedAt.Local().Format(time.DateTime), v.DeployedBy, v.Source)
+				}
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}

@@ -1,0 +1,157 @@
+package functions
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Buckets of the module store.
+const (
+	ModulesBucket   = "sluice_modules"   // object store: module bytes by version
+	FunctionsBucket = "sluice_functions" // KV: a Record per function
+	// MaxModuleSize bounds a deployed module.
+	MaxModuleSize = 64 << 20
+)
+
+// Store keeps every version of every function in JetStream, so that every
+// node sees the same modules and the live version survives restarts.
+type Store struct {
+	obj jetstream.ObjectStore
+	kv  jetstream.KeyValue
+}
+
+// Record is a function's versions, oldest first, and which one is live.
+type Record struct {
+	Name string `json:"name"`
+	Live string `json:"live"`
+	// ConfigVersion is the version of the module file runtime.hcl named
+	// when the runtime last started: a changed file wins over a deploy.
+	ConfigVersion string        `json:"config_version"`
+	Versions      []VersionInfo `json:"versions"`
+}
+
+// VersionInfo describes one version of a function.
+type VersionInfo struct {
+	Version    string    `json:"version"`
+	Size       int64     `json:"size"`
+	DeployedAt time.Time `json:"deployed_at"`
+	DeployedBy string    `json:"deployed_by,omitempty"`
+	Source     string    `json:"source"` // "runtime.hcl" or "deploy"
+}
+
+// OpenStore opens (creating if needed) the module store.
+func OpenStore(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket: ModulesBucket, Description: "sluice: function modules by version", Storage: jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("module store: %w", err)
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: FunctionsBucket, Description: "sluice: function versions", History: 5, Storage: jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("function versions: %w", err)
+	}
+	return &Store{obj: obj, kv: kv}, nil
+}
+
+// Version is the version of a module: the hex sha256 of its bytes.
+func Version(wasm []byte) string {
+	sum := sha256.Sum256(wasm)
+	return hex.EncodeToString(sum[:])
+}
+
+// PutModule stores wasm (once per version) and returns its version.
+func (s *Store) PutModule(ctx context.Context, wasm []byte) (string, error) {
+	v := Version(wasm)
+	if _, err := s.obj.GetInfo(ctx, v); err == nil {
+		return v, nil
+	}
+	if _, err := s.obj.PutBytes(ctx, v, wasm); err != nil {
+		return "", fmt.Errorf("store module %s: %w", v[:12], err)
+	}
+	return v, nil
+}
+
+// Module returns the bytes of a stored version, checked against it.
+func (s *Store) Module(ctx context.Context, version string) ([]byte, error) {
+	b, err := s.obj.GetBytes(ctx, version)
+	if err != nil {
+		return nil, fmt.Errorf("module %s: %w", version, err)
+	}
+	if Version(b) != version {
+		return nil, fmt.Errorf("module %s: stored bytes do not match their version", version)
+	}
+	return b, nil
+}
+
+// Record returns a function's record; ok is false when it has none.
+func (s *Store) Record(ctx context.Context, name string) (Record, bool, error) {
+	e, err := s.kv.Get(ctx, name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Record{Name: name}, false, nil
+	}
+	if err != nil {
+		return Record{}, false, err
+	}
+	var r Record
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return Record{}, false, fmt.Errorf("function %s record: %w", name, err)
+	}
+	return r, true, nil
+}
+
+// Records returns every function's record.
+func (s *Store) Records(ctx context.Context) ([]Record, error) {
+	keys, err := s.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Record
+	for k := range keys.Keys() {
+		r, ok, err := s.Record(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// SetLive makes version the live one of a function, adding it to the
+// record when it is new.
+func (s *Store) SetLive(ctx context.Context, name string, info VersionInfo, configVersion string) (Record, error) {
+	r, _, err := s.Record(ctx, name)
+	if err != nil {
+		return Record{}, err
+	}
+	known := false
+	for _, v := range r.Versions {
+		known = known || v.Version == info.Version
+	}
+	if !known {
+		r.Versions = append(r.Versions, info)
+	}
+	r.Name, r.Live = name, info.Version
+	if configVersion != "" {
+		r.ConfigVersion = configVersion
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return Record{}, err
+	}
+	if _, err := s.kv.Put(ctx, name, b); err != nil {
+		return Record{}, err
+	}
+	return r, nil
+}
