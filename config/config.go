@@ -18,6 +18,11 @@ type Config struct {
 	Functions []Function
 	Queues    []Queue
 	Topics    []Topic
+	// Users are the user blocks of the nats block: when there are any,
+	// they are the only identities the embedded server accepts; without
+	// any there is no authentication, allowed only on a loopback listen
+	// address. (Kept out of NATS so that NATS stays comparable.)
+	Users []User
 }
 
 // NATS configures the embedded server, or names an existing one.
@@ -41,6 +46,25 @@ type NATS struct {
 	MaxMemory int64
 	// MaxStore bounds JetStream file storage. Default 10 GiB.
 	MaxStore int64
+}
+
+// User roles.
+const (
+	// RoleAdmin may do everything.
+	RoleAdmin = "admin"
+	// RolePublish may publish events to the bindings' subjects and read
+	// streams, bindings and event statuses, nothing else.
+	RolePublish = "publish"
+)
+
+// User is one identity of the embedded NATS server.
+type User struct {
+	Name string
+	// Password is the password, from the file or from the environment
+	// variable PasswordEnv (read when the file is loaded).
+	Password    string
+	PasswordEnv string
+	Role        string // RoleAdmin or RolePublish
 }
 
 // Metrics configures the Prometheus endpoint.

@@ -31,6 +31,10 @@ var (
 			{Name: "listen"}, {Name: "store_dir"}, {Name: "url"}, {Name: "sync"},
 			{Name: "max_memory"}, {Name: "max_store"},
 		},
+		Blocks: []hcl.BlockHeaderSchema{{Type: "user", LabelNames: []string{"name"}}},
+	}
+	userSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "password"}, {Name: "password_env"}, {Name: "role", Required: true}},
 	}
 	metricsSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "listen"}, {Name: "enabled"}},
@@ -134,6 +138,8 @@ type decoder struct {
 	// dir is the absolute directory relative paths resolve against.
 	dir string
 	src source
+	// users are the nats block's user blocks.
+	users []User
 }
 
 func (d *decoder) errorf(rng hcl.Range, summary, detail string, args ...any) {
@@ -176,6 +182,7 @@ func (d *decoder) decodeFile(body hcl.Body) *Config {
 	blocks := root.Blocks.ByType()
 	if b := d.atMostOne(blocks["nats"], " in a file"); b != nil {
 		d.decodeNATS(b, &cfg.NATS)
+		cfg.Users = d.users
 	}
 	if b := d.atMostOne(blocks["metrics"], " in a file"); b != nil {
 		d.decodeMetrics(b, &cfg.Metrics)
@@ -231,6 +238,7 @@ func (d *decoder) decodeNATS(b *hcl.Block, n *NATS) {
 			n.MaxStore = v
 		}
 	}
+	d.users = d.decodeUsers(c)
 }
 
 func (d *decoder) decodeMetrics(b *hcl.Block, m *Metrics) {

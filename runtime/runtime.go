@@ -53,6 +53,9 @@ type Options struct {
 	// are loaded, before the streams and consumers are laid out, and waits
 	// for it to return.
 	BeforeEnsure func(*Runtime)
+	// WatchConfig reloads the config when its file (Config.Path) changes;
+	// see Reload.
+	WatchConfig bool
 }
 
 // Runtime is a started sluice server.
@@ -78,6 +81,8 @@ type Runtime struct {
 	done      chan struct{}
 	runErr    error
 	closeOnce sync.Once
+
+	reload reloader
 }
 
 // Start brings the runtime up: broker, streams and consumers, functions,
@@ -160,10 +165,16 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel = cancel
+	r.initReload(runCtx, runner)
 	go func() {
 		defer close(r.done)
 		r.runErr = runner.Run(runCtx)
 	}()
+	if opts.WatchConfig {
+		if err := r.startWatch(); err != nil {
+			r.log.Warn("config file not watched (reload with SIGHUP)", "config", r.cfg.Path, "error", err)
+		}
+	}
 	r.probe.setPhase("")
 	return r, nil
 }
@@ -205,12 +216,16 @@ func (r *Runtime) connect() error {
 		if r.opts.Listen != "" {
 			listen = r.opts.Listen
 		}
-		srv, err := startServer(listen, r.storeDir, r.cfg)
+		auth, err := newServerAuth(r.cfg, listen)
+		if err != nil {
+			return err
+		}
+		srv, err := startServer(listen, r.storeDir, r.cfg, auth)
 		if err != nil {
 			return err
 		}
 		r.srv, r.clientURL = srv, srv.ClientURL()
-		nc, err := nats.Connect(r.clientURL, nats.Name("sluice runtime"), nats.InProcessServer(srv), nats.MaxReconnects(-1))
+		nc, err := nats.Connect(r.clientURL, nats.Name("sluice runtime"), nats.InProcessServer(srv), nats.MaxReconnects(-1), auth.option())
 		if err != nil {
 			return fmt.Errorf("connect to the embedded server: %w", err)
 		}
@@ -224,7 +239,7 @@ func (r *Runtime) connect() error {
 	return nil
 }
 
-func startServer(listen, storeDir string, cfg *config.Config) (*server.Server, error) {
+func startServer(listen, storeDir string, cfg *config.Config, auth *serverAuth) (*server.Server, error) {
 	host, portStr, err := net.SplitHostPort(listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen address %q: %w", listen, err)
@@ -249,6 +264,7 @@ func startServer(listen, storeDir string, cfg *config.Config) (*server.Server, e
 		SyncInterval:       cfg.NATS.SyncInterval,
 		MaxPayload:         int32(min(maxEvent+64<<10, 64<<20)),
 		NoSigs:             true,
+		Users:              auth.users,
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -281,10 +297,12 @@ func (r *Runtime) Shutdown() error {
 		r.probe.mu.Lock()
 		r.probe.stopping = true
 		r.probe.mu.Unlock()
+		r.stopWatch()
 		if r.cancel != nil {
 			r.cancel()
 			<-r.done
 		}
+		r.closeReload()
 		r.closeResources()
 	})
 	return r.runErr
@@ -324,7 +342,7 @@ func (r *Runtime) PrintBanner(w io.Writer) {
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BINDING\tKIND\tSUBJECT\tFUNCTION\tVERSION\tCONCURRENCY\tRATE\tRETRY\tDEAD LETTER")
-	for _, b := range r.cfg.Bindings() {
+	for _, b := range r.CurrentConfig().Bindings() {
 		version, _, _ := r.fns.Version(b.Function)
 		rate := "-"
 		if b.Rate.PerSecond() > 0 {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -58,12 +59,28 @@ func (noObserver) Invoked(string, string, string, int, time.Duration) {}
 func (noObserver) Retried(string, string)                             {}
 func (noObserver) DeadLettered(string, string)                        {}
 
-// Runner consumes every binding of a config.
+// Runner consumes every binding of a config. Apply changes the bindings
+// while it runs.
 type Runner struct {
-	opts     Options
+	opts   Options
+	status *StatusStore
+
+	// mu serializes Run's start and end with Apply, and guards what
+	// follows.
+	mu       sync.Mutex
 	cfg      *config.Config
-	status   *StatusStore
-	bindings []*binding
+	bindings map[string]*binding // the bindings of cfg, by name
+	order    []string            // their names, in config order
+	ctx      context.Context     // Run's, once it started
+	stopped  bool                // Run's context ended (or its start failed)
+	live     map[string]*liveBinding
+}
+
+// liveBinding is a running binding and how to stop it.
+type liveBinding struct {
+	b      *binding
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // NewRunner prepares the bindings of cfg. The streams and consumers must
@@ -85,41 +102,189 @@ func NewRunner(ctx context.Context, cfg *config.Config, opts Options) (*Runner, 
 	if err != nil {
 		return nil, fmt.Errorf("status bucket: %w", err)
 	}
-	r := &Runner{opts: opts, cfg: cfg, status: status}
+	r := &Runner{opts: opts, cfg: cfg, status: status, bindings: map[string]*binding{}, live: map[string]*liveBinding{}}
 	for _, b := range cfg.Bindings() {
-		cons, err := opts.JS.Consumer(ctx, StreamName(b), ConsumerName(b))
+		bb, err := r.prepare(ctx, b)
 		if err != nil {
-			return nil, fmt.Errorf("binding %s: consumer: %w", b.Name, err)
+			return nil, err
 		}
-		replays, err := opts.JS.Consumer(ctx, ReplayStreamName(b.Name), ReplayConsumerName(b.Name))
-		if err != nil {
-			return nil, fmt.Errorf("binding %s: replay consumer: %w", b.Name, err)
-		}
-		bb := &binding{
-			r: r, cfg: b, cons: cons, replays: replays, stream: StreamName(b),
-			slots: make(chan struct{}, b.Concurrency),
-			log:   opts.Logger.With("binding", b.Name, "function", b.Function),
-			rnd:   rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
-		}
-		if perSec := b.Rate.PerSecond(); perSec > 0 {
-			bb.limiter = rate.NewLimiter(rate.Limit(perSec), max(1, b.Concurrency))
-		}
-		r.bindings = append(r.bindings, bb)
+		r.bindings[b.Name] = bb
+		r.order = append(r.order, b.Name)
 	}
 	return r, nil
+}
+
+// prepare looks up b's consumers and makes its binding.
+func (r *Runner) prepare(ctx context.Context, b config.Binding) (*binding, error) {
+	cons, err := r.opts.JS.Consumer(ctx, StreamName(b), ConsumerName(b))
+	if err != nil {
+		return nil, fmt.Errorf("binding %s: consumer: %w", b.Name, err)
+	}
+	replays, err := r.opts.JS.Consumer(ctx, ReplayStreamName(b.Name), ReplayConsumerName(b.Name))
+	if err != nil {
+		return nil, fmt.Errorf("binding %s: replay consumer: %w", b.Name, err)
+	}
+	bb := &binding{
+		r: r, cfg: b, cons: cons, replays: replays, stream: StreamName(b),
+		slots: make(chan struct{}, b.Concurrency),
+		log:   r.opts.Logger.With("binding", b.Name, "function", b.Function),
+		rnd:   rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+	}
+	if perSec := b.Rate.PerSecond(); perSec > 0 {
+		bb.limiter = rate.NewLimiter(rate.Limit(perSec), max(1, b.Concurrency))
+	}
+	return bb, nil
 }
 
 // Run consumes until ctx ends, then stops pulling and lets the invocations
 // in flight (and the messages already pulled) finish, for at most
 // DrainTimeout. Messages not settled by then are redelivered by JetStream.
+// A binding that cannot start consuming stops the others and ends Run with
+// its error.
 func (r *Runner) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(r.bindings))
-	for i, b := range r.bindings {
-		wg.Go(func() { errs[i] = b.run(ctx) })
+	r.mu.Lock()
+	if r.ctx != nil {
+		r.mu.Unlock()
+		return errors.New("triggers: Run called twice")
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	r.ctx = ctx
+	var errs []error
+	for _, name := range r.order {
+		if err := r.startLocked(r.bindings[name]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		r.stopped = true
+		r.stopLocked(r.liveNames())
+		r.mu.Unlock()
+		return errors.Join(errs...)
+	}
+	r.mu.Unlock()
+	<-ctx.Done()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopped = true
+	r.stopLocked(r.liveNames())
+	return nil
+}
+
+// Changes says what an Apply did, by binding name.
+type Changes struct {
+	Added, Changed, Removed []string
+}
+
+// Empty reports whether nothing changed.
+func (c Changes) Empty() bool { return len(c.Added)+len(c.Changed)+len(c.Removed) == 0 }
+
+// Apply makes the runner consume the bindings of cfg instead of those it
+// has: it starts the new ones, stops the removed ones (they stop pulling
+// and their invocations in flight finish, for at most DrainTimeout), and
+// restarts those whose settings changed. Bindings that did not change keep
+// running untouched. The streams and consumers of cfg must exist (see
+// Ensure); those of removed bindings are left as they are, so that their
+// backlog waits in JetStream.
+//
+// When a new binding's consumer cannot be found, Apply changes nothing. It
+// may be called before Run (the bindings start with Run) but not after
+// Run returned.
+func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (Changes, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return Changes{}, errors.New("triggers: the runner has stopped")
+	}
+	var ch Changes
+	next := map[string]*binding{}
+	var order []string
+	for _, b := range cfg.Bindings() {
+		order = append(order, b.Name)
+		old, ok := r.bindings[b.Name]
+		if ok && old.cfg == b {
+			next[b.Name] = old
+			continue
+		}
+		bb, err := r.prepare(ctx, b)
+		if err != nil {
+			return Changes{}, err
+		}
+		next[b.Name] = bb
+		if ok {
+			ch.Changed = append(ch.Changed, b.Name)
+		} else {
+			ch.Added = append(ch.Added, b.Name)
+		}
+	}
+	for _, name := range r.order {
+		if _, ok := next[name]; !ok {
+			ch.Removed = append(ch.Removed, name)
+		}
+	}
+	r.cfg, r.bindings, r.order = cfg, next, order
+	if r.ctx == nil {
+		return ch, nil // Run starts them
+	}
+	r.stopLocked(append(slices.Clone(ch.Removed), ch.Changed...))
+	var errs []error
+	for _, name := range append(slices.Clone(ch.Changed), ch.Added...) {
+		if err := r.startLocked(next[name]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return ch, errors.Join(errs...)
+}
+
+// Bindings returns the settings of the bindings the runner consumes, in
+// config order.
+func (r *Runner) Bindings() []config.Binding {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]config.Binding, 0, len(r.order))
+	for _, name := range r.order {
+		out = append(out, r.bindings[name].cfg)
+	}
+	return out
+}
+
+// startLocked opens b's iterators and consumes them until its own context
+// (a child of Run's) ends.
+func (r *Runner) startLocked(b *binding) error {
+	events, replays, err := b.open()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	lb := &liveBinding{b: b, cancel: cancel, done: make(chan struct{})}
+	r.live[b.cfg.Name] = lb
+	go func() {
+		defer close(lb.done)
+		b.consume(ctx, events, replays)
+	}()
+	return nil
+}
+
+// stopLocked stops the named live bindings together and waits until each
+// drained.
+func (r *Runner) stopLocked(names []string) {
+	var stopping []*liveBinding
+	for _, name := range names {
+		if lb, ok := r.live[name]; ok {
+			lb.cancel()
+			stopping = append(stopping, lb)
+			delete(r.live, name)
+		}
+	}
+	for _, lb := range stopping {
+		<-lb.done
+	}
+}
+
+func (r *Runner) liveNames() []string {
+	names := make([]string, 0, len(r.live))
+	for name := range r.live {
+		names = append(names, name)
+	}
+	return names
 }
 
 type binding struct {
@@ -137,16 +302,23 @@ type binding struct {
 	rnd   *rand.Rand
 }
 
-func (b *binding) run(ctx context.Context) error {
-	events, err := b.cons.Messages(jetstream.PullMaxMessages(Prefetch(b.cfg)))
+// open starts pulling from the binding's event and replay consumers.
+func (b *binding) open() (events, replays jetstream.MessagesContext, err error) {
+	events, err = b.cons.Messages(jetstream.PullMaxMessages(Prefetch(b.cfg)))
 	if err != nil {
-		return fmt.Errorf("binding %s: consume: %w", b.cfg.Name, err)
+		return nil, nil, fmt.Errorf("binding %s: consume: %w", b.cfg.Name, err)
 	}
-	replays, err := b.replays.Messages(jetstream.PullMaxMessages(b.cfg.Concurrency))
+	replays, err = b.replays.Messages(jetstream.PullMaxMessages(b.cfg.Concurrency))
 	if err != nil {
 		events.Stop()
-		return fmt.Errorf("binding %s: consume replays: %w", b.cfg.Name, err)
+		return nil, nil, fmt.Errorf("binding %s: consume replays: %w", b.cfg.Name, err)
 	}
+	return events, replays, nil
+}
+
+// consume handles what events and replays deliver until ctx ends, then
+// stops pulling and drains: see Run.
+func (b *binding) consume(ctx context.Context, events, replays jetstream.MessagesContext) {
 	var wg sync.WaitGroup
 	for range b.cfg.Concurrency {
 		wg.Go(func() { b.work(ctx, events) })
@@ -166,7 +338,7 @@ func (b *binding) run(ctx context.Context) error {
 	for {
 		select {
 		case <-drained:
-			return nil
+			return
 		case now := <-tick.C:
 			switch {
 			case len(b.slots) > 0:
@@ -182,7 +354,7 @@ func (b *binding) run(ctx context.Context) error {
 				events.Stop()
 				replays.Stop()
 				<-drained
-				return nil
+				return
 			}
 		}
 	}

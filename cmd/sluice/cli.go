@@ -38,10 +38,14 @@ var errSilent = errors.New("")
 type globals struct {
 	server string
 	stdin  io.Reader
+	auth   authFlags
+	// reload delivers the signals asking `sluice run` to reload its
+	// config (SIGHUP, see main); nil when none do.
+	reload <-chan os.Signal
 }
 
 func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	g := &globals{stdin: stdin}
+	g := &globals{stdin: stdin, reload: reloadSignals(ctx)}
 	root := &cobra.Command{
 		Use:           "sluice",
 		Short:         "sluice runs WebAssembly functions when events arrive on NATS JetStream",
@@ -57,10 +61,11 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		server = defaultAddr
 	}
 	root.PersistentFlags().StringVar(&g.server, "server", server, "NATS URL of the runtime (env SLUICE_SERVER)")
+	g.auth.register(root)
 	root.AddCommand(runCmd(g), publishCmd(g), statusCmd(g), invokeCmd(g), bindingsCmd(g), pauseCmd(g), resumeCmd(g), dlqCmd(g), deployCmd(g), functionsCmd(g), rollbackCmd(g), validateCmd(), planCmd(g), fmtCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
 
-	err := root.ExecuteContext(ctx)
+	err := g.auth.explain(root.ExecuteContext(g.auth.watch(ctx)))
 	if err == nil {
 		return exitOK
 	}
@@ -91,7 +96,10 @@ func (g *globals) jetStream() (*nats.Conn, jetstream.JetStream, error) {
 }
 
 func (g *globals) connect() (*nats.Conn, error) {
-	nc, err := nats.Connect(g.server, nats.Name("sluice cli"))
+	nc, err := nats.Connect(g.server, g.auth.options()...)
+	if aerr := g.auth.connectError(g.server, err); aerr != nil {
+		return nil, aerr
+	}
 	if err != nil {
 		return nil, usage(fmt.Errorf("connect to %s: %w (is `sluice run` running? set --server or SLUICE_SERVER)", g.server, err))
 	}

@@ -27,10 +27,10 @@ type child struct {
 	logs *strings.Builder
 }
 
-func startChild(t *testing.T, cfgPath, data, listen string) *child {
+func startChild(t *testing.T, cfgPath, data, listen string, flags ...string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "run", "-c", cfgPath, "--data", data, "--listen", listen,
-		"--metrics-listen", "127.0.0.1:0", "--log-level", "warn")
+	cmd := exec.Command(os.Args[0], append([]string{"run", "-c", cfgPath, "--data", data, "--listen", listen,
+		"--metrics-listen", "127.0.0.1:0", "--log-level", "warn"}, flags...)...)
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -5,10 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/sluice-run/sluice/config"
@@ -23,10 +21,7 @@ const childEnv = "SLUICE_TEST_RUN_AS_CLI"
 func TestMain(m *testing.M) {
 	worker.RunIfWorker()
 	if os.Getenv(childEnv) == "1" {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		code := execute(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-		stop()
-		os.Exit(code)
+		os.Exit(cliMain())
 	}
 	os.Exit(m.Run())
 }

@@ -12,10 +12,11 @@ import (
 	"github.com/sluice-run/sluice/runtime"
 )
 
-func runCmd(_ *globals) *cobra.Command {
+func runCmd(g *globals) *cobra.Command {
 	var (
 		cfgPath, data, listen, metricsListen, logLevel, logFormat string
 		drain                                                     time.Duration
+		noWatch                                                   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -32,16 +33,24 @@ func runCmd(_ *globals) *cobra.Command {
 			}
 			rt, err := runtime.Start(cmd.Context(), runtime.Options{
 				Config: cfg, DataDir: data, Listen: listen, MetricsListen: metricsListen,
-				Logger: logger, DrainTimeout: drain,
+				Logger: logger, DrainTimeout: drain, WatchConfig: !noWatch,
 			})
 			if err != nil {
 				return failed(fmt.Errorf("start: %w", err))
 			}
 			rt.PrintBanner(cmd.OutOrStdout())
-			select {
-			case <-cmd.Context().Done():
-				logger.Info("shutting down: draining in-flight invocations", "timeout", drain)
-			case <-rt.Done():
+		serve:
+			for {
+				select {
+				case <-cmd.Context().Done():
+					logger.Info("shutting down: draining in-flight invocations", "timeout", drain)
+					break serve
+				case <-rt.Done():
+					break serve
+				case <-g.reload:
+					logger.Info("SIGHUP: reloading the config", "config", cfg.Path)
+					_ = rt.Reload() // logs what it applied, or why not
+				}
 			}
 			if err := rt.Shutdown(); err != nil {
 				return failed(err)
@@ -57,6 +66,7 @@ func runCmd(_ *globals) *cobra.Command {
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().StringVar(&logFormat, "log-format", "text", "text or json")
 	cmd.Flags().DurationVar(&drain, "drain-timeout", 30*time.Second, "how long shutdown waits for in-flight invocations")
+	cmd.Flags().BoolVar(&noWatch, "no-watch", false, "do not reload the config when its file changes (SIGHUP still reloads it)")
 	return cmd
 }
 

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluice-run/sluice/internal/testenv"
+)
+
+// TestSIGHUPReloadsConfig adds a queue to the file of a `sluice run` that
+// does not watch it, and sends SIGHUP: the queue starts without a restart.
+func TestSIGHUPReloadsConfig(t *testing.T) {
+	sender := testenv.Guest(t, "examples/emails/sender")
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "runtime.hcl")
+	base := fmt.Sprintf(`
+function "sender" {
+  module  = %q
+  publish = ["email.sent"]
+}
+queue "emails" {
+  subject  = "email.send"
+  function = "sender"
+}
+`, sender)
+	if err := os.WriteFile(cfgPath, []byte(base), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	listen := "127.0.0.1:" + freePort(t)
+	c := startChild(t, cfgPath, filepath.Join(dir, "data"), listen, "--no-watch")
+	nc, js := testenv.Connect(t, "nats://"+listen)
+	sent := make(chan string, 100)
+	sub, err := nc.Subscribe("email.sent", func(m *nats.Msg) {
+		var v struct{ ID string }
+		_ = json.Unmarshal(m.Data, &v)
+		sent <- v.ID
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := os.WriteFile(cfgPath, []byte(base+`
+queue "urgent" {
+  subject  = "email.urgent"
+  function = "sender"
+}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	testenv.Eventually(t, time.Minute, "the new queue's stream", func() bool {
+		_, err := js.Stream(ctx, "SLUICE_Q_urgent")
+		return err == nil
+	})
+	if _, err := js.Publish(ctx, "email.urgent", []byte(`{"to":"ada@example.com"}`), jetstream.WithMsgID("urgent-1")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case id := <-sent:
+		if id != "urgent-1" {
+			t.Fatalf("sent %q, want urgent-1", id)
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("the new queue did not run its function:\n%s", c.logs.String())
+	}
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cmd.Wait(); err != nil {
+		t.Fatalf("sluice run: %v\n%s", err, c.logs.String())
+	}
+}
