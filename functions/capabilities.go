@@ -55,12 +55,17 @@ func newHTTPTransport() *http.Transport {
 }
 
 // callContext bounds one host call by the invocation's deadline and limit;
-// the invocation's own context only carries values (shutdown drains).
+// the invocation's own context only carries values (shutdown drains). A
+// call still waiting at the deadline gets a moment more, so that the
+// worker's kill at the deadline decides: the invocation is reported as the
+// timeout it is, not as a failed call that raced it.
 func (h *host) callContext(limit time.Duration) (context.Context, context.CancelFunc, error) {
-	d := min(time.Until(h.deadline), limit)
-	if d <= 0 {
+	const deadlineGrace = 250 * time.Millisecond
+	remaining := time.Until(h.deadline)
+	if remaining <= 0 {
 		return nil, nil, errOutOfTime
 	}
+	d := min(remaining+deadlineGrace, limit)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(h.ctx), d)
 	return ctx, cancel, nil
 }
