@@ -155,6 +155,15 @@ func (r *Runtime) startAdmin() error {
 			return fmt.Errorf("admin API: %w", err)
 		}
 	}
+	if err := g.AddEndpoint("reload", micro.HandlerFunc(func(req micro.Request) {
+		if err := r.Reload(); err != nil {
+			_ = req.Error("400", err.Error(), nil)
+			return
+		}
+		_ = req.Respond([]byte("reloaded"))
+	})); err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
 	r.admin.svc = svc
 	return nil
 }

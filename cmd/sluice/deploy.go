@@ -175,3 +175,32 @@ func functionsCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
+
+func reloadCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "reload",
+		Short: "Make the running runtime read its config file again and apply what changed",
+		Long: "Ask the running runtime to re-read runtime.hcl (as on a file change or SIGHUP).\n" +
+			"An invalid file is reported here, with every diagnostic, and the running config stays.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			nc, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			msg, err := nc.Request(runtime.AdminSubjectPrefix+".reload", nil, 5*time.Minute)
+			if errors.Is(err, nats.ErrNoResponders) {
+				return failed(errors.New("no runtime answers (is `sluice run` running, and are you connected to it?)"))
+			}
+			if err != nil {
+				return failed(err)
+			}
+			if desc := msg.Header.Get(micro.ErrorHeader); desc != "" {
+				return failed(fmt.Errorf("not reloaded; the running config stays:\n%s", desc))
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "reloaded")
+			return nil
+		},
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/internal/testenv"
 )
 
@@ -80,5 +82,50 @@ queue "urgent" {
 	}
 	if err := c.cmd.Wait(); err != nil {
 		t.Fatalf("sluice run: %v\n%s", err, c.logs.String())
+	}
+}
+
+// TestAdminReloadReportsDiagnostics: `sluice reload` applies a valid file
+// and reports an invalid one, with file:line:col, leaving the config as is.
+func TestAdminReloadReportsDiagnostics(t *testing.T) {
+	noop := testenv.Guest(t, "internal/testguests/noop")
+	path := filepath.Join(t.TempDir(), "runtime.hcl")
+	good := `function "noop" { module = "` + noop + `" }
+queue "q" {
+  subject  = "q.in"
+  function = "noop"
+}
+`
+	if err := os.WriteFile(path, []byte(good), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := testenv.Start(t, cfg, "")
+	server := "--server=" + rt.ClientURL()
+	bad := strings.Replace(good, `function = "noop"`, `function = "nope"`, 1)
+	if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := cli(t, server, "reload")
+	if code != 1 || !strings.Contains(errOut, path+":4:") || !strings.Contains(errOut, "running config stays") {
+		t.Fatalf("invalid reload: exit %d\n%s", code, errOut)
+	}
+	withQueue := good + `queue "r" {
+  subject  = "r.in"
+  function = "noop"
+}
+`
+	if err := os.WriteFile(path, []byte(withQueue), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := cli(t, server, "reload"); code != 0 || !strings.Contains(out, "reloaded") {
+		t.Fatalf("valid reload: exit %d %s %s", code, out, errOut)
+	}
+	code, out, _ := cli(t, server, "bindings", "--json")
+	if code != 0 || !strings.Contains(out, `"binding": "r"`) {
+		t.Fatalf("the added queue is not bound:\n%s", out)
 	}
 }
