@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -131,5 +132,17 @@ func TestRolesOfUsers(t *testing.T) {
 	}
 	if code, out, errOut := run(admin, "pause", "ok"); code != 0 {
 		t.Errorf("admin pause: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// Deploys are admin operations too.
+	failModule := filepath.Join(testenv.RepoRoot(), "internal/testguests/fail/fail.wasm")
+	if code, out, errOut := run(app, "deploy", "noop", failModule); code == 0 || !strings.Contains(errOut, "permission denied") {
+		t.Errorf("app deploy: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := run(app, "reload"); code == 0 {
+		t.Errorf("app reload: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := run(admin, "deploy", "noop", failModule); code != 0 || !strings.Contains(out, "deployed noop") {
+		t.Errorf("admin deploy: exit %d\n%s%s", code, out, errOut)
 	}
 }

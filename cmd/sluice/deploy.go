@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,7 +57,7 @@ func deployCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return failed(err)
 			}
-			rep, err := adminRequest(nc, "deploy", runtime.DeployRequest{Function: name, Version: version, By: g.identity()}, timeout)
+			rep, err := adminRequest(ctx, nc, "deploy", runtime.DeployRequest{Function: name, Version: version, By: g.identity()}, timeout)
 			if err != nil {
 				return failed(fmt.Errorf("deploy %s: %w", name, err))
 			}
@@ -83,7 +84,7 @@ func rollbackCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer nc.Close()
-			rep, err := adminRequest(nc, "rollback", req, 3*time.Minute)
+			rep, err := adminRequest(cmd.Context(), nc, "rollback", req, 3*time.Minute)
 			if err != nil {
 				return failed(fmt.Errorf("rollback %s: %w", args[0], err))
 			}
@@ -95,12 +96,14 @@ func rollbackCmd(g *globals) *cobra.Command {
 }
 
 // adminRequest calls an endpoint of the runtime's admin service.
-func adminRequest(nc *nats.Conn, endpoint string, req runtime.DeployRequest, timeout time.Duration) (runtime.DeployReply, error) {
+func adminRequest(ctx context.Context, nc *nats.Conn, endpoint string, req runtime.DeployRequest, timeout time.Duration) (runtime.DeployReply, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return runtime.DeployReply{}, err
 	}
-	msg, err := nc.Request(runtime.AdminSubjectPrefix+"."+endpoint, body, timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	msg, err := nc.RequestWithContext(ctx, runtime.AdminSubjectPrefix+"."+endpoint, body)
 	if errors.Is(err, nats.ErrNoResponders) {
 		return runtime.DeployReply{}, errors.New("no runtime answers (is `sluice run` running, and are you connected to it?)")
 	}
@@ -189,7 +192,9 @@ func reloadCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer nc.Close()
-			msg, err := nc.Request(runtime.AdminSubjectPrefix+".reload", nil, 5*time.Minute)
+			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Minute)
+			defer cancel()
+			msg, err := nc.RequestWithContext(ctx, runtime.AdminSubjectPrefix+".reload", nil)
 			if errors.Is(err, nats.ErrNoResponders) {
 				return failed(errors.New("no runtime answers (is `sluice run` running, and are you connected to it?)"))
 			}
