@@ -215,3 +215,28 @@ func TestInvokeRunsAFunctionOnce(t *testing.T) {
 		t.Fatalf("unknown function: exit %d %s", code, errOut)
 	}
 }
+
+func TestFmtIsIdempotent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "runtime.hcl")
+	src := "function \"f\" {\nmodule=\"f.wasm\"\n  timeout    =   \"5s\"\n}\n"
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := cli(t, "fmt", "--check", path); code != 1 {
+		t.Fatalf("--check on an unformatted file: exit %d, want 1", code)
+	}
+	if code, _, errOut := cli(t, "fmt", "-w", path); code != 0 {
+		t.Fatalf("fmt -w: exit %d %s", code, errOut)
+	}
+	once, _ := os.ReadFile(path)
+	if code, _, _ := cli(t, "fmt", "-w", path); code != 0 {
+		t.Fatal("second fmt -w failed")
+	}
+	twice, _ := os.ReadFile(path)
+	if string(once) != string(twice) || string(once) == src {
+		t.Fatalf("fmt is not idempotent or changed nothing:\n%q\n%q", once, twice)
+	}
+	if code, _, _ := cli(t, "fmt", "--check", path); code != 0 {
+		t.Fatalf("--check after fmt -w: exit %d", code)
+	}
+}
