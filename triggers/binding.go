@@ -612,9 +612,15 @@ func (b *binding) markRunning(ctx context.Context, st Status) *runningMark {
 	m.timer = time.AfterFunc(runningAfter, func() {
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		if !m.done {
-			b.putStatusAsync(ctx, st)
+		if m.done {
+			return
 		}
+		// The record it replaces may hold earlier attempts, which the
+		// failure path reads back: keep them.
+		if prev, ok, _ := b.r.status.Get(ctx, st.ID, b.cfg.Name); ok {
+			st.History, st.FirstFailAt = prev.History, prev.FirstFailAt
+		}
+		b.putStatusAsync(ctx, st)
 	})
 	return m
 }

@@ -284,3 +284,25 @@ func TestSlowInvocationShowsRunning(t *testing.T) {
 		return st.State == triggers.StateSucceeded && string(st.Result) == "done"
 	})
 }
+
+// TestHistoryKeepsEveryAttemptOfSlowInvocations: a slow invocation's
+// "running" status must not lose the attempts recorded before it.
+func TestHistoryKeepsEveryAttemptOfSlowInvocations(t *testing.T) {
+	js := start(t, policyConfig, invokerFunc(func(ev functions.Event) (functions.Result, error) {
+		time.Sleep(120 * time.Millisecond) // the slow invocation under test, past the running mark
+		return functions.Result{}, &functions.Error{Function: "f", Kind: functions.KindFailed, Reason: "slow " + strconv.Itoa(ev.Attempt)}
+	}))
+	publish(t, js, "jobs.run", "hist-1")
+	testenv.Eventually(t, 30*time.Second, "the dead letter", func() bool {
+		return status(t, js, "hist-1", "jobs").State == triggers.StateDeadLettered
+	})
+	h := status(t, js, "hist-1", "jobs").History
+	if len(h) != 4 {
+		t.Fatalf("history %+v, want 4 attempts", h)
+	}
+	for i, a := range h {
+		if a.Attempt != i+1 || a.Error != "slow "+strconv.Itoa(i+1) {
+			t.Errorf("attempt %d recorded as %+v", i+1, a)
+		}
+	}
+}
