@@ -130,8 +130,8 @@ topic "user_registered" {
 }`)
 	rt := startLive(t, lc, true, nil)
 	nc, js := testenv.Connect(t, rt.ClientURL())
-	profiles := countEffects(t, nc, "profile.stored")
-	sms := countEffects(t, nc, "sms.outbox")
+	profiles := testenv.CountEffects(t, nc, "profile.stored")
+	sms := testenv.CountEffects(t, nc, "sms.outbox")
 
 	const n = 50
 	publishAll(t, js, "user.registered", "before-", n, signup)
@@ -159,7 +159,7 @@ topic "user_registered" {
 	// Probe until the new subscriber answers: the watch applied the file.
 	probes := 0
 	testenv.Eventually(t, time.Minute, "the new subscriber to handle an event", func() bool {
-		if sms.distinct() > 0 {
+		if sms.Distinct() > 0 {
 			return true
 		}
 		if _, err := js.Publish(context.Background(), "user.registered", []byte(signup(probes)),
@@ -172,21 +172,19 @@ topic "user_registered" {
 	publishAll(t, js, "user.registered", "after-", n, signup)
 	during.Wait()
 	total := 3*n + probes
-	testenv.Eventually(t, time.Minute, "every event stored once by profile_store", func() bool { return profiles.distinct() == total })
+	testenv.Eventually(t, time.Minute, "every event stored once by profile_store", func() bool { return profiles.Distinct() == total })
 	testenv.Eventually(t, time.Minute, "the later events reach welcome_sms", func() bool {
-		sms.mu.Lock()
-		defer sms.mu.Unlock()
 		for i := range n {
-			if sms.counts["after-"+strconv.Itoa(i)] == 0 {
+			if sms.Count("after-"+strconv.Itoa(i)) == 0 {
 				return false
 			}
 		}
 		return true
 	})
-	if d := profiles.duplicates(); len(d) > 0 {
+	if d := profiles.Duplicates(); len(d) > 0 {
 		t.Errorf("profile_store handled events more than once: %v", d)
 	}
-	if d := sms.duplicates(); len(d) > 0 {
+	if d := sms.Duplicates(); len(d) > 0 {
 		t.Errorf("welcome_sms handled events more than once: %v", d)
 	}
 	if got := len(rt.CurrentConfig().Bindings()); got != 2 {
@@ -204,8 +202,8 @@ topic "user_registered" {
 	var log syncBuffer
 	rt := startLive(t, lc, false, &log)
 	nc, js := testenv.Connect(t, rt.ClientURL())
-	profiles := countEffects(t, nc, "profile.stored")
-	sms := countEffects(t, nc, "sms.outbox")
+	profiles := testenv.CountEffects(t, nc, "profile.stored")
+	sms := testenv.CountEffects(t, nc, "sms.outbox")
 
 	lc.write(signupFunctions + `
 topic "user_registered" {
@@ -223,7 +221,7 @@ topic "user_registered" {
 	}
 	const n = 20
 	publishAll(t, js, "user.registered", "broken-", n, signup)
-	testenv.Eventually(t, time.Minute, "events to flow under the old config", func() bool { return profiles.distinct() == n })
+	testenv.Eventually(t, time.Minute, "events to flow under the old config", func() bool { return profiles.Distinct() == n })
 
 	// Fixed: the change applies.
 	lc.write(signupFunctions + `
@@ -237,9 +235,9 @@ topic "user_registered" {
 	}
 	publishAll(t, js, "user.registered", "fixed-", n, signup)
 	testenv.Eventually(t, time.Minute, "both subscribers to get the later events", func() bool {
-		return profiles.distinct() == 2*n && sms.distinct() == n
+		return profiles.Distinct() == 2*n && sms.Distinct() == n
 	})
-	if d := profiles.duplicates(); len(d) > 0 {
+	if d := profiles.Duplicates(); len(d) > 0 {
 		t.Errorf("profile_store handled events more than once: %v", d)
 	}
 	if !strings.Contains(log.String(), "config reloaded") {
@@ -273,13 +271,13 @@ queue "emails" {
 }`)
 	rt := startLive(t, lc, false, nil)
 	nc, js := testenv.Connect(t, rt.ClientURL())
-	sent := countEffects(t, nc, "email.sent")
-	profiles := countEffects(t, nc, "profile.stored")
+	sent := testenv.CountEffects(t, nc, "email.sent")
+	profiles := testenv.CountEffects(t, nc, "profile.stored")
 	const n = 200
 	publishAll(t, js, "email.send", "mail-", n, func(i int) string {
 		return `{"to":"user` + strconv.Itoa(i) + `@example.com","template":"welcome"}`
 	})
-	testenv.Eventually(t, time.Minute, "some emails sent", func() bool { return sent.distinct() >= 5 })
+	testenv.Eventually(t, time.Minute, "some emails sent", func() bool { return sent.Distinct() >= 5 })
 
 	lc.write(functions)
 	if err := rt.Reload(); err != nil {
@@ -287,7 +285,7 @@ queue "emails" {
 	}
 	// Everything the binding pulled finished before Reload returned: what
 	// was sent is what was taken off the queue, and the rest waits there.
-	handled := sent.distinct()
+	handled := sent.Distinct()
 	ctx := context.Background()
 	cons, err := js.Consumer(ctx, "SLUICE_Q_emails", triggers.BindingConsumerName("emails"))
 	if err != nil {
@@ -301,13 +299,13 @@ queue "emails" {
 	if handled == n || left == 0 {
 		t.Fatalf("the queue drained before the binding was removed (sent %d); the test proves nothing", handled)
 	}
-	if int(left)+sent.distinct() != n {
-		t.Errorf("%d left in the queue + %d sent != %d published", left, sent.distinct(), n)
+	if int(left)+sent.Distinct() != n {
+		t.Errorf("%d left in the queue + %d sent != %d published", left, sent.Distinct(), n)
 	}
 	// The other binding still runs.
 	publishAll(t, js, "user.registered", "signup-", 10, signup)
-	testenv.Eventually(t, time.Minute, "profile_store to keep running", func() bool { return profiles.distinct() == 10 })
-	if got := sent.distinct(); got != handled {
+	testenv.Eventually(t, time.Minute, "profile_store to keep running", func() bool { return profiles.Distinct() == 10 })
+	if got := sent.Distinct(); got != handled {
 		t.Errorf("the removed binding kept sending: %d, then %d", handled, got)
 	}
 	if left2 := streamMsgs(t, js, "SLUICE_Q_emails"); left2 != left {
@@ -324,8 +322,8 @@ queue "emails" {
 	if err := rt.Reload(); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
-	testenv.Eventually(t, time.Minute, "the backlog sent", func() bool { return sent.distinct() == n })
-	if d := sent.duplicates(); len(d) > 0 {
+	testenv.Eventually(t, time.Minute, "the backlog sent", func() bool { return sent.Distinct() == n })
+	if d := sent.Duplicates(); len(d) > 0 {
 		t.Errorf("emails sent more than once: %v", d)
 	}
 }

@@ -2,70 +2,19 @@ package runtime_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluice-run/sluice/internal/testenv"
 	"github.com/sluice-run/sluice/runtime"
 )
-
-// effects counts the JSON effects guests publish, by event id.
-type effects struct {
-	mu     sync.Mutex
-	counts map[string]int
-}
-
-func countEffects(t *testing.T, nc *nats.Conn, subject string) *effects {
-	t.Helper()
-	e := &effects{counts: map[string]int{}}
-	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
-		var v struct{ ID string }
-		if json.Unmarshal(m.Data, &v) != nil || v.ID == "" {
-			t.Errorf("effect on %s without an id: %q", subject, m.Data)
-			return
-		}
-		e.mu.Lock()
-		e.counts[v.ID]++
-		e.mu.Unlock()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	return e
-}
-
-func (e *effects) distinct() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return len(e.counts)
-}
-
-// duplicates returns the ids seen more than once.
-func (e *effects) duplicates() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var out []string
-	for id, c := range e.counts {
-		if c > 1 {
-			out = append(out, id+"×"+strconv.Itoa(c))
-		}
-	}
-	return out
-}
 
 func publishAll(t *testing.T, js jetstream.JetStream, subject, prefix string, n int, payload func(i int) string) {
 	t.Helper()
@@ -109,14 +58,14 @@ queue "emails" {
 }`)
 	rt := testenv.Start(t, cfg, "")
 	nc, js := testenv.Connect(t, rt.ClientURL())
-	sent := countEffects(t, nc, "email.sent")
+	sent := testenv.CountEffects(t, nc, "email.sent")
 	const n = 1000
 	publishAll(t, js, "email.send", "mail-", n, func(i int) string {
 		return `{"to":"user` + strconv.Itoa(i) + `@example.com","template":"welcome"}`
 	})
-	testenv.Eventually(t, 2*time.Minute, "1000 emails sent", func() bool { return sent.distinct() == n })
+	testenv.Eventually(t, 2*time.Minute, "1000 emails sent", func() bool { return sent.Distinct() == n })
 	testenv.Eventually(t, 30*time.Second, "the queue to drain", func() bool { return streamMsgs(t, js, "SLUICE_Q_emails") == 0 })
-	if d := sent.duplicates(); len(d) > 0 {
+	if d := sent.Duplicates(); len(d) > 0 {
 		t.Fatalf("events handled more than once: %v", d)
 	}
 }
@@ -150,14 +99,14 @@ topic "user_registered" {
 }`)
 	rt := testenv.Start(t, cfg, "")
 	nc, js := testenv.Connect(t, rt.ClientURL())
-	sms := countEffects(t, nc, "sms.outbox")
-	profiles := countEffects(t, nc, "profile.stored")
+	sms := testenv.CountEffects(t, nc, "sms.outbox")
+	profiles := testenv.CountEffects(t, nc, "profile.stored")
 	const n = 500
 	publishAll(t, js, "user.registered", "user-", n, func(i int) string {
 		return `{"email":"u` + strconv.Itoa(i) + `@example.com"}`
 	})
 	testenv.Eventually(t, 2*time.Minute, "every subscriber to finish", func() bool {
-		return sms.distinct() == n && profiles.distinct() == n &&
+		return sms.Distinct() == n && profiles.Distinct() == n &&
 			streamMsgs(t, js, "SLUICE_DLQ_user_registered__broken") == n
 	})
 	// Settled: nothing pending at any subscriber.
@@ -174,7 +123,7 @@ topic "user_registered" {
 		}
 		return true
 	})
-	if d := append(sms.duplicates(), profiles.duplicates()...); len(d) > 0 {
+	if d := append(sms.Duplicates(), profiles.Duplicates()...); len(d) > 0 {
 		t.Fatalf("events handled more than once: %v", d)
 	}
 }

@@ -48,13 +48,13 @@ queue "emails" {
 }`)
 	rt := testenv.Start(t, cfg, "")
 	nc, js := testenv.Connect(t, rt.ClientURL())
-	sent := countEffects(t, nc, "email.sent")
+	sent := testenv.CountEffects(t, nc, "email.sent")
 	ctx := context.Background()
 	if _, err := js.Publish(ctx, "stuck.in", []byte("x"), jetstreamMsgID("loop-1")); err != nil {
 		t.Fatal(err)
 	}
 	publishAll(t, js, "email.send", "flow-", 200, func(int) string { return `{"to":"x@example.com"}` })
-	testenv.Eventually(t, time.Minute, "the other binding to handle its events", func() bool { return sent.distinct() == 200 })
+	testenv.Eventually(t, time.Minute, "the other binding to handle its events", func() bool { return sent.Distinct() == 200 })
 	store, err := triggers.NewStatusStore(ctx, js)
 	if err != nil {
 		t.Fatal(err)

@@ -106,6 +106,26 @@ func readDeadLetters(ctx context.Context, js jetstream.JetStream, binding string
 	return out, nil
 }
 
+// readAllDeadLetters returns the dead letters of the bindings named, or of
+// every binding that has any when none is named.
+func readAllDeadLetters(ctx context.Context, js jetstream.JetStream, bindings []string) ([]deadLetter, error) {
+	if len(bindings) == 0 {
+		var err error
+		if bindings, err = deadLetterBindings(ctx, js); err != nil {
+			return nil, failed(err)
+		}
+	}
+	all := []deadLetter{}
+	for _, b := range bindings {
+		dls, err := readDeadLetters(ctx, js, b)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, dls...)
+	}
+	return all, nil
+}
+
 func decodeDeadLetter(binding string, seq uint64, h nats.Header, data []byte) deadLetter {
 	d := deadLetter{
 		Binding: binding, Seq: seq, EventID: h.Get(triggers.HdrEventID), Subject: h.Get(triggers.HdrSubject),
@@ -132,20 +152,9 @@ func dlqLsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer nc.Close()
-			ctx := cmd.Context()
-			bindings := args
-			if len(bindings) == 0 {
-				if bindings, err = deadLetterBindings(ctx, js); err != nil {
-					return failed(err)
-				}
-			}
-			all := []deadLetter{}
-			for _, b := range bindings {
-				dls, err := readDeadLetters(ctx, js, b)
-				if err != nil {
-					return err
-				}
-				all = append(all, dls...)
+			all, err := readAllDeadLetters(cmd.Context(), js, args)
+			if err != nil {
+				return err
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
@@ -189,21 +198,14 @@ func dlqShowCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer nc.Close()
-			ctx := cmd.Context()
-			bindings, err := deadLetterBindings(ctx, js)
+			all, err := readAllDeadLetters(cmd.Context(), js, nil)
 			if err != nil {
-				return failed(err)
+				return err
 			}
 			var found []deadLetter
-			for _, b := range bindings {
-				dls, err := readDeadLetters(ctx, js, b)
-				if err != nil {
-					return err
-				}
-				for _, d := range dls {
-					if d.EventID == args[0] {
-						found = append(found, d)
-					}
+			for _, d := range all {
+				if d.EventID == args[0] {
+					found = append(found, d)
 				}
 			}
 			if len(found) == 0 {

@@ -94,8 +94,8 @@ topic "user_registered" {
 	rt := testenv.Start(t, cfg, "")
 	server := "--server=" + rt.ClientURL()
 	nc, js := testenv.Connect(t, rt.ClientURL())
-	sms := countEffectsByID(t, nc, "sms.outbox")
-	profiles := countEffectsByID(t, nc, "profile.stored")
+	sms := testenv.CountEffects(t, nc, "sms.outbox")
+	profiles := testenv.CountEffects(t, nc, "profile.stored")
 
 	const normal, slow = 20, 3
 	ctx := context.Background()
@@ -123,7 +123,7 @@ topic "user_registered" {
 		return int(info.State.Msgs)
 	}
 	testenv.Eventually(t, time.Minute, "every crm event dead-lettered, the others handled", func() bool {
-		return dlqCount() == normal+slow && sms.distinct() == normal+slow && profiles.distinct() == normal+slow
+		return dlqCount() == normal+slow && sms.Distinct() == normal+slow && profiles.Distinct() == normal+slow
 	})
 
 	t.Run("ls and show list every attempt", func(t *testing.T) {
@@ -235,7 +235,7 @@ topic "user_registered" {
 	if dlqCount() != 0 {
 		t.Fatalf("dead letters left after replaying all")
 	}
-	if d := append(sms.dups(), profiles.dups()...); len(d) > 0 || sms.distinct() != normal+slow {
+	if d := append(sms.Duplicates(), profiles.Duplicates()...); len(d) > 0 || sms.Distinct() != normal+slow {
 		t.Fatalf("other subscribers saw events again: %v", d)
 	}
 }
@@ -257,7 +257,7 @@ queue "emails" {
 	rt := testenv.Start(t, cfg, "")
 	server := "--server=" + rt.ClientURL()
 	nc, js := testenv.Connect(t, rt.ClientURL())
-	sent := countEffectsByID(t, nc, "email.sent")
+	sent := testenv.CountEffects(t, nc, "email.sent")
 	if code, out, errOut := cli(t, server, "pause", "emails"); code != 0 || !strings.Contains(out, "paused") {
 		t.Fatalf("pause: exit %d %s %s", code, out, errOut)
 	}
@@ -275,13 +275,13 @@ queue "emails" {
 	if v := views[0]; !v.Paused || v.Name != "emails" || v.Function != "sender" || v.Rate != 500 || v.InFlight != 0 {
 		t.Fatalf("bindings: %+v", v)
 	}
-	if got := sent.distinct(); got != 0 {
+	if got := sent.Distinct(); got != 0 {
 		t.Fatalf("%d events delivered while paused", got)
 	}
 	if code, _, errOut := cli(t, server, "resume", "emails"); code != 0 {
 		t.Fatalf("resume: exit %d %s", code, errOut)
 	}
-	testenv.Eventually(t, 30*time.Second, "every event delivered after resume", func() bool { return sent.distinct() == n })
+	testenv.Eventually(t, 30*time.Second, "every event delivered after resume", func() bool { return sent.Distinct() == n })
 	if code, _, errOut := cli(t, server, "pause", "nope"); code != 1 || !strings.Contains(errOut, "nope") {
 		t.Fatalf("pause of an unknown binding: exit %d %s", code, errOut)
 	}
@@ -328,7 +328,7 @@ queue "second" {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored := countEffectsByID(t, nc, "profile.stored")
+	stored := testenv.CountEffects(t, nc, "profile.stored")
 	ctx := context.Background()
 	m := nats.NewMsg("jobs.flaky")
 	m.Data = []byte("{}")
@@ -351,50 +351,6 @@ queue "second" {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 30*time.Second, "the second function to consume the first's result", func() bool {
-		return stored.distinct() == 1
+		return stored.Distinct() == 1
 	})
-}
-
-// effectCounter counts JSON effects by their "id".
-type effectCounter struct {
-	mu     sync.Mutex
-	counts map[string]int
-}
-
-func countEffectsByID(t *testing.T, nc *nats.Conn, subject string) *effectCounter {
-	t.Helper()
-	c := &effectCounter{counts: map[string]int{}}
-	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
-		var v struct{ ID string }
-		_ = json.Unmarshal(m.Data, &v)
-		c.mu.Lock()
-		c.counts[v.ID]++
-		c.mu.Unlock()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	return c
-}
-
-func (c *effectCounter) distinct() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.counts)
-}
-
-func (c *effectCounter) dups() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []string
-	for id, n := range c.counts {
-		if n > 1 {
-			out = append(out, id)
-		}
-	}
-	return out
 }
