@@ -155,3 +155,15 @@ func (s *Store) SetLive(ctx context.Context, name string, info VersionInfo, conf
 	}
 	return r, nil
 }
+
+// Watch streams every later change of a function's record.
+func (s *Store) Watch(ctx context.Context) (jetstream.KeyWatcher, error) {
+	return s.kv.WatchAll(ctx, jetstream.UpdatesOnly())
+}
+
+// DecodeRecord reads a record from a KV entry.
+func DecodeRecord(e jetstream.KeyValueEntry) (Record, error) {
+	var r Record
+	err := json.Unmarshal(e.Value(), &r)
+	return r, err
+}

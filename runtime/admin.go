@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/sluice-run/sluice/config"
@@ -43,6 +44,10 @@ type admin struct {
 	dir   string // where deployed modules are written for the workers
 	mu    sync.Mutex
 	svc   micro.Service
+	// watch follows the records, so that a deploy answered by another node
+	// reaches this one; followed is closed when its goroutine ends.
+	watch    jetstream.KeyWatcher
+	followed chan struct{}
 }
 
 // resolveModules opens the module store and decides which module each
@@ -165,13 +170,71 @@ func (r *Runtime) startAdmin() error {
 		return fmt.Errorf("admin API: %w", err)
 	}
 	r.admin.svc = svc
-	return nil
+	return r.admin.follow(context.Background())
 }
 
 func (a *admin) stop() {
-	if a != nil && a.svc != nil {
+	if a == nil {
+		return
+	}
+	if a.svc != nil {
 		_ = a.svc.Stop()
 	}
+	if a.watch != nil {
+		_ = a.watch.Stop()
+		// The watcher closes its channel from the connection's callback
+		// goroutine; do not hang a shutdown on it.
+		select {
+		case <-a.followed:
+		case <-time.After(5 * time.Second):
+			a.r.log.Warn("function version watcher did not stop")
+		}
+	}
+}
+
+// follow makes this node run the version every node records as live: the
+// admin service answers a deploy on one node, and the others see the
+// record change.
+func (a *admin) follow(ctx context.Context) error {
+	w, err := a.store.Watch(ctx)
+	if err != nil {
+		return fmt.Errorf("follow function versions: %w", err)
+	}
+	a.watch, a.followed = w, make(chan struct{})
+	go func() {
+		defer close(a.followed)
+		for e := range w.Updates() {
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			if rec, err := functions.DecodeRecord(e); err == nil {
+				a.adopt(rec)
+			}
+		}
+	}()
+	return nil
+}
+
+// adopt swaps in a record's live version when this node runs another.
+func (a *admin) adopt(rec functions.Record) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	fc, ok := a.r.CurrentConfig().Function(rec.Name)
+	if v, _, loaded := a.r.fns.Version(rec.Name); !ok || !loaded || v == rec.Live {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	path, err := a.moduleFile(ctx, rec.Live)
+	if err == nil {
+		fc.Module, fc.Source = path, ""
+		err = a.r.fns.Update(fc)
+	}
+	if err != nil {
+		a.r.log.Error("version deployed on another node not applied", "function", rec.Name, "version", short(rec.Live), "error", err)
+		return
+	}
+	a.r.log.Info("version deployed on another node applied", "function", rec.Name, "version", short(rec.Live))
 }
 
 func (a *admin) deploy(ctx context.Context, in DeployRequest) (DeployReply, error) {
@@ -214,9 +277,9 @@ func matchVersion(rec functions.Record, prefix string) string {
 func (a *admin) makeLive(ctx context.Context, in DeployRequest, source string) (DeployReply, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	fc, ok := a.r.cfg.Function(in.Function)
+	fc, ok := a.r.CurrentConfig().Function(in.Function)
 	if !ok {
-		return DeployReply{}, fmt.Errorf("function %q is not in %s: add a function block for it first", in.Function, a.r.cfg.Path)
+		return DeployReply{}, fmt.Errorf("function %q is not in %s: add a function block for it first", in.Function, a.r.CurrentConfig().Path)
 	}
 	path, err := a.moduleFile(ctx, in.Version)
 	if err != nil {

@@ -195,3 +195,33 @@ func moduleVersion(t *testing.T, path string) string {
 	}
 	return functions.Version(b)
 }
+
+// TestDeployReachesEveryRuntime: two runtimes share one NATS server (as
+// nodes do); a deploy answered by either is applied by both.
+func TestDeployReachesEveryRuntime(t *testing.T) {
+	srv := testenv.Server(t)
+	testenv.Guest(t, "internal/testguests/echo")
+	v2Path := testenv.Guest(t, "internal/testguests/noop")
+	v2 := moduleVersion(t, v2Path)
+	hcl := `
+nats { url = "` + srv.ClientURL() + `" }
+function "f" { module = "internal/testguests/echo/echo.wasm" }
+queue "q" {
+  subject  = "q.in"
+  function = "f"
+}`
+	a := testenv.Start(t, testenv.Config(t, hcl), "")
+	b := testenv.Start(t, testenv.Config(t, hcl), "")
+	code, out, errOut := cli(t, "--server="+srv.ClientURL(), "deploy", "f", v2Path)
+	if code != 0 {
+		t.Fatalf("deploy: exit %d %s %s", code, out, errOut)
+	}
+	for name, rt := range map[string]interface {
+		Functions() *functions.Set
+	}{"a": a, "b": b} {
+		testenv.Eventually(t, time.Minute, "runtime "+name+" to run v2", func() bool {
+			v, _, _ := rt.Functions().Version("f")
+			return v == v2
+		})
+	}
+}
