@@ -140,9 +140,13 @@ func (r *Runtime) readyz(w http.ResponseWriter, req *http.Request) {
 	}
 	var missing []string
 	for _, b := range bindings {
-		stream, consumer := triggers.StreamName(b), triggers.ConsumerName(b)
-		if _, err := js.Consumer(ctx, stream, consumer); err != nil {
-			missing = append(missing, fmt.Sprintf("binding %s (consumer %s on stream %s: %v)", b.Name, consumer, stream, err))
+		for _, c := range [][2]string{
+			{triggers.StreamName(b), triggers.ConsumerName(b)},
+			{triggers.ReplayStreamName(b.Name), triggers.ReplayConsumerName(b.Name)},
+		} {
+			if _, err := js.Consumer(ctx, c[0], c[1]); err != nil {
+				missing = append(missing, fmt.Sprintf("binding %s (consumer %s on stream %s: %v)", b.Name, c[1], c[0], err))
+			}
 		}
 	}
 	if len(missing) > 0 {

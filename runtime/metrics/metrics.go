@@ -219,9 +219,15 @@ func (c backlogCollector) Collect(ch chan<- prometheus.Metric) {
 			defer func() { <-sem }()
 			if cons, err := src.js.Consumer(ctx, triggers.StreamName(b), triggers.ConsumerName(b)); err == nil {
 				info := cons.CachedInfo()
-				ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(info.NumPending), b.Name)
-				ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(info.NumAckPending), b.Name)
-				ch <- prometheus.MustNewConstMetric(redeliveredDesc, prometheus.GaugeValue, float64(info.NumRedelivered), b.Name)
+				pending, inFlight, redelivered := info.NumPending, info.NumAckPending, info.NumRedelivered
+				// Replayed dead letters wait in the binding's replay stream.
+				if rc, err := src.js.Consumer(ctx, triggers.ReplayStreamName(b.Name), triggers.ReplayConsumerName(b.Name)); err == nil {
+					ri := rc.CachedInfo()
+					pending, inFlight, redelivered = pending+ri.NumPending, inFlight+ri.NumAckPending, redelivered+ri.NumRedelivered
+				}
+				ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(pending), b.Name)
+				ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(inFlight), b.Name)
+				ch <- prometheus.MustNewConstMetric(redeliveredDesc, prometheus.GaugeValue, float64(redelivered), b.Name)
 			}
 			if s, err := src.js.Stream(ctx, triggers.DeadLetterStreamName(b.Name)); err == nil {
 				ch <- prometheus.MustNewConstMetric(deadLetterMsgsDesc, prometheus.GaugeValue, float64(s.CachedInfo().State.Msgs), b.Name)
