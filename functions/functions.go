@@ -9,8 +9,6 @@ package functions
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -214,8 +212,7 @@ func (s *Set) load(fc config.Function) (*function, error) {
 	if err != nil {
 		return nil, fmt.Errorf("function %s: read module: %w", fc.Name, err)
 	}
-	sum := sha256.Sum256(wasm)
-	f := &function{set: s, cfg: fc, version: hex.EncodeToString(sum[:])}
+	f := &function{set: s, cfg: fc, version: Version(wasm)}
 	if path, ok := sandbox.CachedArtifact(s.opts.CacheDir, wasm, fc.Memory); ok {
 		f.artifact, f.cacheHit = path, true
 		if first, err := f.spawn(); err == nil {
