@@ -50,44 +50,52 @@ func (d *decoder) decodeUsers(c *hcl.BodyContent) []User {
 			ok = false // missing: HCL said so
 		}
 		pw, env := uc.Attributes["password"], uc.Attributes["password_env"]
-		switch {
-		case pw != nil && env != nil:
-			d.errorf(env.NameRange, "Conflicting password settings",
-				"User %q sets both password (at %s) and password_env; set one.", u.Name, pw.NameRange)
-			ok = false
-		case pw == nil && env == nil:
+		if pw == nil && env == nil {
 			d.errorf(b.LabelRanges[0], "Missing password",
 				`User %q needs a password: password = "..." or, to keep it out of the file, password_env = "NAME_OF_AN_ENVIRONMENT_VARIABLE".`, u.Name)
 			ok = false
-		case pw != nil:
-			if v, vok := d.str(pw); !vok {
-				ok = false
-			} else if v == "" {
-				d.errorf(pw.Expr.Range(), "Empty password", "The password of user %q is empty.", u.Name)
-				ok = false
-			} else {
-				u.Password = v
-			}
-		default:
-			if name, vok := d.str(env); !vok {
-				ok = false
-			} else if !validEnvName(name) {
-				d.errorf(env.Expr.Range(), "Invalid environment variable name",
-					"%q is not a valid environment variable name: use letters, digits and '_', not starting with a digit.", name)
-				ok = false
-			} else if v := os.Getenv(name); v == "" {
-				d.errorf(env.Expr.Range(), "Missing password",
-					"The password of user %q comes from the environment variable %s, which is not set or empty.", u.Name, name)
-				ok = false
-			} else {
-				u.Password, u.PasswordEnv = v, name
-			}
+		} else if v, name, pok := d.password(pw, env, fmt.Sprintf("user %q", u.Name)); pok {
+			u.Password, u.PasswordEnv = v, name
+		} else {
+			ok = false
 		}
 		if ok {
 			users = append(users, u)
 		}
 	}
 	return users
+}
+
+// password decodes a password given as password = "..." or as
+// password_env = "VARIABLE" (read now), exactly one of them set; whose
+// names the owner in messages.
+func (d *decoder) password(pw, env *hcl.Attribute, whose string) (value, envName string, ok bool) {
+	switch {
+	case pw != nil && env != nil:
+		d.errorf(env.NameRange, "Conflicting password settings",
+			"The %s sets both password (at %s) and password_env; set one.", whose, pw.NameRange)
+	case pw != nil:
+		if v, vok := d.str(pw); !vok {
+			return "", "", false
+		} else if v == "" {
+			d.errorf(pw.Expr.Range(), "Empty password", "The password of the %s is empty.", whose)
+		} else {
+			return v, "", true
+		}
+	case env != nil:
+		if name, vok := d.str(env); !vok {
+			return "", "", false
+		} else if !validEnvName(name) {
+			d.errorf(env.Expr.Range(), "Invalid environment variable name",
+				"%q is not a valid environment variable name: use letters, digits and '_', not starting with a digit.", name)
+		} else if v := os.Getenv(name); v == "" {
+			d.errorf(env.Expr.Range(), "Missing password",
+				"The password of the %s comes from the environment variable %s, which is not set or empty.", whose, name)
+		} else {
+			return v, name, true
+		}
+	}
+	return "", "", false
 }
 
 // String hides the password.

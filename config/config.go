@@ -46,6 +46,36 @@ type NATS struct {
 	MaxMemory int64
 	// MaxStore bounds JetStream file storage. Default 10 GiB.
 	MaxStore int64
+	// Name names this node: the embedded server's name (unique in a
+	// cluster), and the node shown in `sluice bindings`, metrics and
+	// attempt histories. Default: the host name.
+	Name string
+	// Replicas is how many copies JetStream keeps of every stream, bucket
+	// and consumer sluice creates. Default 1, or 3 with a cluster block.
+	Replicas int
+	// Cluster, when set, makes the embedded server one of a NATS cluster
+	// of embedded servers.
+	Cluster *Cluster
+}
+
+// Cluster makes embedded servers form a NATS cluster, with JetStream
+// replicated across them.
+type Cluster struct {
+	// Name is the cluster's name, the same on every node. Default "sluice".
+	Name string
+	// Listen is where this node accepts the other nodes' routes
+	// ("host:port").
+	Listen string
+	// Routes are the other nodes' cluster addresses ("nats://host:port");
+	// listing this node's own address too is allowed, so that every node
+	// can share one list.
+	Routes []string
+	// User and Password, when set, are required of every route; they are
+	// added to the routes' URLs. A non-loopback cluster listen address
+	// requires them.
+	User        string
+	Password    string
+	PasswordEnv string
 }
 
 // User roles.

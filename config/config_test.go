@@ -36,6 +36,7 @@ func TestLoadFull(t *testing.T) {
 			SyncInterval: 2 * time.Minute,
 			MaxMemory:    64 << 20,
 			MaxStore:     1_000_000_000,
+			Replicas:     1,
 		},
 		Metrics: Metrics{Listen: "127.0.0.1:0"},
 		Functions: []Function{
@@ -154,9 +155,9 @@ topic "t" {
 	}
 	wantNATS := NATS{
 		Listen: "127.0.0.1:4222", StoreDir: filepath.Join(dir, ".sluice", "jetstream"),
-		Sync: "always", MaxMemory: 256 << 20, MaxStore: 10 << 30,
+		Sync: "always", MaxMemory: 256 << 20, MaxStore: 10 << 30, Replicas: 1,
 	}
-	if cfg.NATS != wantNATS {
+	if !reflect.DeepEqual(cfg.NATS, wantNATS) {
 		t.Errorf("NATS = %+v, want %+v", cfg.NATS, wantNATS)
 	}
 	if want := (Metrics{Listen: "127.0.0.1:9464"}); cfg.Metrics != want {
@@ -727,4 +728,35 @@ func reversed(s []string) []string {
 		out[len(s)-1-i] = v
 	}
 	return out
+}
+
+func TestCluster(t *testing.T) {
+	t.Setenv("ROUTE_PW", "s3cret")
+	src := `
+nats {
+  name   = "n2"
+  listen = "127.0.0.1:4223"
+  cluster {
+    listen       = "127.0.0.1:6223"
+    routes       = ["nats://127.0.0.1:6222", "nats://127.0.0.1:6223", "nats-route://127.0.0.1:6224"]
+    user         = "route"
+    password_env = "ROUTE_PW"
+  }
+}
+`
+	cfg, err := Parse("runtime.hcl", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Cluster{
+		Name: "sluice", Listen: "127.0.0.1:6223",
+		Routes: []string{"nats://127.0.0.1:6222", "nats://127.0.0.1:6223", "nats-route://127.0.0.1:6224"},
+		User:   "route", Password: "s3cret", PasswordEnv: "ROUTE_PW",
+	}
+	if !reflect.DeepEqual(cfg.NATS.Cluster, want) {
+		t.Errorf("Cluster = %+v, want %+v", cfg.NATS.Cluster, want)
+	}
+	if cfg.NATS.Name != "n2" || cfg.NATS.Replicas != 3 {
+		t.Errorf("name %q replicas %d, want n2 and the cluster default 3", cfg.NATS.Name, cfg.NATS.Replicas)
+	}
 }

@@ -29,9 +29,15 @@ var (
 	natsSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
 			{Name: "listen"}, {Name: "store_dir"}, {Name: "url"}, {Name: "sync"},
-			{Name: "max_memory"}, {Name: "max_store"},
+			{Name: "max_memory"}, {Name: "max_store"}, {Name: "name"}, {Name: "replicas"},
 		},
-		Blocks: []hcl.BlockHeaderSchema{{Type: "user", LabelNames: []string{"name"}}},
+		Blocks: []hcl.BlockHeaderSchema{{Type: "user", LabelNames: []string{"name"}}, {Type: "cluster"}},
+	}
+	clusterSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{
+			{Name: "name"}, {Name: "listen", Required: true}, {Name: "routes"},
+			{Name: "user"}, {Name: "password"}, {Name: "password_env"},
+		},
 	}
 	userSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "password"}, {Name: "password_env"}, {Name: "role", Required: true}},
@@ -238,7 +244,18 @@ func (d *decoder) decodeNATS(b *hcl.Block, n *NATS) {
 			n.MaxStore = v
 		}
 	}
+	if a := c.Attributes["name"]; a != nil {
+		if s, ok := d.str(a); ok && d.nodeName(a, s) {
+			n.Name = s
+		}
+	}
+	if a := c.Attributes["replicas"]; a != nil {
+		if v, ok := d.integer(a, 1, 5); ok {
+			n.Replicas = v
+		}
+	}
 	d.users = d.decodeUsers(c)
+	n.Cluster = d.decodeCluster(c)
 }
 
 func (d *decoder) decodeMetrics(b *hcl.Block, m *Metrics) {

@@ -8,21 +8,25 @@ import (
 // Defaults, as documented on the fields of Config. setDefaults is the one
 // place they are applied.
 const (
-	defaultNATSListen     = "127.0.0.1:4222"
-	defaultStoreDir       = ".sluice/jetstream" // relative to the config file's directory
-	defaultSync           = "always"
-	defaultMaxMemory      = 256 << 20
-	defaultMaxStore       = 10 << 30
-	defaultMetricsListen  = "127.0.0.1:9464"
-	defaultTimeout        = 30 * time.Second
-	defaultMemory         = 128 << 20
-	defaultConcurrency    = 1
-	defaultMaxAttempts    = 5
-	defaultInitialBackoff = time.Second
-	defaultMaxBackoff     = 5 * time.Minute
-	defaultMaxEventSize   = 1 << 20
-	defaultRetention      = 7 * 24 * time.Hour
-	defaultStartFrom      = "new"
+	defaultNATSListen    = "127.0.0.1:4222"
+	defaultStoreDir      = ".sluice/jetstream" // relative to the config file's directory
+	defaultSync          = "always"
+	defaultMaxMemory     = 256 << 20
+	defaultMaxStore      = 10 << 30
+	defaultMetricsListen = "127.0.0.1:9464"
+	defaultClusterName   = "sluice"
+	// defaultClusterReplicas keeps every stream on three nodes, so that
+	// losing one keeps a quorum.
+	defaultClusterReplicas = 3
+	defaultTimeout         = 30 * time.Second
+	defaultMemory          = 128 << 20
+	defaultConcurrency     = 1
+	defaultMaxAttempts     = 5
+	defaultInitialBackoff  = time.Second
+	defaultMaxBackoff      = 5 * time.Minute
+	defaultMaxEventSize    = 1 << 20
+	defaultRetention       = 7 * 24 * time.Hour
+	defaultStartFrom       = "new"
 	// deadLetterPrefix starts every default dead-letter subject.
 	deadLetterPrefix = "sluice.dlq."
 )
@@ -67,6 +71,15 @@ func (c *Config) setDefaults(dir string) {
 	}
 	if n.MaxStore == 0 {
 		n.MaxStore = defaultMaxStore
+	}
+	if n.Cluster != nil && n.Cluster.Name == "" {
+		n.Cluster.Name = defaultClusterName
+	}
+	if n.Replicas == 0 {
+		n.Replicas = 1
+		if n.Cluster != nil {
+			n.Replicas = defaultClusterReplicas
+		}
 	}
 	if c.Metrics.Listen == "" && !c.Metrics.Disabled {
 		c.Metrics.Listen = defaultMetricsListen

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluice-run/sluice/functions/sandbox"
+	"github.com/sluice-run/sluice/internal/jsx"
 )
 
 // Limits of the outbound capabilities (docs/ABI.md).
@@ -243,19 +244,20 @@ func (f *function) bucket(ctx context.Context, seen bool) (jetstream.KeyValue, e
 	cached := &f.kv
 	cfg := jetstream.KeyValueConfig{
 		Bucket: KVBucketPrefix + f.cfg.Name, Description: "sluice: key-value store of function " + f.cfg.Name,
-		History: 1, Storage: jetstream.FileStorage,
+		History: 1, Storage: jetstream.FileStorage, Replicas: max(1, f.set.opts.Replicas),
 	}
 	if seen {
 		cached = &f.seenKV
 		cfg = jetstream.KeyValueConfig{
 			Bucket: SeenBucketPrefix + f.cfg.Name, Description: "sluice: seen keys of function " + f.cfg.Name,
 			History: 1, Storage: jetstream.FileStorage, LimitMarkerTTL: seenMarkerTTL,
+			Replicas: max(1, f.set.opts.Replicas),
 		}
 	}
 	if *cached != nil {
 		return *cached, nil
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+	kv, err := jsx.KeyValue(ctx, js, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
 	}

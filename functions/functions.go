@@ -112,6 +112,9 @@ type Options struct {
 	// JS holds the functions' key-value buckets (kv_* and seen host calls).
 	// Nil: those calls fail with ERR_FAILED.
 	JS jetstream.JetStream
+	// Replicas is how many copies JetStream keeps of those buckets.
+	// Default 1.
+	Replicas int
 	// Observer hears about worker processes and compiles (for metrics);
 	// nil for none.
 	Observer Observer

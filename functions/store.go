@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluice-run/sluice/internal/jsx"
 )
 
 // Buckets of the module store.
@@ -46,16 +48,31 @@ type VersionInfo struct {
 	Source     string    `json:"source"` // "runtime.hcl" or "deploy"
 }
 
-// OpenStore opens (creating if needed) the module store.
-func OpenStore(ctx context.Context, js jetstream.JetStream) (*Store, error) {
-	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+// OpenStore opens the module store, creating it, or changing its number of
+// copies, with replicas > 0 (the runtime); with replicas 0 (a client such
+// as the CLI) it only opens what a runtime created.
+func OpenStore(ctx context.Context, js jetstream.JetStream, replicas int) (*Store, error) {
+	if replicas == 0 {
+		obj, err := js.ObjectStore(ctx, ModulesBucket)
+		if err != nil {
+			return nil, fmt.Errorf("module store (has a runtime started on this server?): %w", err)
+		}
+		kv, err := js.KeyValue(ctx, FunctionsBucket)
+		if err != nil {
+			return nil, fmt.Errorf("function versions (has a runtime started on this server?): %w", err)
+		}
+		return &Store{obj: obj, kv: kv}, nil
+	}
+	obj, err := jsx.ObjectStore(ctx, js, jetstream.ObjectStoreConfig{
 		Bucket: ModulesBucket, Description: "sluice: function modules by version", Storage: jetstream.FileStorage,
+		Replicas: replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("module store: %w", err)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := jsx.KeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket: FunctionsBucket, Description: "sluice: function versions", History: 5, Storage: jetstream.FileStorage,
+		Replicas: replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("function versions: %w", err)

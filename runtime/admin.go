@@ -3,7 +3,9 @@ package runtime
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -54,7 +56,7 @@ type admin struct {
 // function loads: the file runtime.hcl names, unless a later deploy (or
 // rollback) made another version live and the file has not changed since.
 func (r *Runtime) resolveModules(ctx context.Context, modulesDir string) ([]config.Function, error) {
-	store, err := functions.OpenStore(ctx, r.js)
+	store, err := functions.OpenStore(ctx, r.js, r.cfg.NATS.Replicas)
 	if err != nil {
 		return nil, err
 	}
@@ -62,6 +64,17 @@ func (r *Runtime) resolveModules(ctx context.Context, modulesDir string) ([]conf
 	fns := append([]config.Function(nil), r.cfg.Functions...)
 	for i, fc := range fns {
 		wasm, err := os.ReadFile(fc.Module)
+		if errors.Is(err, fs.ErrNotExist) {
+			// Another node put it in the store: a node needs only its
+			// config, not the modules.
+			path, err := r.storedLiveModule(ctx, fc.Name)
+			if err != nil {
+				return nil, fmt.Errorf("function %s: %s is missing here: %w", fc.Name, fc.Module, err)
+			}
+			fns[i].Module, fns[i].Source = path, ""
+			r.log.Info("module file missing; loading the live version from the module store", "function", fc.Name, "module", fc.Module)
+			continue
+		}
 		if err != nil {
 			continue // functions.Load reports it, with every other problem
 		}
@@ -82,11 +95,31 @@ func (r *Runtime) resolveModules(ctx context.Context, modulesDir string) ([]conf
 	return fns, nil
 }
 
+// errNotStored says a function's module is neither on disk nor in the
+// module store; in a cluster another node may be about to store it.
+var errNotStored = errors.New("no version of it is in the module store yet (start a node that has the module file)")
+
+// storedLiveModule writes the live version of function from the module
+// store to a file and returns its path.
+func (r *Runtime) storedLiveModule(ctx context.Context, function string) (string, error) {
+	rec, ok, err := r.admin.store.Record(ctx, function)
+	if err != nil {
+		return "", err
+	}
+	if !ok || rec.Live == "" {
+		return "", errNotStored
+	}
+	return r.admin.moduleFile(ctx, rec.Live)
+}
+
 // recordModules stores the modules runtime.hcl names and records them as
 // live where the file changed since the last start.
 func (r *Runtime) recordModules(ctx context.Context) error {
 	for _, fc := range r.cfg.Functions {
 		wasm, err := os.ReadFile(fc.Module)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // loaded from the store: see resolveModules
+		}
 		if err != nil {
 			return err
 		}

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
-	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -35,7 +34,7 @@ func newServerAuth(cfg *config.Config, listen string) (*serverAuth, error) {
 		return nil, fmt.Errorf("listen address %q: %w", listen, err)
 	}
 	if len(cfg.Users) == 0 {
-		if !loopback(host) {
+		if !config.IsLoopback(host) {
 			return nil, fmt.Errorf("refusing to listen on %s without authentication: it is not a loopback address, so anyone who can reach it could publish events, purge dead letters and deploy functions. "+
 				`Add users to the nats block of the config, such as user "admin" { password_env = "SLUICE_ADMIN_PASSWORD"  role = "admin" } (and role = "publish" for producers), or listen on 127.0.0.1`, listen)
 		}
@@ -55,15 +54,6 @@ func newServerAuth(cfg *config.Config, listen string) (*serverAuth, error) {
 		a.users = append(a.users, su)
 	}
 	return a, nil
-}
-
-// loopback reports whether host only accepts local connections.
-func loopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // publishPermissions are those of the publish role: publish to the

@@ -216,6 +216,14 @@ func (r *Runtime) checkLive(old, cfg *config.Config) error {
 	if r.opts.DataDir != "" {
 		on.StoreDir, nn.StoreDir = "", ""
 	}
+	if r.opts.Name != "" {
+		on.Name, nn.Name = "", ""
+	}
+	if r.opts.ClusterListen != "" && on.Cluster != nil && nn.Cluster != nil {
+		oc, nc := *on.Cluster, *nn.Cluster
+		oc.Listen, nc.Listen = "", ""
+		on.Cluster, nn.Cluster = &oc, &nc
+	}
 	if !reflect.DeepEqual(on, nn) {
 		return fmt.Errorf("the nats block changed: %w to apply it (nothing was applied)", ErrRestartRequired)
 	}

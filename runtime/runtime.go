@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -56,6 +58,10 @@ type Options struct {
 	// WatchConfig reloads the config when its file (Config.Path) changes;
 	// see Reload.
 	WatchConfig bool
+	// Name, when set, overrides nats.name: this node's name.
+	Name string
+	// ClusterListen, when set, overrides nats.cluster.listen.
+	ClusterListen string
 }
 
 // Runtime is a started sluice server.
@@ -70,6 +76,7 @@ type Runtime struct {
 	fns       *functions.Set
 	storeDir  string
 	clientURL string
+	node      string
 
 	metrics  *metrics.Metrics
 	probe    probe
@@ -79,6 +86,7 @@ type Runtime struct {
 
 	cancel    context.CancelFunc
 	done      chan struct{}
+	announced chan struct{} // closed when announce returned
 	runErr    error
 	closeOnce sync.Once
 
@@ -96,6 +104,8 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Runtime{opts: opts, cfg: opts.Config, log: opts.Logger, done: make(chan struct{}), metrics: metrics.New()}
+	r.node = nodeName(opts, r.cfg)
+	r.log = r.log.With("node", r.node)
 	defer func() {
 		if err != nil {
 			r.closeResources()
@@ -127,39 +137,56 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 	r.probe.nc, r.probe.js, r.probe.bindings = r.nc, r.js, r.cfg.Bindings()
 	r.probe.phase = "loading functions"
 	r.probe.mu.Unlock()
-	loadFns, err := r.resolveModules(ctx, filepath.Join(filepath.Dir(storeDir), "modules"))
-	if err != nil {
+	if err := r.waitJetStream(ctx); err != nil {
+		return nil, err
+	}
+	var loadFns []config.Function
+	if err := r.untilReady(ctx, "open the module store", func(ctx context.Context) (err error) {
+		loadFns, err = r.resolveModules(ctx, filepath.Join(filepath.Dir(storeDir), "modules"))
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	pub := triggers.NewPublisher(r.nc, r.js)
 	r.fns, err = functions.Load(loadFns, functions.Options{
 		CacheDir: cacheDir, Publisher: pub, Logger: r.log, JS: r.js, Observer: r.metrics,
+		Replicas: r.replicas(),
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := r.recordModules(ctx); err != nil {
+	if err := r.untilReady(ctx, "record function versions", r.recordModules); err != nil {
 		return nil, fmt.Errorf("record function versions: %w", err)
 	}
 	r.probe.setPhase("laying out streams and consumers")
 	if opts.BeforeEnsure != nil {
 		opts.BeforeEnsure(r)
 	}
-	if err := triggers.Ensure(ctx, r.js, r.cfg); err != nil {
+	if err := r.untilReady(ctx, "lay out streams and consumers", func(ctx context.Context) error {
+		return triggers.Ensure(ctx, r.js, r.cfg)
+	}); err != nil {
 		return nil, err
 	}
 	r.probe.setPhase("starting the bindings")
 	runner, err := triggers.NewRunner(ctx, r.cfg, triggers.Options{
 		JS: r.js, Publisher: pub, Invoker: r.fns, Logger: r.log, DrainTimeout: opts.DrainTimeout,
-		Observer: r.metrics,
+		Observer: r.metrics, Node: r.node,
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := r.publishConfig(ctx); err != nil {
+	if err := r.untilReady(ctx, "record the effective config", r.publishConfig); err != nil {
 		return nil, err
 	}
 	r.metrics.Watch(r.js, r.cfg)
+	r.metrics.WatchNode(r.node, runner.Loads)
+	var nodes jetstream.KeyValue
+	if err := r.untilReady(ctx, "open the nodes bucket", func(ctx context.Context) (err error) {
+		nodes, err = r.nodesBucket(ctx)
+		return err
+	}); err != nil {
+		return nil, err
+	}
 	if err := r.startAdmin(); err != nil {
 		return nil, err
 	}
@@ -169,6 +196,11 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 	go func() {
 		defer close(r.done)
 		r.runErr = runner.Run(runCtx)
+	}()
+	r.announced = make(chan struct{})
+	go func() {
+		defer close(r.announced)
+		r.announce(nodes, runner, r.done)
 	}()
 	if opts.WatchConfig {
 		if err := r.startWatch(); err != nil {
@@ -185,6 +217,12 @@ func BuildSources(ctx context.Context, fns []config.Function, log *slog.Logger) 
 	g, ctx := errgroup.WithContext(ctx)
 	for _, f := range fns {
 		if f.Source == "" {
+			continue
+		}
+		if _, err := os.Stat(f.Source); errors.Is(err, fs.ErrNotExist) {
+			// A node of a cluster may run without the sources: the
+			// module then comes from the module store.
+			log.Warn("function source directory missing; not building", "function", f.Name, "source", f.Source)
 			continue
 		}
 		g.Go(func() error {
@@ -220,7 +258,7 @@ func (r *Runtime) connect() error {
 		if err != nil {
 			return err
 		}
-		srv, err := startServer(listen, r.storeDir, r.cfg, auth)
+		srv, err := r.startServer(listen, auth)
 		if err != nil {
 			return err
 		}
@@ -239,7 +277,8 @@ func (r *Runtime) connect() error {
 	return nil
 }
 
-func startServer(listen, storeDir string, cfg *config.Config, auth *serverAuth) (*server.Server, error) {
+func (r *Runtime) startServer(listen string, auth *serverAuth) (*server.Server, error) {
+	cfg := r.cfg
 	host, portStr, err := net.SplitHostPort(listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen address %q: %w", listen, err)
@@ -253,11 +292,11 @@ func startServer(listen, storeDir string, cfg *config.Config, auth *serverAuth) 
 		maxEvent = max(maxEvent, b.MaxEventSize)
 	}
 	opts := &server.Options{
-		ServerName:         "sluice",
+		ServerName:         r.node,
 		Host:               host,
 		Port:               port,
 		JetStream:          true,
-		StoreDir:           storeDir,
+		StoreDir:           r.storeDir,
 		JetStreamMaxMemory: cfg.NATS.MaxMemory,
 		JetStreamMaxStore:  cfg.NATS.MaxStore,
 		SyncAlways:         cfg.NATS.SyncInterval == 0,
@@ -265,6 +304,16 @@ func startServer(listen, storeDir string, cfg *config.Config, auth *serverAuth) 
 		MaxPayload:         int32(min(maxEvent+64<<10, 64<<20)),
 		NoSigs:             true,
 		Users:              auth.users,
+	}
+	if cl := cfg.NATS.Cluster; cl != nil {
+		clusterListen := cl.Listen
+		if r.opts.ClusterListen != "" {
+			clusterListen = r.opts.ClusterListen
+		}
+		opts.Cluster, opts.Routes, err = clusterOptions(cl, clusterListen)
+		if err != nil {
+			return nil, err
+		}
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -277,6 +326,9 @@ func startServer(listen, storeDir string, cfg *config.Config, auth *serverAuth) 
 	}
 	return srv, nil
 }
+
+// Node is this node's name.
+func (r *Runtime) Node() string { return r.node }
 
 // ClientURL is where producers and the CLI connect.
 func (r *Runtime) ClientURL() string { return r.clientURL }
@@ -301,6 +353,7 @@ func (r *Runtime) Shutdown() error {
 		if r.cancel != nil {
 			r.cancel()
 			<-r.done
+			<-r.announced
 		}
 		r.closeReload()
 		r.closeResources()
@@ -333,8 +386,12 @@ func (r *Runtime) PrintBanner(w io.Writer) {
 			sync = "sync every " + r.cfg.NATS.SyncInterval.String()
 		}
 		where = fmt.Sprintf("listening on %s (JetStream in %s, %s)", r.clientURL, r.storeDir, sync)
+		if cl := r.cfg.NATS.Cluster; cl != nil {
+			where += fmt.Sprintf("\ncluster %s: routes on %s, %d replicas", cl.Name, r.srv.ClusterAddr(), r.replicas())
+		}
 	}
 	fmt.Fprintf(w, "sluice %s\n", where)
+	fmt.Fprintf(w, "node %s\n", r.node)
 	if addr := r.MetricsAddr(); addr != "" {
 		fmt.Fprintf(w, "metrics on http://%s/metrics (health /healthz, readiness /readyz)\n", addr)
 	} else {

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluice-run/sluice/config"
+	"github.com/sluice-run/sluice/internal/jsx"
 )
 
 // The runtime records its effective config in JetStream, so that any
@@ -25,9 +26,9 @@ const (
 // every loaded module) to StateBucket/ConfigKey. Start calls it once the
 // bindings are laid out; a reload calls it again with the new config.
 func (r *Runtime) publishConfig(ctx context.Context) error {
-	kv, err := r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := jsx.KeyValue(ctx, r.js, jetstream.KeyValueConfig{
 		Bucket: StateBucket, Description: "sluice: the runtime's effective config",
-		History: 5, Storage: jetstream.FileStorage,
+		History: 5, Storage: jetstream.FileStorage, Replicas: r.cfg.NATS.Replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("state bucket %s: %w", StateBucket, err)

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -74,6 +75,50 @@ type Runner struct {
 	ctx      context.Context     // Run's, once it started
 	stopped  bool                // Run's context ended (or its start failed)
 	live     map[string]*liveBinding
+	// loads count each binding's work on this node, by name; they
+	// survive a binding's restart by Apply.
+	loads map[string]*load
+}
+
+// load counts one binding's work on this node.
+type load struct {
+	inFlight    atomic.Int64
+	invocations atomic.Uint64
+	succeeded   atomic.Uint64
+}
+
+// Load is a binding's work on this node.
+type Load struct {
+	// InFlight counts events this node took from JetStream and has not
+	// settled: running, or waiting for a slot or the rate limit.
+	InFlight int `json:"in_flight"`
+	// Invocations counts invocations started since the node started.
+	Invocations uint64 `json:"invocations"`
+	// Succeeded counts events this node settled as succeeded.
+	Succeeded uint64 `json:"succeeded"`
+}
+
+// Loads returns the work of every binding the runner consumes on this
+// node, by binding name.
+func (r *Runner) Loads() map[string]Load {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]Load, len(r.order))
+	for _, name := range r.order {
+		l := r.loadOf(name)
+		out[name] = Load{InFlight: int(l.inFlight.Load()), Invocations: l.invocations.Load(), Succeeded: l.succeeded.Load()}
+	}
+	return out
+}
+
+// loadOf returns the counters of a binding; r.mu must be held.
+func (r *Runner) loadOf(name string) *load {
+	l, ok := r.loads[name]
+	if !ok {
+		l = &load{}
+		r.loads[name] = l
+	}
+	return l
 }
 
 // liveBinding is a running binding and how to stop it.
@@ -102,7 +147,7 @@ func NewRunner(ctx context.Context, cfg *config.Config, opts Options) (*Runner, 
 	if err != nil {
 		return nil, fmt.Errorf("status bucket: %w", err)
 	}
-	r := &Runner{opts: opts, cfg: cfg, status: status, bindings: map[string]*binding{}, live: map[string]*liveBinding{}}
+	r := &Runner{opts: opts, cfg: cfg, status: status, bindings: map[string]*binding{}, live: map[string]*liveBinding{}, loads: map[string]*load{}}
 	for _, b := range cfg.Bindings() {
 		bb, err := r.prepare(ctx, b)
 		if err != nil {
@@ -114,7 +159,8 @@ func NewRunner(ctx context.Context, cfg *config.Config, opts Options) (*Runner, 
 	return r, nil
 }
 
-// prepare looks up b's consumers and makes its binding.
+// prepare looks up b's consumers and makes its binding; r.mu must be held
+// (or r not yet shared).
 func (r *Runner) prepare(ctx context.Context, b config.Binding) (*binding, error) {
 	cons, err := r.opts.JS.Consumer(ctx, StreamName(b), ConsumerName(b))
 	if err != nil {
@@ -125,7 +171,7 @@ func (r *Runner) prepare(ctx context.Context, b config.Binding) (*binding, error
 		return nil, fmt.Errorf("binding %s: replay consumer: %w", b.Name, err)
 	}
 	bb := &binding{
-		r: r, cfg: b, cons: cons, replays: replays, stream: StreamName(b),
+		r: r, cfg: b, cons: cons, replays: replays, stream: StreamName(b), load: r.loadOf(b.Name),
 		slots: make(chan struct{}, b.Concurrency),
 		log:   r.opts.Logger.With("binding", b.Name, "function", b.Function),
 		rnd:   rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
@@ -297,6 +343,7 @@ type binding struct {
 	slots   chan struct{}
 	log     *slog.Logger
 	limiter *rate.Limiter
+	load    *load
 
 	rndMu sync.Mutex
 	rnd   *rand.Rand
@@ -376,6 +423,7 @@ func (b *binding) work(ctx context.Context, it jetstream.MessagesContext) {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
+		b.load.inFlight.Add(1)
 		if b.limiter != nil && ctx.Err() == nil {
 			// Ignore the error: on shutdown the event runs anyway,
 			// since it is already pulled.
@@ -384,6 +432,7 @@ func (b *binding) work(ctx context.Context, it jetstream.MessagesContext) {
 		b.slots <- struct{}{}
 		b.handle(settleCtx, msg)
 		<-b.slots
+		b.load.inFlight.Add(-1)
 	}
 }
 
@@ -441,6 +490,7 @@ func (b *binding) handle(ctx context.Context, msg jetstream.Msg) {
 		Headers: msg.Headers(), Attempt: attempt,
 	}
 	running := b.markRunning(ctx, st)
+	b.load.invocations.Add(1)
 	started := time.Now()
 	res, err := b.r.opts.Invoker.Invoke(ctx, b.cfg.Function, ev)
 	took := time.Since(started)
@@ -498,6 +548,7 @@ func (b *binding) succeed(ctx context.Context, msg jetstream.Msg, st Status, res
 		out := &nats.Msg{Subject: b.cfg.OnSuccess, Data: res.Output, Header: nats.Header{}}
 		out.Header.Set(HdrEventID, st.ID)
 		out.Header.Set(HdrBinding, b.cfg.Name)
+		out.Header.Set(HdrNode, b.r.opts.Node)
 		out.Header.Set(HdrFunction, b.cfg.Function)
 		if err := b.publish(ctx, out, fmt.Sprintf("ok:%s:%d:%s", st.Stream, st.Sequence, b.cfg.Name)); err != nil {
 			// The result must not be lost: run the event again later.
@@ -511,6 +562,7 @@ func (b *binding) succeed(ctx context.Context, msg jetstream.Msg, st Status, res
 	if err := msg.Ack(); err != nil {
 		b.log.Error("ack", "event", st.ID, "error", err)
 	}
+	b.load.succeeded.Add(1)
 }
 
 // deadLetter stores the event in the binding's dead-letter stream, and only
@@ -530,6 +582,7 @@ func (b *binding) deadLetter(ctx context.Context, msg jetstream.Msg, st Status, 
 	}
 	dl.Header.Set(HdrSubject, st.Subject)
 	dl.Header.Set(HdrBinding, b.cfg.Name)
+	dl.Header.Set(HdrNode, b.r.opts.Node)
 	dl.Header.Set(HdrFunction, b.cfg.Function)
 	dl.Header.Set(HdrVersion, fe.Version)
 	dl.Header.Set(HdrAttempts, strconv.Itoa(st.Attempts))
@@ -556,6 +609,7 @@ func (b *binding) deadLetter(ctx context.Context, msg jetstream.Msg, st Status, 
 		out := &nats.Msg{Subject: b.cfg.OnFailure, Data: record, Header: nats.Header{}}
 		out.Header.Set(HdrEventID, st.ID)
 		out.Header.Set(HdrBinding, b.cfg.Name)
+		out.Header.Set(HdrNode, b.r.opts.Node)
 		if err := b.publish(ctx, out, fmt.Sprintf("fail:%s:%d:%s", st.Stream, st.Sequence, b.cfg.Name)); err != nil {
 			b.log.Error("on_failure publish failed", "event", st.ID, "error", err)
 		}
@@ -645,6 +699,7 @@ func (b *binding) reply(ctx context.Context, msg jetstream.Msg, st Status) {
 	out := &nats.Msg{Subject: to, Data: body, Header: nats.Header{}}
 	out.Header.Set(HdrEventID, st.ID)
 	out.Header.Set(HdrBinding, b.cfg.Name)
+	out.Header.Set(HdrNode, b.r.opts.Node)
 	if err := b.publish(ctx, out, ""); err != nil {
 		b.log.Warn("reply not sent", "event", st.ID, "reply", to, "error", err)
 	}

@@ -48,6 +48,9 @@ const (
 	// HdrReply, set by a producer, names a subject that receives the
 	// event's final outcome (a Status as JSON) from every binding.
 	HdrReply = "Sluice-Reply"
+	// HdrNode names the node that handled the event, on everything sluice
+	// publishes about it (results, failure records, dead letters, replies).
+	HdrNode = "Sluice-Node"
 )
 
 // StreamName is the stream that holds a binding's events: one per queue,

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sluice-run/sluice/config"
+	"github.com/sluice-run/sluice/internal/jsx"
 )
 
 // Layout defaults.
@@ -19,8 +21,11 @@ const (
 	// StatusTTL is how long an event's status stays readable.
 	StatusTTL = 24 * time.Hour
 	// StatusMaxBytes bounds the status bucket; the oldest statuses go
-	// first.
-	StatusMaxBytes = 64 << 20
+	// first. An embedded server holds the bucket in the node's memory, at
+	// about 2.4 times its size (measured: 64 MiB of statuses took 152 MB
+	// of heap), so this is most of what a backlog can add to a node's RSS:
+	// 16 MiB keeps about 45,000 statuses.
+	StatusMaxBytes = 16 << 20
 	// dedupWindow of the dead-letter streams: longer than any redelivery
 	// after a crash, so a redone dead letter is recognised as a duplicate.
 	deadLetterDedupWindow = 30 * time.Minute
@@ -40,39 +45,65 @@ func AckWait(b config.Binding, timeout time.Duration) time.Duration {
 	return time.Duration(waves+1)*timeout + 5*time.Second
 }
 
+// ensureParallel bounds the JetStream requests Ensure has in flight. In a
+// cluster each replicated stream or consumer elects its own leader, which
+// takes seconds; made one after another, a config's dozens of them would
+// hold a start for minutes.
+const ensureParallel = 8
+
 // Ensure creates or updates the status bucket and every stream and durable
 // consumer the config's bindings need. It never deletes anything.
 func Ensure(ctx context.Context, js jetstream.JetStream, cfg *config.Config) error {
-	if err := ensureStatusBucket(ctx, js); err != nil {
-		return fmt.Errorf("status bucket: %w", err)
-	}
-	for _, q := range cfg.Queues {
-		if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name: "SLUICE_Q_" + q.Name, Description: "sluice queue " + q.Name,
-			Subjects: []string{q.Subject}, Retention: jetstream.WorkQueuePolicy,
-			Discard: jetstream.DiscardNew, Storage: jetstream.FileStorage,
-			MaxMsgSize: int32(q.MaxEventSize), Duplicates: 2 * time.Minute,
-		}); err != nil {
-			return fmt.Errorf("queue %s: stream: %w", q.Name, err)
+	replicas := max(1, cfg.NATS.Replicas)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(ensureParallel)
+	g.Go(func() error {
+		if err := ensureStatusBucket(gctx, js, replicas); err != nil {
+			return fmt.Errorf("status bucket: %w", err)
 		}
+		return nil
+	})
+	for _, q := range cfg.Queues {
+		g.Go(func() error {
+			if _, err := jsx.Stream(gctx, js, jetstream.StreamConfig{
+				Name: "SLUICE_Q_" + q.Name, Description: "sluice queue " + q.Name,
+				Subjects: []string{q.Subject}, Retention: jetstream.WorkQueuePolicy,
+				Discard: jetstream.DiscardNew, Storage: jetstream.FileStorage,
+				MaxMsgSize: int32(q.MaxEventSize), Duplicates: 2 * time.Minute, Replicas: replicas,
+			}); err != nil {
+				return fmt.Errorf("queue %s: stream: %w", q.Name, err)
+			}
+			return nil
+		})
 	}
 	for _, t := range cfg.Topics {
-		if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name: "SLUICE_T_" + t.Name, Description: "sluice topic " + t.Name,
-			Subjects: []string{t.Subject}, Retention: jetstream.LimitsPolicy,
-			MaxAge: t.Retention, Discard: jetstream.DiscardOld, Storage: jetstream.FileStorage,
-			MaxMsgSize: int32(t.MaxEventSize), Duplicates: 2 * time.Minute,
-		}); err != nil {
-			return fmt.Errorf("topic %s: stream: %w", t.Name, err)
-		}
+		g.Go(func() error {
+			if _, err := jsx.Stream(gctx, js, jetstream.StreamConfig{
+				Name: "SLUICE_T_" + t.Name, Description: "sluice topic " + t.Name,
+				Subjects: []string{t.Subject}, Retention: jetstream.LimitsPolicy,
+				MaxAge: t.Retention, Discard: jetstream.DiscardOld, Storage: jetstream.FileStorage,
+				MaxMsgSize: int32(t.MaxEventSize), Duplicates: 2 * time.Minute, Replicas: replicas,
+			}); err != nil {
+				return fmt.Errorf("topic %s: stream: %w", t.Name, err)
+			}
+			return nil
+		})
 	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(ensureParallel)
 	for _, b := range cfg.Bindings() {
 		fn, _ := cfg.Function(b.Function)
-		if err := ensureBinding(ctx, js, b, fn); err != nil {
-			return fmt.Errorf("binding %s: %w", b.Name, err)
-		}
+		g.Go(func() error {
+			if err := ensureBinding(gctx, js, b, fn, replicas); err != nil {
+				return fmt.Errorf("binding %s: %w", b.Name, err)
+			}
+			return nil
+		})
 	}
-	return nil
+	return g.Wait()
 }
 
 // ensureStatusBucket keeps statuses in memory, bounded, oldest dropped
@@ -80,21 +111,21 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg *config.Config) err
 // disk their writes would cost two fsyncs per event with sync = always,
 // halving throughput; the price is that an embedded server's restart
 // forgets the statuses of events settled before it.
-func ensureStatusBucket(ctx context.Context, js jetstream.JetStream) error {
+func ensureStatusBucket(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	cfg := jetstream.KeyValueConfig{
 		Bucket: StatusBucket, Description: "sluice: status of every event per binding",
 		History: 1, TTL: StatusTTL, Storage: jetstream.MemoryStorage, MaxBytes: StatusMaxBytes,
+		Replicas: replicas,
 	}
-	_, err := js.CreateOrUpdateKeyValue(ctx, cfg)
-	if err != nil {
-		// A bucket made with other settings that cannot change in place
-		// (its storage): statuses are disposable, so start it anew.
-		if derr := js.DeleteKeyValue(ctx, StatusBucket); derr != nil {
+	if old, err := js.Stream(ctx, "KV_"+StatusBucket); err == nil && old.CachedInfo().Config.Storage != cfg.Storage {
+		// Made by an older sluice on disk; storage cannot change in place,
+		// and statuses are disposable: start the bucket anew.
+		if err := js.DeleteKeyValue(ctx, StatusBucket); err != nil {
 			return err
 		}
-		if _, err = js.CreateKeyValue(ctx, cfg); err != nil {
-			return err
-		}
+	}
+	if _, err := jsx.KeyValue(ctx, js, cfg); err != nil {
+		return err
 	}
 	stream, err := js.Stream(ctx, "KV_"+StatusBucket)
 	if err != nil {
@@ -108,20 +139,20 @@ func ensureStatusBucket(ctx context.Context, js jetstream.JetStream) error {
 	return err
 }
 
-func ensureBinding(ctx context.Context, js jetstream.JetStream, b config.Binding, fn config.Function) error {
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+func ensureBinding(ctx context.Context, js jetstream.JetStream, b config.Binding, fn config.Function, replicas int) error {
+	if _, err := jsx.Stream(ctx, js, jetstream.StreamConfig{
 		Name: ReplayStreamName(b.Name), Description: "sluice replays of " + b.Name,
 		Subjects: []string{ReplaySubject(b.Name)}, Retention: jetstream.WorkQueuePolicy,
 		Discard: jetstream.DiscardNew, Storage: jetstream.FileStorage,
-		MaxMsgSize: int32(b.MaxEventSize + 64<<10), Duplicates: 2 * time.Minute,
+		MaxMsgSize: int32(b.MaxEventSize + 64<<10), Duplicates: 2 * time.Minute, Replicas: replicas,
 	}); err != nil {
 		return fmt.Errorf("replay stream: %w", err)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if _, err := jsx.Stream(ctx, js, jetstream.StreamConfig{
 		Name: DeadLetterStreamName(b.Name), Description: "sluice dead letters of " + b.Name,
 		Subjects: []string{b.DeadLetter}, Retention: jetstream.LimitsPolicy,
 		MaxAge: DeadLetterMaxAge, Storage: jetstream.FileStorage,
-		Duplicates: deadLetterDedupWindow,
+		Duplicates: deadLetterDedupWindow, Replicas: replicas,
 	}); err != nil {
 		return fmt.Errorf("dead-letter stream: %w", err)
 	}
@@ -145,7 +176,7 @@ func ensureBinding(ctx context.Context, js jetstream.JetStream, b config.Binding
 	}
 	replay := cc
 	replay.Durable, replay.Description = ReplayConsumerName(b.Name), "sluice replays of "+b.Name
-	if _, err := js.CreateOrUpdateConsumer(ctx, ReplayStreamName(b.Name), replay); err != nil {
+	if _, err := jsx.Consumer(ctx, js, ReplayStreamName(b.Name), replay); err != nil {
 		return fmt.Errorf("consumer %s: %w", replay.Durable, err)
 	}
 	if b.Kind == config.KindTopic && b.StartFrom != "all" {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -12,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-run/sluice/runtime"
 	"github.com/sluice-run/sluice/triggers"
 )
 
@@ -27,6 +30,58 @@ type bindingView struct {
 	Rate        float64 `json:"rate,omitempty"`
 	Paused      bool    `json:"paused"`
 	PausedFor   string  `json:"paused_for,omitempty"`
+	// Nodes is each running node's share of the work, by node name.
+	Nodes []nodeWork `json:"nodes"`
+}
+
+// nodeWork is one node's work on one binding.
+type nodeWork struct {
+	Node string `json:"node"`
+	triggers.Load
+}
+
+// readNodes returns the state every running node announced, by name (none
+// when no runtime made the bucket).
+func readNodes(ctx context.Context, js jetstream.JetStream) ([]runtime.NodeState, error) {
+	kv, err := js.KeyValue(ctx, runtime.NodesBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []runtime.NodeState
+	for key := range keys.Keys() {
+		e, err := kv.Get(ctx, key)
+		if err != nil {
+			continue // left meanwhile
+		}
+		var st runtime.NodeState
+		if json.Unmarshal(e.Value(), &st) == nil {
+			out = append(out, st)
+		}
+	}
+	slices.SortFunc(out, func(a, b runtime.NodeState) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// nodesCell shows each node's in-flight events, "n1:2 n2:0".
+func nodesCell(nodes []nodeWork) string {
+	if nodes == nil {
+		return "?"
+	}
+	if len(nodes) == 0 {
+		return "-"
+	}
+	cells := make([]string, len(nodes))
+	for i, n := range nodes {
+		cells[i] = fmt.Sprintf("%s:%d", n.Node, n.InFlight)
+	}
+	return strings.Join(cells, " ")
 }
 
 // listBindings reads every binding's state from its consumer.
@@ -82,6 +137,20 @@ func listBindings(ctx context.Context, js jetstream.JetStream) ([]bindingView, e
 	if err := streams.Err(); err != nil {
 		return nil, err
 	}
+	// A user who may not read the nodes bucket (the publish role) still
+	// sees the bindings; Nodes stays nil, shown as "?".
+	nodes, err := readNodes(ctx, js)
+	for i := range out {
+		if err != nil {
+			break
+		}
+		out[i].Nodes = []nodeWork{}
+		for _, n := range nodes {
+			if l, ok := n.Bindings[out[i].Name]; ok {
+				out[i].Nodes = append(out[i].Nodes, nodeWork{Node: n.Name, Load: l})
+			}
+		}
+	}
 	slices.SortFunc(out, func(a, b bindingView) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
@@ -110,7 +179,7 @@ func bindingsCmd(g *globals) *cobra.Command {
 				return writeJSON(out, views)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "BINDING\tKIND\tSUBJECT\tFUNCTION\tPENDING\tIN FLIGHT\tRETRYING\tDEAD LETTERS\tRATE\tSTATE")
+			fmt.Fprintln(tw, "BINDING\tKIND\tSUBJECT\tFUNCTION\tPENDING\tIN FLIGHT\tRETRYING\tDEAD LETTERS\tRATE\tSTATE\tNODES (IN FLIGHT)")
 			for _, v := range views {
 				rate, state := "-", "running"
 				if v.Rate > 0 {
@@ -119,8 +188,51 @@ func bindingsCmd(g *globals) *cobra.Command {
 				if v.Paused {
 					state = "paused for " + v.PausedFor
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", v.Name, v.Kind, v.Subject, v.Function,
-					v.Pending, v.InFlight, v.Retrying, v.DeadLetters, rate, state)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", v.Name, v.Kind, v.Subject, v.Function,
+					v.Pending, v.InFlight, v.Retrying, v.DeadLetters, rate, state, nodesCell(v.Nodes))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func nodesCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "nodes",
+		Short: "List the running nodes and their work",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			nc, js, err := g.jetStream()
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			nodes, err := readNodes(cmd.Context(), js)
+			if err != nil {
+				return failed(err)
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				if nodes == nil {
+					nodes = []runtime.NodeState{}
+				}
+				return writeJSON(out, nodes)
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NODE\tURL\tUP\tLAST SEEN\tIN FLIGHT\tINVOCATIONS\tSUCCEEDED")
+			for _, n := range nodes {
+				var total triggers.Load
+				for _, l := range n.Bindings {
+					total.InFlight += l.InFlight
+					total.Invocations += l.Invocations
+					total.Succeeded += l.Succeeded
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%d\t%d\t%d\n", n.Name, n.URL,
+					time.Since(n.Started).Round(time.Second), time.Since(n.Updated).Round(100*time.Millisecond),
+					total.InFlight, total.Invocations, total.Succeeded)
 			}
 			return tw.Flush()
 		},

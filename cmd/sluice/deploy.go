@@ -49,7 +49,7 @@ func deployCmd(g *globals) *cobra.Command {
 			}
 			defer nc.Close()
 			ctx := cmd.Context()
-			store, err := functions.OpenStore(ctx, js)
+			store, err := functions.OpenStore(ctx, js, 0)
 			if err != nil {
 				return failed(err)
 			}
@@ -144,7 +144,7 @@ func functionsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer nc.Close()
-			store, err := functions.OpenStore(cmd.Context(), js)
+			store, err := functions.OpenStore(cmd.Context(), js, 0)
 			if err != nil {
 				return failed(err)
 			}

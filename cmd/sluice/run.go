@@ -15,6 +15,7 @@ import (
 func runCmd(g *globals) *cobra.Command {
 	var (
 		cfgPath, data, listen, metricsListen, logLevel, logFormat string
+		name, clusterListen                                       string
 		drain                                                     time.Duration
 		noWatch                                                   bool
 	)
@@ -34,6 +35,7 @@ func runCmd(g *globals) *cobra.Command {
 			rt, err := runtime.Start(cmd.Context(), runtime.Options{
 				Config: cfg, DataDir: data, Listen: listen, MetricsListen: metricsListen,
 				Logger: logger, DrainTimeout: drain, WatchConfig: !noWatch,
+				Name: name, ClusterListen: clusterListen,
 			})
 			if err != nil {
 				return failed(fmt.Errorf("start: %w", err))
@@ -62,6 +64,8 @@ func runCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "runtime.hcl", "config file")
 	cmd.Flags().StringVar(&data, "data", "", "data directory (JetStream files and compile cache); overrides nats.store_dir")
 	cmd.Flags().StringVar(&listen, "listen", "", "NATS listen address HOST:PORT; overrides nats.listen")
+	cmd.Flags().StringVar(&name, "name", "", "this node's name (unique in a cluster); overrides nats.name")
+	cmd.Flags().StringVar(&clusterListen, "cluster-listen", "", "HOST:PORT where this node accepts cluster routes; overrides nats.cluster.listen")
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "HTTP address HOST:PORT of /metrics, /healthz and /readyz; overrides metrics.listen")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().StringVar(&logFormat, "log-format", "text", "text or json")

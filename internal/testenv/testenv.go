@@ -1,6 +1,7 @@
 // Package testenv starts real sluice parts for tests: guest modules built
 // from the repo's sources, runtimes on an embedded JetStream server with a
-// random port and a temporary directory, and client connections.
+// random port and a temporary directory, a nats-server process for runtimes
+// that are its clients, and client connections.
 package testenv
 
 import (

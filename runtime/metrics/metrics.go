@@ -53,6 +53,7 @@ type Metrics struct {
 	cacheMisses   *prometheus.CounterVec
 
 	backlog atomic.Pointer[backlogSource]
+	node    atomic.Pointer[nodeSource]
 }
 
 var (
@@ -101,7 +102,7 @@ func New() *Metrics {
 	}
 	m.reg.MustRegister(m.invocations, m.duration, m.retries, m.deadLetters,
 		m.workerStarts, m.workerCrashes, m.cacheHits, m.cacheMisses,
-		backlogCollector{m},
+		backlogCollector{m}, nodeCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -167,6 +168,46 @@ func (m *Metrics) Compiled(function string, cacheHit bool) {
 		m.cacheHits.WithLabelValues(function).Inc()
 	} else {
 		m.cacheMisses.WithLabelValues(function).Inc()
+	}
+}
+
+type nodeSource struct {
+	name  string
+	loads func() map[string]triggers.Load
+}
+
+// WatchNode makes scrapes report this node's name and its in-flight
+// events per binding, read from loads.
+func (m *Metrics) WatchNode(name string, loads func() map[string]triggers.Load) {
+	m.node.Store(&nodeSource{name: name, loads: loads})
+}
+
+var (
+	nodeInfoDesc = prometheus.NewDesc("sluice_node_info",
+		"Always 1; names the node this endpoint belongs to.",
+		[]string{"node"}, nil)
+	nodeInFlightDesc = prometheus.NewDesc("sluice_node_in_flight",
+		"Events this node took from JetStream for the binding and has not settled (running, or waiting for a slot or the rate limit).",
+		[]string{"node", "binding"}, nil)
+)
+
+// nodeCollector reports the node's own work (sluice_binding_in_flight is
+// the whole cluster's, read from the consumer).
+type nodeCollector struct{ m *Metrics }
+
+func (nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- nodeInfoDesc
+	ch <- nodeInFlightDesc
+}
+
+func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	src := c.m.node.Load()
+	if src == nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(nodeInfoDesc, prometheus.GaugeValue, 1, src.name)
+	for binding, l := range src.loads() {
+		ch <- prometheus.MustNewConstMetric(nodeInFlightDesc, prometheus.GaugeValue, float64(l.InFlight), src.name, binding)
 	}
 }
 

@@ -1,0 +1,144 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluice-run/sluice/config"
+)
+
+// nodeName is this node's name: --name, then nats.name, then the host name.
+func nodeName(opts Options, cfg *config.Config) string {
+	if opts.Name != "" {
+		return opts.Name
+	}
+	if cfg.NATS.Name != "" {
+		return cfg.NATS.Name
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "sluice"
+}
+
+// replicas is how many copies of every stream and bucket sluice asks for.
+func (r *Runtime) replicas() int { return max(1, r.cfg.NATS.Replicas) }
+
+// clusterOptions makes the embedded server a member of the cluster the
+// config describes. Routes carry the cluster's credentials; a route to this
+// node's own address is harmless (the server recognises and drops it), so
+// every node may list all of them.
+func clusterOptions(cl *config.Cluster, listen string) (server.ClusterOpts, []*url.URL, error) {
+	host, portStr, err := net.SplitHostPort(listen)
+	if err != nil {
+		return server.ClusterOpts{}, nil, fmt.Errorf("cluster listen address %q: %w", listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return server.ClusterOpts{}, nil, fmt.Errorf("cluster listen address %q: bad port", listen)
+	}
+	if cl.User == "" && !config.IsLoopback(host) {
+		return server.ClusterOpts{}, nil, fmt.Errorf("refusing to accept cluster routes on %s without authentication: it is not a loopback address, so anyone who can reach it could join the cluster and read every event. "+
+			`Set user and password (or password_env) in the nats block's cluster block, the same on every node, or listen on 127.0.0.1`, listen)
+	}
+	opts := server.ClusterOpts{Name: cl.Name, Host: host, Port: port, Username: cl.User, Password: cl.Password}
+	var routes []*url.URL
+	for _, r := range cl.Routes {
+		u, err := url.Parse(r)
+		if err != nil {
+			return server.ClusterOpts{}, nil, fmt.Errorf("route %q: %w", r, err)
+		}
+		if cl.User != "" {
+			u.User = url.UserPassword(cl.User, cl.Password)
+		}
+		routes = append(routes, u)
+	}
+	return opts, routes, nil
+}
+
+// layoutWait bounds how long Start waits for JetStream to accept the
+// layout: a cluster's nodes start one by one, and streams with R replicas
+// can only be placed once R of them are up.
+const layoutWait = 3 * time.Minute
+
+// stepTimeout bounds one try of a layout step: in a cluster, making a
+// replicated stream includes electing its leader (seconds); a try cut
+// short is only done again.
+const stepTimeout = 30 * time.Second
+
+// waitJetStream waits until JetStream answers at all: a cluster's meta
+// group has a leader once a majority of its servers are up.
+func (r *Runtime) waitJetStream(ctx context.Context) error {
+	return r.untilReady(ctx, "reach JetStream", func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := r.js.AccountInfo(ctx)
+		return err
+	})
+}
+
+// untilReady runs step until it succeeds, retrying while its error says
+// that JetStream is not (yet) able to do it: no quorum, not enough peers, a
+// leader being elected. Other errors end it at once.
+func (r *Runtime) untilReady(ctx context.Context, what string, step func(context.Context) error) error {
+	deadline := time.Now().Add(layoutWait)
+	var lastLog time.Time
+	for {
+		stepCtx, cancel := context.WithTimeout(ctx, stepTimeout)
+		err := step(stepCtx)
+		cancel()
+		if err == nil || !r.transient(err) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: JetStream still not available after %s (are enough nodes of the cluster up for nats.replicas = %d?): %w", what, layoutWait, r.replicas(), err)
+		}
+		if time.Since(lastLog) > 5*time.Second {
+			r.log.Warn("waiting for JetStream", "step", what, "replicas", r.replicas(), "error", err)
+			r.probe.setPhase("waiting for JetStream (" + what + ")")
+			lastLog = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// transient reports whether err is JetStream saying "not now".
+func (r *Runtime) transient(err error) bool {
+	if errors.Is(err, errNotStored) {
+		// A module another node is about to store; alone, nobody will.
+		return r.cfg.NATS.Cluster != nil || r.cfg.NATS.URL != ""
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case 10008, // JetStream system temporarily unavailable (no meta leader)
+			10005, // no suitable peers for placement
+			10023, // insufficient resources
+			10009, // not the leader
+			10006: // cluster not active
+			return true
+		}
+		return apiErr.Code == 503
+	}
+	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, nats.ErrNoResponders) {
+		// A clustered server answers so until its JetStream is up; a
+		// single server that says so has no JetStream at all.
+		return r.cfg.NATS.Cluster != nil
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse)
+}

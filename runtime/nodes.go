@@ -1,0 +1,82 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluice-run/sluice/internal/jsx"
+	"github.com/sluice-run/sluice/triggers"
+)
+
+// Every node announces itself and its work in a KV bucket, so that any
+// client, through any node, sees who runs what: `sluice bindings` shows
+// each node's in-flight events from it.
+const (
+	// NodesBucket holds a NodeState per running node, keyed by node name
+	// (memory storage: it describes the present only).
+	NodesBucket = "sluice_nodes"
+	// NodeHeartbeat is how often a node rewrites its state.
+	NodeHeartbeat = 2 * time.Second
+	// NodeTTL is how long a node's state outlives its last heartbeat: a
+	// node that died without saying so disappears after it.
+	NodeTTL = 5 * NodeHeartbeat
+)
+
+// NodeState is what a node says about itself.
+type NodeState struct {
+	Name    string    `json:"name"`
+	URL     string    `json:"url"`
+	Started time.Time `json:"started"`
+	Updated time.Time `json:"updated"`
+	// Bindings is this node's work per binding.
+	Bindings map[string]triggers.Load `json:"bindings"`
+}
+
+// announce writes this node's state every NodeHeartbeat until stop is
+// closed (the bindings drained), then deletes it: a node that stops cleanly
+// leaves at once.
+func (r *Runtime) announce(kv jetstream.KeyValue, runner *triggers.Runner, stop <-chan struct{}) {
+	ctx := context.Background()
+	started := time.Now().UTC()
+	put := func() {
+		st := NodeState{Name: r.node, URL: r.clientURL, Started: started, Updated: time.Now().UTC(), Bindings: runner.Loads()}
+		b, err := json.Marshal(st)
+		if err != nil {
+			return
+		}
+		pctx, cancel := context.WithTimeout(ctx, NodeHeartbeat)
+		defer cancel()
+		if _, err := kv.Put(pctx, r.node, b); err != nil {
+			r.log.Debug("node heartbeat", "error", err)
+		}
+	}
+	tick := time.NewTicker(NodeHeartbeat)
+	defer tick.Stop()
+	for {
+		put()
+		select {
+		case <-stop:
+			dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_ = kv.Delete(dctx, r.node)
+			cancel()
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// nodesBucket creates (or updates) NodesBucket.
+func (r *Runtime) nodesBucket(ctx context.Context) (jetstream.KeyValue, error) {
+	kv, err := jsx.KeyValue(ctx, r.js, jetstream.KeyValueConfig{
+		Bucket: NodesBucket, Description: "sluice: the running nodes and their work",
+		History: 1, TTL: NodeTTL, Storage: jetstream.MemoryStorage, Replicas: r.replicas(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nodes bucket %s: %w", NodesBucket, err)
+	}
+	return kv, nil
+}
