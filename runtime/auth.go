@@ -73,7 +73,7 @@ func publishPermissions(cfg *config.Config) *server.Permissions {
 	}
 	// Reading the status bucket (get and watch) and the runtime's
 	// recorded config (for `sluice plan`).
-	for _, bucket := range []string{triggers.StatusBucket, StateBucket} {
+	for _, bucket := range []string{triggers.StatusBucket, StateBucket, NodesBucket} {
 		stream := "KV_" + bucket
 		allow = append(allow,
 			"$JS.API.DIRECT.GET."+stream, "$JS.API.DIRECT.GET."+stream+".>",

@@ -350,6 +350,14 @@ queue "work" {
 	testenv.Eventually(t, 30*time.Second, "the invocation to start", func() bool {
 		return sample(scrape(t, rt2.MetricsAddr()), "sluice_binding_in_flight", "binding", "work") == 1
 	})
+	// The node's own view: this node holds that event.
+	fams := scrape(t, rt2.MetricsAddr())
+	if got := sample(fams, "sluice_node_in_flight", "node", rt2.Node(), "binding", "work"); got != 1 {
+		t.Errorf("sluice_node_in_flight{node=%q,binding=work} = %v, want 1", rt2.Node(), got)
+	}
+	if got := sample(fams, "sluice_node_info", "node", rt2.Node()); got != 1 {
+		t.Errorf("sluice_node_info{node=%q} = %v, want 1", rt2.Node(), got)
+	}
 	stopped := make(chan error, 1)
 	go func() { stopped <- rt2.Shutdown() }()
 	testenv.Eventually(t, 10*time.Second, "/readyz to answer 503 while draining", func() bool {

@@ -312,6 +312,13 @@ func TestCluster(t *testing.T) {
 			t.Errorf("sluice bindings shows %d nodes for %s, want 3", len(b.Nodes), b.Binding)
 		}
 	}
+	var nodes []struct{ Name string }
+	if err := json.Unmarshal([]byte(sluiceCLI(t, c.URLs[0], "nodes", "--json")), &nodes); err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes) != 3 || nodes[0].Name != "n1" || nodes[1].Name != "n2" || nodes[2].Name != "n3" {
+		t.Errorf("sluice nodes = %+v, want n1, n2, n3", nodes)
+	}
 	t.Logf("run 1: published %d queue + %d topic events in %s; all effects after %s (%.0f invocations/s); queue invocations by node: %v",
 		queueEvents, topicEvents, published.Round(time.Millisecond), took.Round(time.Millisecond),
 		float64(queueEvents+2*topicEvents)/took.Seconds(), work)
