@@ -38,9 +38,12 @@ type NodeState struct {
 
 // announce writes this node's state every NodeHeartbeat until stop is
 // closed (the bindings drained), then deletes it: a node that stops cleanly
-// leaves at once.
+// leaves at once. Meanwhile it follows the other nodes' states, to give
+// each binding's rate limit this node's share: a binding's rate is the
+// cluster's, not each node's.
 func (r *Runtime) announce(kv jetstream.KeyValue, runner *triggers.Runner, stop <-chan struct{}) {
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	started := time.Now().UTC()
 	put := func() {
 		st := NodeState{Name: r.node, URL: r.clientURL, Started: started, Updated: time.Now().UTC(), Bindings: runner.Loads()}
@@ -54,17 +57,56 @@ func (r *Runtime) announce(kv jetstream.KeyValue, runner *triggers.Runner, stop 
 			r.log.Debug("node heartbeat", "error", err)
 		}
 	}
+	// peers are the other nodes, their bindings and when this node last
+	// heard of them (its own clock: theirs may differ).
+	type peer struct {
+		bindings map[string]triggers.Load
+		heard    time.Time
+	}
+	peers := map[string]peer{}
+	var updates <-chan jetstream.KeyValueEntry
+	if w, err := kv.WatchAll(ctx); err != nil {
+		r.log.Warn("not following the other nodes; each node applies the whole rate", "error", err)
+	} else {
+		defer func() { _ = w.Stop() }()
+		updates = w.Updates()
+	}
 	tick := time.NewTicker(NodeHeartbeat)
 	defer tick.Stop()
+	put()
 	for {
-		put()
 		select {
 		case <-stop:
-			dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_ = kv.Delete(dctx, r.node)
 			cancel()
 			return
+		case e, ok := <-updates:
+			if !ok {
+				updates = nil
+				continue
+			}
+			if e == nil || e.Key() == r.node {
+				continue // nil: the watcher caught up with the bucket
+			}
+			var st NodeState
+			if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &st) != nil {
+				delete(peers, e.Key())
+				continue
+			}
+			peers[e.Key()] = peer{bindings: st.Bindings, heard: time.Now()}
 		case <-tick.C:
+			put()
+			shares := map[string]int{}
+			for name := range runner.Loads() {
+				shares[name] = 1
+				for _, p := range peers {
+					if _, ok := p.bindings[name]; ok && time.Since(p.heard) < NodeTTL {
+						shares[name]++
+					}
+				}
+			}
+			runner.SetShares(shares)
 		}
 	}
 }

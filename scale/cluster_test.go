@@ -69,6 +69,14 @@ queue "q" {
   concurrency = 4
 }
 
+# Its rate is the cluster's: each of three nodes takes a third.
+queue "paced" {
+  subject     = "work.paced"
+  function    = "q_fn"
+  concurrency = 2
+  rate        = "300/s"
+}
+
 queue "bad" {
   subject  = "work.bad"
   function = "denied"
@@ -272,12 +280,26 @@ func TestCluster(t *testing.T) {
 		return strings.Contains(sluiceCLI(t, c.URLs[2], "dlq", "ls", "bad"), "bad-1")
 	})
 
+	// A binding's rate holds across the cluster, not per node.
+	const pacedEvents = 3000
+	start = time.Now()
+	publishAll(t, js, "work.paced", "p-", pacedEvents)
+	testenv.Eventually(t, 2*time.Minute, "the paced queue to drain", func() bool {
+		s := streamState(ctx, js, "SLUICE_Q_paced")
+		return s.LastSeq >= pacedEvents && s.Msgs == 0
+	})
+	paced := float64(pacedEvents) / time.Since(start).Seconds()
+	if paced > 1.1*300 {
+		t.Errorf("the paced queue drained at %.0f/s across three nodes, above its rate 300/s + 10%%", paced)
+	}
+	t.Logf("paced queue: %d events at %.0f/s across the cluster (rate 300/s)", pacedEvents, paced)
+
 	// 1: every node takes a share; each event once.
 	start = time.Now()
 	publishAll(t, js, "work.q", "q1-", queueEvents)
 	publishAll(t, js, "news.t", "t1-", topicEvents)
 	published := time.Since(start)
-	want := uint64(1 + queueEvents + 2*topicEvents) // with the probe
+	want := uint64(1 + pacedEvents + queueEvents + 2*topicEvents) // with the probe
 	testenv.Eventually(t, 5*time.Minute, "every effect of the first run", func() bool {
 		return streamState(ctx, js, "EFFECTS").Msgs >= want
 	})

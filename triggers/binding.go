@@ -78,6 +78,28 @@ type Runner struct {
 	// loads count each binding's work on this node, by name; they
 	// survive a binding's restart by Apply.
 	loads map[string]*load
+	// shares is how many nodes consume each binding, this one included
+	// (1 when absent): a binding's rate is the whole cluster's, so each
+	// node takes its share of it.
+	shares map[string]int
+}
+
+// SetShares tells the runner how many nodes consume each binding, this one
+// included; each binding's rate limit becomes its rate divided by that
+// number. Bindings not named keep theirs.
+func (r *Runner) SetShares(shares map[string]int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, n := range shares {
+		n = max(1, n)
+		if r.shares[name] == n {
+			continue
+		}
+		r.shares[name] = n
+		if b, ok := r.bindings[name]; ok && b.limiter != nil {
+			b.limiter.SetLimit(rate.Limit(b.cfg.Rate.PerSecond() / float64(n)))
+		}
+	}
 }
 
 // load counts one binding's work on this node.
@@ -147,7 +169,7 @@ func NewRunner(ctx context.Context, cfg *config.Config, opts Options) (*Runner, 
 	if err != nil {
 		return nil, fmt.Errorf("status bucket: %w", err)
 	}
-	r := &Runner{opts: opts, cfg: cfg, status: status, bindings: map[string]*binding{}, live: map[string]*liveBinding{}, loads: map[string]*load{}}
+	r := &Runner{opts: opts, cfg: cfg, status: status, bindings: map[string]*binding{}, live: map[string]*liveBinding{}, loads: map[string]*load{}, shares: map[string]int{}}
 	for _, b := range cfg.Bindings() {
 		bb, err := r.prepare(ctx, b)
 		if err != nil {
@@ -177,7 +199,7 @@ func (r *Runner) prepare(ctx context.Context, b config.Binding) (*binding, error
 		rnd:   rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
 	if perSec := b.Rate.PerSecond(); perSec > 0 {
-		bb.limiter = rate.NewLimiter(rate.Limit(perSec), max(1, b.Concurrency))
+		bb.limiter = rate.NewLimiter(rate.Limit(perSec/float64(max(1, r.shares[b.Name]))), max(1, b.Concurrency))
 	}
 	return bb, nil
 }
