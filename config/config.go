@@ -168,8 +168,9 @@ type Queue struct {
 	Subject     string
 	Function    string
 	Concurrency int // per node; default 1
-	Rate        Rate
-	Retry       Retry
+	// Rate is the whole binding's, shared equally by the nodes running it.
+	Rate  Rate
+	Retry Retry
 	// DeadLetter is the subject dead letters go to. Default
 	// "sluice.dlq.<binding>" with "/" in the binding name replaced by ".".
 	DeadLetter string

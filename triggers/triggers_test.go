@@ -306,3 +306,55 @@ func TestHistoryKeepsEveryAttemptOfSlowInvocations(t *testing.T) {
 		}
 	}
 }
+
+// A binding's rate is the cluster's: told that four nodes share it, a
+// runner takes a quarter.
+func TestRateShare(t *testing.T) {
+	srv := testenv.Server(t)
+	cfg := testenv.Config(t, `
+function "f" {
+  module = "unused.wasm"
+}
+queue "paced" {
+  subject     = "paced.run"
+  function    = "f"
+  concurrency = 2
+  rate        = "200/s"
+}
+`)
+	nc, js := testenv.Connect(t, srv.ClientURL())
+	ctx := context.Background()
+	if err := triggers.Ensure(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	var handled sync.WaitGroup
+	const events = 100
+	handled.Add(events)
+	inv := invokerFunc(func(functions.Event) (functions.Result, error) {
+		handled.Done()
+		return functions.Result{}, nil
+	})
+	runner, err := triggers.NewRunner(ctx, cfg, triggers.Options{JS: js, Publisher: triggers.NewPublisher(nc, js), Invoker: inv, Logger: testenv.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner.SetShares(map[string]int{"paced": 4})
+	for i := range events {
+		publish(t, js, "paced.run", "p"+strconv.Itoa(i))
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { done <- runner.Run(runCtx) }()
+	handled.Wait()
+	took := time.Since(start)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// 50/s with a burst of 2: at least (100-2)/50 s; allow 10% above the rate
+	// (55/s).
+	if minimum := (events - 2) * time.Second / 55; took < minimum {
+		t.Errorf("%d events took %s at a quarter of 200/s, want at least %s", events, took, minimum)
+	}
+}
