@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/functions"
+	"github.com/sluice-run/sluice/triggers"
 )
 
 // AdminSubjectPrefix is where the admin API listens: a NATS micro service
@@ -193,13 +194,16 @@ func (r *Runtime) startAdmin() error {
 			return fmt.Errorf("admin API: %w", err)
 		}
 	}
+	// Every node answers a reload (no queue group): each reads its own
+	// config file, and the caller hears from every one of them.
+	node := micro.WithHeaders(micro.Headers{triggers.HdrNode: []string{r.node}})
 	if err := g.AddEndpoint("reload", micro.HandlerFunc(func(req micro.Request) {
 		if err := r.Reload(); err != nil {
-			_ = req.Error("400", err.Error(), nil)
+			_ = req.Error("400", err.Error(), nil, node)
 			return
 		}
-		_ = req.Respond([]byte("reloaded"))
-	})); err != nil {
+		_ = req.Respond([]byte("reloaded"), node)
+	}), micro.WithEndpointQueueGroupDisabled()); err != nil {
 		return fmt.Errorf("admin API: %w", err)
 	}
 	r.admin.svc = svc

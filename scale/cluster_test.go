@@ -341,6 +341,9 @@ func TestCluster(t *testing.T) {
 	if len(nodes) != 3 || nodes[0].Name != "n1" || nodes[1].Name != "n2" || nodes[2].Name != "n3" {
 		t.Errorf("sluice nodes = %+v, want n1, n2, n3", nodes)
 	}
+	if out := sluiceCLI(t, c.URLs[1], "reload"); strings.Count(out, "reloaded n") != 3 {
+		t.Errorf("sluice reload through n2 did not reach the three nodes:\n%s", out)
+	}
 	t.Logf("run 1: published %d queue + %d topic events in %s; all effects after %s (%.0f invocations/s); queue invocations by node: %v",
 		queueEvents, topicEvents, published.Round(time.Millisecond), took.Round(time.Millisecond),
 		float64(queueEvents+2*topicEvents)/took.Seconds(), work)

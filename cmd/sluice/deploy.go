@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-run/sluice/functions"
 	"github.com/sluice-run/sluice/functions/sandbox"
 	"github.com/sluice-run/sluice/runtime"
+	"github.com/sluice-run/sluice/triggers"
 )
 
 func deployCmd(g *globals) *cobra.Command {
@@ -182,29 +183,59 @@ func functionsCmd(g *globals) *cobra.Command {
 func reloadCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "reload",
-		Short: "Make the running runtime read its config file again and apply what changed",
-		Long: "Ask the running runtime to re-read runtime.hcl (as on a file change or SIGHUP).\n" +
-			"An invalid file is reported here, with every diagnostic, and the running config stays.",
+		Short: "Make every running node read its config file again and apply what changed",
+		Long: "Ask every running node to re-read its runtime.hcl (as on a file change or SIGHUP),\n" +
+			"and print each node's answer. An invalid file is reported, with every diagnostic,\n" +
+			"and that node's running config stays.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			nc, err := g.connect()
+			nc, js, err := g.jetStream()
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Minute)
 			defer cancel()
-			msg, err := nc.RequestWithContext(ctx, runtime.AdminSubjectPrefix+".reload", nil)
-			if errors.Is(err, nats.ErrNoResponders) {
-				return failed(errors.New("no runtime answers (is `sluice run` running, and are you connected to it?)"))
+			// Every node answers; how many to wait for is how many
+			// announce themselves (one, if that cannot be read).
+			expect := 1
+			if nodes, err := readNodes(ctx, js); err == nil && len(nodes) > 0 {
+				expect = len(nodes)
 			}
+			inbox := nc.NewRespInbox()
+			sub, err := nc.SubscribeSync(inbox)
 			if err != nil {
 				return failed(err)
 			}
-			if desc := msg.Header.Get(micro.ErrorHeader); desc != "" {
-				return failed(fmt.Errorf("not reloaded; the running config stays:\n%s", desc))
+			defer func() { _ = sub.Unsubscribe() }()
+			if err := nc.PublishRequest(runtime.AdminSubjectPrefix+".reload", inbox, nil); err != nil {
+				return failed(err)
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), "reloaded")
+			var problems []string
+			answered := 0
+			for answered < expect {
+				msg, err := sub.NextMsgWithContext(ctx)
+				if err != nil {
+					if answered == 0 {
+						return failed(fmt.Errorf("no runtime answered: %w", err))
+					}
+					problems = append(problems, fmt.Sprintf("only %d of %d nodes answered: %v", answered, expect, err))
+					break
+				}
+				if msg.Header.Get("Status") == "503" {
+					return failed(errors.New("no runtime answers (is `sluice run` running, and are you connected to it?)"))
+				}
+				answered++
+				node := msg.Header.Get(triggers.HdrNode)
+				if desc := msg.Header.Get(micro.ErrorHeader); desc != "" {
+					problems = append(problems, fmt.Sprintf("%s: not reloaded; its running config stays:\n%s", node, desc))
+					continue
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "reloaded %s\n", node)
+			}
+			if len(problems) > 0 {
+				return failed(errors.New(strings.Join(problems, "\n")))
+			}
 			return nil
 		},
 	}
