@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/wasmerio/wasmer-go/wasmer"
 )
@@ -50,6 +51,11 @@ type Module struct {
 
 	engine     *wasmer.Engine
 	serialized []byte
+
+	adapterOnce sync.Once // compiles or loads the host-call adapter (adapter.go)
+	adapterPath string    // its place in the compile cache ("" without one)
+	adapter     []byte
+	adapterErr  error
 }
 
 // Compile validates wasm against the ABI, caps its memory at memLimit bytes
@@ -57,7 +63,7 @@ type Module struct {
 // and limit.
 func (e *Engine) Compile(wasm []byte, memLimit int64) (*Module, error) {
 	sum := sha256.Sum256(wasm)
-	m := &Module{Version: hex.EncodeToString(sum[:]), MemoryLimit: memLimit, engine: e.engine}
+	m := &Module{Version: hex.EncodeToString(sum[:]), MemoryLimit: memLimit, engine: e.engine, adapterPath: adapterCachePath(e.cacheDir)}
 	capped, err := CapMemory(wasm, memLimit)
 	if err != nil {
 		return nil, err
@@ -69,6 +75,7 @@ func (e *Engine) Compile(wasm []byte, memLimit int64) (*Module, error) {
 			m.serialized = ser
 			if err := m.probe(); err == nil {
 				m.CacheHit = true
+				_ = m.cacheAdapter() // best effort: workers compile it without
 				return m, nil
 			}
 			// A damaged or stale artifact: fall through and recompile.
@@ -94,6 +101,9 @@ func (e *Engine) Compile(wasm []byte, memLimit int64) (*Module, error) {
 		if err := writeAtomic(cachePath, m.serialized); err != nil {
 			return nil, fmt.Errorf("compile cache: %w", err)
 		}
+		if err := m.cacheAdapter(); err != nil {
+			return nil, fmt.Errorf("compile cache: %w", err)
+		}
 	}
 	return m, nil
 }
@@ -105,7 +115,8 @@ func (e *Engine) LoadArtifact(path string, memLimit int64) (*Module, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load compiled module: %w", err)
 	}
-	return &Module{MemoryLimit: memLimit, ArtifactPath: path, engine: e.engine, serialized: ser}, nil
+	return &Module{MemoryLimit: memLimit, ArtifactPath: path, engine: e.engine, serialized: ser,
+		adapterPath: adapterCachePath(filepath.Dir(path))}, nil
 }
 
 func (e *Engine) cachePath(capped []byte) string {
@@ -130,7 +141,8 @@ func CachedArtifact(cacheDir string, wasm []byte, memLimit int64) (string, bool)
 	}
 	path := artifactPath(cacheDir, capped)
 	_, err = os.Stat(path)
-	return path, err == nil
+	_, aerr := os.Stat(adapterCachePath(cacheDir))
+	return path, err == nil && aerr == nil
 }
 
 // probe instantiates the module once with inert host functions, which

@@ -173,6 +173,11 @@ type Instance struct {
 	handle  wasmer.NativeFunction
 	maxPage uint32
 
+	// The host-call adapter (adapter.go) and its argument memory.
+	adapterMod *wasmer.Module
+	adapter    *wasmer.Instance
+	regs       *wasmer.Memory
+
 	call     *Call
 	out      *Outcome
 	logged   int
@@ -191,15 +196,21 @@ func (m *Module) Instantiate(env map[string]string) (*Instance, error) {
 		store.Close()
 		return nil, fmt.Errorf("load compiled module: %w", err)
 	}
+	adapter, err := m.adapterArtifact()
+	if err != nil {
+		mod.Close()
+		store.Close()
+		return nil, err
+	}
 	in := &Instance{store: store, module: mod, maxPage: uint32(m.MemoryLimit / pageSize)}
-	if err := in.instantiate(env); err != nil {
+	if err := in.instantiate(env, adapter); err != nil {
 		in.Close()
 		return nil, err
 	}
 	return in, nil
 }
 
-func (in *Instance) instantiate(env map[string]string) error {
+func (in *Instance) instantiate(env map[string]string, adapter []byte) error {
 	imports := wasmer.NewImportObject()
 	if wasmer.GetWasiVersion(in.module) != wasmer.WASI_VERSION_INVALID {
 		builder := wasmer.NewWasiStateBuilder("sluice-guest")
@@ -214,15 +225,23 @@ func (in *Instance) instantiate(env map[string]string) error {
 			return fmt.Errorf("wasi imports: %w", err)
 		}
 	}
-	imports.Register(hostModule, in.hostFunctions())
+	fns, err := in.instantiateAdapter(adapter, in.hostHandlers())
+	if err != nil {
+		return err
+	}
+	host := make(map[string]wasmer.IntoExtern, len(hostImports))
+	for name := range hostImports {
+		host[name] = fns[name]
+	}
+	imports.Register(hostModule, host)
 	// Guest output goes through our fd_write so that it is bounded and
 	// tagged per invocation; wasmer's capture buffers without limit.
+	// wasmer 2.0's poll_oneoff panics on clock subscriptions (any Go
+	// guest's time.Sleep, and Go's runtime under memory pressure), and the
+	// panic aborts the process: ours replaces it.
 	imports.Register(wasiModule, map[string]wasmer.IntoExtern{
-		"fd_write": in.fn([]wasmer.ValueKind{wasmer.I32, wasmer.I32, wasmer.I32, wasmer.I32}, in.fdWrite),
-		// wasmer 2.0's poll_oneoff panics on clock subscriptions (any Go
-		// guest's time.Sleep, and Go's runtime under memory pressure), and
-		// the panic aborts the process.
-		"poll_oneoff": in.fn([]wasmer.ValueKind{wasmer.I32, wasmer.I32, wasmer.I32, wasmer.I32}, in.pollOneoff),
+		"fd_write":    fns["fd_write"],
+		"poll_oneoff": fns["poll_oneoff"],
 		// wasmer's proc_exit unwinds in a way that can crash the host
 		// process (wasmer-go #291); an ordinary host-function trap does not.
 		"proc_exit": wasmer.NewFunction(in.store,
@@ -249,6 +268,7 @@ func (in *Instance) instantiate(env map[string]string) error {
 		in.out = &Outcome{}
 		_, err := init()
 		runtime.KeepAlive(inst)
+		runtime.KeepAlive(in.adapter)
 		in.call, in.out = nil, nil
 		if err != nil {
 			return fmt.Errorf("_initialize: %w", err)
@@ -264,6 +284,7 @@ func (in *Instance) Handle(c *Call) Outcome {
 	in.call, in.out, in.logged, in.oomHints, in.httpResp = c, &out, 0, false, nil
 	ret, err := in.handle()
 	runtime.KeepAlive(in.inst)
+	runtime.KeepAlive(in.adapter)
 	in.flushLines()
 	in.call, in.out, in.httpResp = nil, nil, nil
 	if err != nil {
@@ -290,9 +311,17 @@ func (in *Instance) Close() {
 		in.inst.Close()
 		in.inst = nil
 	}
+	if in.adapter != nil {
+		in.adapter.Close()
+		in.adapter = nil
+	}
 	if in.module != nil {
 		in.module.Close()
 		in.module = nil
+	}
+	if in.adapterMod != nil {
+		in.adapterMod.Close()
+		in.adapterMod = nil
 	}
 	if in.store != nil {
 		in.store.Close()
@@ -300,19 +329,10 @@ func (in *Instance) Close() {
 	}
 }
 
-func (in *Instance) fn(params []wasmer.ValueKind, f func(args []wasmer.Value) int32) *wasmer.Function {
-	return in.fnResult(params, []wasmer.ValueKind{wasmer.I32}, f)
-}
-
-func (in *Instance) fnResult(params, results []wasmer.ValueKind, f func(args []wasmer.Value) int32) *wasmer.Function {
-	ty := wasmer.NewFunctionType(wasmer.NewValueTypes(params...), wasmer.NewValueTypes(results...))
-	return wasmer.NewFunction(in.store, ty, func(args []wasmer.Value) ([]wasmer.Value, error) {
-		return []wasmer.Value{wasmer.NewI32(f(args))}, nil
-	})
-}
-
-func (in *Instance) hostFunctions() map[string]wasmer.IntoExtern {
-	fns := map[string]func([]wasmer.Value) int32{
+// hostHandlers returns the implementation of every adapted host function
+// (adapter.go), by import name.
+func (in *Instance) hostHandlers() map[string]func([]wasmer.Value) int32 {
+	return map[string]func([]wasmer.Value) int32{
 		"event_get":     in.eventGet,
 		"event_attempt": in.eventAttempt,
 		"result_set":    in.resultSet,
@@ -327,12 +347,10 @@ func (in *Instance) hostFunctions() map[string]wasmer.IntoExtern {
 		"kv_put":            in.kvPut,
 		"kv_delete":         in.kvDelete,
 		"seen":              in.seen,
+
+		"fd_write":    in.fdWrite,
+		"poll_oneoff": in.pollOneoff,
 	}
-	out := make(map[string]wasmer.IntoExtern, len(fns))
-	for name, f := range fns {
-		out[name] = in.fnResult(hostImports[name].params, hostImports[name].results, f)
-	}
-	return out
 }
 
 // guest returns the guest bytes at [ptr, ptr+n), or false when the range is
