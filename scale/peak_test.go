@@ -29,11 +29,9 @@ const (
 	// runtime retires a worker once its RSS passes the guest's memory limit
 	// (128 MiB by default) plus 256 MiB (functions/invoke.go), and at most
 	// concurrency workers exist for the queue, its replays included (they
-	// share its slots). Warm workers do grow, about 1.5 KiB per invocation
-	// (64 MiB fresh, about 140 MiB after 50,000 invocations each), so a
-	// bound much below the retirement policy's would only measure how many
-	// events this test sends; this one catches workers that are never
-	// retired, or more workers than slots.
+	// share its slots). This catches workers that are never retired, or
+	// more workers than slots; functions' TestWarmWorkerMemoryIsBounded
+	// checks that a warm worker does not grow.
 	peakWorkerRSSBound = 128*mib + 256*mib
 	// peakTreeRSSBound bounds the node plus its function workers.
 	peakTreeRSSBound = peakRSSBound + peakConcurrency*peakWorkerRSSBound
