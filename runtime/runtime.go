@@ -168,11 +168,14 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 		return nil, err
 	}
 	r.probe.setPhase("starting the bindings")
-	runner, err := triggers.NewRunner(ctx, r.cfg, triggers.Options{
-		JS: r.js, Publisher: pub, Invoker: r.fns, Logger: r.log, DrainTimeout: opts.DrainTimeout,
-		Observer: r.metrics, Node: r.node,
-	})
-	if err != nil {
+	var runner *triggers.Runner
+	if err := r.untilReady(ctx, "look up the consumers", func(ctx context.Context) (err error) {
+		runner, err = triggers.NewRunner(ctx, r.cfg, triggers.Options{
+			JS: r.js, Publisher: pub, Invoker: r.fns, Logger: r.log, DrainTimeout: opts.DrainTimeout,
+			Observer: r.metrics, Node: r.node,
+		})
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	if err := r.untilReady(ctx, "record the effective config", r.publishConfig); err != nil {
