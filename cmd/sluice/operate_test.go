@@ -281,7 +281,9 @@ queue "emails" {
 	if code, _, errOut := cli(t, server, "resume", "emails"); code != 0 {
 		t.Fatalf("resume: exit %d %s", code, errOut)
 	}
+	resumed := time.Now()
 	testenv.Eventually(t, 30*time.Second, "every event delivered after resume", func() bool { return sent.Distinct() == n })
+	t.Logf("every event delivered %s after resume", time.Since(resumed).Round(time.Millisecond))
 	if code, _, errOut := cli(t, server, "pause", "nope"); code != 1 || !strings.Contains(errOut, "nope") {
 		t.Fatalf("pause of an unknown binding: exit %d %s", code, errOut)
 	}
