@@ -71,6 +71,22 @@ func (r *Runtime) announce(kv jetstream.KeyValue, runner *triggers.Runner, stop 
 		defer func() { _ = w.Stop() }()
 		updates = w.Updates()
 	}
+	// share recomputes each binding's share of its rate: at every
+	// heartbeat (peers age out) and as soon as a peer appears or leaves,
+	// so that nodes started together agree within moments, not a
+	// heartbeat later.
+	share := func() {
+		shares := map[string]int{}
+		for name := range runner.Loads() {
+			shares[name] = 1
+			for _, p := range peers {
+				if _, ok := p.bindings[name]; ok && time.Since(p.heard) < NodeTTL {
+					shares[name]++
+				}
+			}
+		}
+		runner.SetShares(shares)
+	}
 	tick := time.NewTicker(NodeHeartbeat)
 	defer tick.Stop()
 	put()
@@ -90,23 +106,19 @@ func (r *Runtime) announce(kv jetstream.KeyValue, runner *triggers.Runner, stop 
 				continue // nil: the watcher caught up with the bucket
 			}
 			var st NodeState
+			_, known := peers[e.Key()]
 			if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &st) != nil {
 				delete(peers, e.Key())
+				share()
 				continue
 			}
 			peers[e.Key()] = peer{bindings: st.Bindings, heard: time.Now()}
+			if !known {
+				share()
+			}
 		case <-tick.C:
 			put()
-			shares := map[string]int{}
-			for name := range runner.Loads() {
-				shares[name] = 1
-				for _, p := range peers {
-					if _, ok := p.bindings[name]; ok && time.Since(p.heard) < NodeTTL {
-						shares[name]++
-					}
-				}
-			}
-			runner.SetShares(shares)
+			share()
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -56,6 +57,8 @@ func (r *Runtime) initReload(ctx context.Context, runner *triggers.Runner) {
 	for _, fc := range r.cfg.Functions {
 		if sum, err := moduleSum(fc.Module); err == nil {
 			rl.sums[fc.Name] = sum
+		} else if live, _, _ := r.fns.Version(fc.Name); live != "" {
+			rl.sums[fc.Name] = live // loaded from the module store
 		}
 	}
 	rl.count = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -132,7 +135,16 @@ func (r *Runtime) reloadLocked() error {
 	var added, updated, removed []string
 	sums := map[string]string{}
 	for _, fc := range cfg.Functions {
+		asWritten := fc
 		sum, err := moduleSum(fc.Module)
+		if errors.Is(err, fs.ErrNotExist) && r.admin != nil {
+			// As at start: a node without the module file runs the live
+			// version from the module store.
+			if path, serr := r.storedLiveModule(ctx, fc.Name); serr == nil {
+				fc.Module, fc.Source = path, ""
+				sum, err = moduleSum(path)
+			}
+		}
 		if err != nil {
 			r.removeFunctions(added)
 			return fmt.Errorf("function %s: read module: %w", fc.Name, err)
@@ -144,7 +156,7 @@ func (r *Runtime) reloadLocked() error {
 			added = append(added, fc.Name)
 		case sum != rl.sums[fc.Name]:
 			updated = append(updated, fc.Name)
-		case !reflect.DeepEqual(prev, fc):
+		case !reflect.DeepEqual(prev, asWritten):
 			// Same file, new settings: keep the version that is live
 			// (a deploy may have replaced the file's).
 			if live, _, _ := r.fns.Version(fc.Name); live != sum && r.admin != nil {

@@ -280,7 +280,11 @@ func TestCluster(t *testing.T) {
 		return strings.Contains(sluiceCLI(t, c.URLs[2], "dlq", "ls", "bad"), "bad-1")
 	})
 
-	// A binding's rate holds across the cluster, not per node.
+	// A binding's rate holds across the cluster, not per node: once the
+	// nodes know one another, each takes a third.
+	testenv.Eventually(t, 30*time.Second, "the three nodes to announce themselves", func() bool {
+		return len(nodeWork(t, js, "paced")) == 3
+	})
 	const pacedEvents = 3000
 	start = time.Now()
 	publishAll(t, js, "work.paced", "p-", pacedEvents)
