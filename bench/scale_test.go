@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"math"
-	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -192,7 +191,7 @@ func drainRun(t *testing.T, module string, c drainCase) drainResult {
 	for _, n := range cl.Nodes {
 		r.nodeRSS += n.RSS()
 		r.treeRSS += n.TreeRSS()
-		r.workers += len(descendantsOf(n.PID))
+		r.workers += len(testenv.Descendants(n.PID))
 	}
 	stopAll(t, cl)
 	return r
@@ -349,39 +348,10 @@ func treeCPU(pid int) time.Duration {
 		return n
 	}
 	total := ticks(pid, 14, 15, 16, 17)
-	for _, p := range descendantsOf(pid) {
+	for _, p := range testenv.Descendants(pid) {
 		total += ticks(p, 14, 15)
 	}
 	return time.Duration(total) * clockTick
-}
-
-// descendantsOf lists the live descendants of pid (a node's workers), from
-// /proc.
-func descendantsOf(pid int) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	kids := map[int][]int{}
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if f := testenv.ProcStat(p); len(f) > 4 && f[3] != "Z" {
-			if ppid, err := strconv.Atoi(f[4]); err == nil {
-				kids[ppid] = append(kids[ppid], p)
-			}
-		}
-	}
-	var out []int
-	for queue := []int{pid}; len(queue) > 0; queue = queue[1:] {
-		for _, c := range kids[queue[0]] {
-			out = append(out, c)
-			queue = append(queue, c)
-		}
-	}
-	return out
 }
 
 // peakResult is one peak-shaving run.

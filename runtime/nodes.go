@@ -77,7 +77,8 @@ func (r *Runtime) announce(kv jetstream.KeyValue, runner *triggers.Runner, stop 
 	// heartbeat later.
 	share := func() {
 		shares := map[string]int{}
-		for name := range runner.Loads() {
+		for _, b := range runner.Bindings() {
+			name := b.Name
 			shares[name] = 1
 			for _, p := range peers {
 				if _, ok := p.bindings[name]; ok && time.Since(p.heard) < NodeTTL {

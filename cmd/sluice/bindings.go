@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -156,89 +156,35 @@ func listBindings(ctx context.Context, js jetstream.JetStream) ([]bindingView, e
 }
 
 func bindingsCmd(g *globals) *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "bindings",
-		Short: "List every queue and topic binding with its backlog, work in flight and dead letters",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			nc, js, err := g.jetStream()
-			if err != nil {
-				return err
+	return listCmd(g, "bindings", "List every queue and topic binding with its backlog, work in flight and dead letters",
+		"BINDING\tKIND\tSUBJECT\tFUNCTION\tPENDING\tIN FLIGHT\tRETRYING\tDEAD LETTERS\tRATE\tSTATE\tNODES (IN FLIGHT)",
+		listBindings, func(w io.Writer, v bindingView) {
+			rate, state := "-", "running"
+			if v.Rate > 0 {
+				rate = fmt.Sprintf("%g/s", v.Rate)
 			}
-			defer nc.Close()
-			views, err := listBindings(cmd.Context(), js)
-			if err != nil {
-				return failed(err)
+			if v.Paused {
+				state = "paused for " + v.PausedFor
 			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				if views == nil {
-					views = []bindingView{}
-				}
-				return writeJSON(out, views)
-			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "BINDING\tKIND\tSUBJECT\tFUNCTION\tPENDING\tIN FLIGHT\tRETRYING\tDEAD LETTERS\tRATE\tSTATE\tNODES (IN FLIGHT)")
-			for _, v := range views {
-				rate, state := "-", "running"
-				if v.Rate > 0 {
-					rate = fmt.Sprintf("%g/s", v.Rate)
-				}
-				if v.Paused {
-					state = "paused for " + v.PausedFor
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", v.Name, v.Kind, v.Subject, v.Function,
-					v.Pending, v.InFlight, v.Retrying, v.DeadLetters, rate, state, nodesCell(v.Nodes))
-			}
-			return tw.Flush()
-		},
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	return cmd
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", v.Name, v.Kind, v.Subject, v.Function,
+				v.Pending, v.InFlight, v.Retrying, v.DeadLetters, rate, state, nodesCell(v.Nodes))
+		})
 }
 
 func nodesCmd(g *globals) *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "nodes",
-		Short: "List the running nodes and their work",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			nc, js, err := g.jetStream()
-			if err != nil {
-				return err
+	return listCmd(g, "nodes", "List the running nodes and their work",
+		"NODE\tURL\tUP\tLAST SEEN\tIN FLIGHT\tINVOCATIONS\tSUCCEEDED",
+		readNodes, func(w io.Writer, n runtime.NodeState) {
+			var total triggers.Load
+			for _, l := range n.Bindings {
+				total.InFlight += l.InFlight
+				total.Invocations += l.Invocations
+				total.Succeeded += l.Succeeded
 			}
-			defer nc.Close()
-			nodes, err := readNodes(cmd.Context(), js)
-			if err != nil {
-				return failed(err)
-			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				if nodes == nil {
-					nodes = []runtime.NodeState{}
-				}
-				return writeJSON(out, nodes)
-			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NODE\tURL\tUP\tLAST SEEN\tIN FLIGHT\tINVOCATIONS\tSUCCEEDED")
-			for _, n := range nodes {
-				var total triggers.Load
-				for _, l := range n.Bindings {
-					total.InFlight += l.InFlight
-					total.Invocations += l.Invocations
-					total.Succeeded += l.Succeeded
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%d\t%d\t%d\n", n.Name, n.URL,
-					time.Since(n.Started).Round(time.Second), time.Since(n.Updated).Round(100*time.Millisecond),
-					total.InFlight, total.Invocations, total.Succeeded)
-			}
-			return tw.Flush()
-		},
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	return cmd
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s ago\t%d\t%d\t%d\n", n.Name, n.URL,
+				time.Since(n.Started).Round(time.Second), time.Since(n.Updated).Round(100*time.Millisecond),
+				total.InFlight, total.Invocations, total.Succeeded)
+		})
 }
 
 // pauseCmd and resumeCmd stop and restart delivery to a binding (its events

@@ -5,14 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/spf13/cobra"
 
@@ -134,50 +135,26 @@ func (g *globals) identity() string {
 }
 
 func functionsCmd(g *globals) *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "functions",
-		Short: "List functions with their versions and which one is live",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			nc, js, err := g.jetStream()
+	return listCmd(g, "functions", "List functions with their versions and which one is live",
+		"FUNCTION\tVERSION\tLIVE\tSIZE\tDEPLOYED AT\tBY\tFROM",
+		func(ctx context.Context, js jetstream.JetStream) ([]functions.Record, error) {
+			store, err := functions.OpenStore(ctx, js, 0)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			defer nc.Close()
-			store, err := functions.OpenStore(cmd.Context(), js, 0)
-			if err != nil {
-				return failed(err)
-			}
-			recs, err := store.Records(cmd.Context())
-			if err != nil {
-				return failed(err)
-			}
+			recs, err := store.Records(ctx)
 			slices.SortFunc(recs, func(a, b functions.Record) int { return strings.Compare(a.Name, b.Name) })
-			out := cmd.OutOrStdout()
-			if asJSON {
-				if recs == nil {
-					recs = []functions.Record{}
+			return recs, err
+		}, func(w io.Writer, r functions.Record) {
+			for _, v := range r.Versions {
+				live := ""
+				if v.Version == r.Live {
+					live = "*"
 				}
-				return writeJSON(out, recs)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.Name, shortVersion(v.Version), live, v.Size,
+					v.DeployedAt.Local().Format(time.DateTime), v.DeployedBy, v.Source)
 			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "FUNCTION\tVERSION\tLIVE\tSIZE\tDEPLOYED AT\tBY\tFROM")
-			for _, r := range recs {
-				for _, v := range r.Versions {
-					live := ""
-					if v.Version == r.Live {
-						live = "*"
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.Name, shortVersion(v.Version), live, v.Size,
-						v.DeployedAt.Local().Format(time.DateTime), v.DeployedBy, v.Source)
-				}
-			}
-			return tw.Flush()
-		},
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	return cmd
+		})
 }
 
 func reloadCmd(g *globals) *cobra.Command {

@@ -315,14 +315,15 @@ func (n *Node) TreeRSS() int64 {
 		return 0
 	}
 	var total int64
-	for _, pid := range descendants(n.PID) {
+	for _, pid := range Descendants(n.PID) {
 		total += RSS(pid)
 	}
 	return total + RSS(n.PID)
 }
 
-// descendants lists the live descendants of pid, from /proc.
-func descendants(pid int) []int {
+// Descendants lists the live descendants of pid (a node's function
+// workers), from /proc.
+func Descendants(pid int) []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -334,7 +335,7 @@ func descendants(pid int) []int {
 			continue
 		}
 		f := ProcStat(p)
-		if len(f) <= 4 {
+		if len(f) <= 4 || f[3] == "Z" {
 			continue
 		}
 		if ppid, err := strconv.Atoi(f[4]); err == nil {
