@@ -91,12 +91,18 @@ func (r *Runtime) waitJetStream(ctx context.Context) error {
 // that JetStream is not (yet) able to do it: no quorum, not enough peers, a
 // leader being elected. Other errors end it at once.
 func (r *Runtime) untilReady(ctx context.Context, what string, step func(context.Context) error) error {
-	deadline := time.Now().Add(layoutWait)
+	start := time.Now()
+	deadline := start.Add(layoutWait)
 	var lastLog time.Time
-	for {
+	for tries := 1; ; tries++ {
 		stepCtx, cancel := context.WithTimeout(ctx, stepTimeout)
 		err := step(stepCtx)
 		cancel()
+		if err == nil {
+			// A restart's time is the sum of these: the log says where
+			// it went.
+			r.log.Info("start step", "step", what, "took", time.Since(start).Round(time.Millisecond), "tries", tries)
+		}
 		if err == nil || !r.transient(err) {
 			return err
 		}

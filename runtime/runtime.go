@@ -130,9 +130,11 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 	}
 	r.storeDir = storeDir
 	r.probe.setPhase("connecting to NATS")
+	connectStart := time.Now()
 	if err := r.connect(); err != nil {
 		return nil, err
 	}
+	r.log.Info("start step", "step", "connect to NATS", "took", time.Since(connectStart).Round(time.Millisecond), "tries", 1)
 	r.probe.mu.Lock()
 	r.probe.nc, r.probe.js, r.probe.bindings = r.nc, r.js, r.cfg.Bindings()
 	r.probe.phase = "loading functions"
