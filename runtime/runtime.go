@@ -143,7 +143,7 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 		return nil, err
 	}
 	var loadFns []config.Function
-	if err := r.untilReady(ctx, "open the module store", func(ctx context.Context) (err error) {
+	if err := r.untilReady(ctx, "open the module store", moduleTryTimeout, func(ctx context.Context) (err error) {
 		loadFns, err = r.resolveModules(ctx, filepath.Join(filepath.Dir(storeDir), "modules"))
 		return err
 	}); err != nil {
@@ -157,21 +157,30 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := r.untilReady(ctx, "record function versions", r.recordModules); err != nil {
+	if err := r.untilReady(ctx, "record function versions", moduleTryTimeout, r.recordModules); err != nil {
 		return nil, fmt.Errorf("record function versions: %w", err)
 	}
 	r.probe.setPhase("laying out streams and consumers")
 	if opts.BeforeEnsure != nil {
 		opts.BeforeEnsure(r)
 	}
-	if err := r.untilReady(ctx, "lay out streams and consumers", func(ctx context.Context) error {
-		return triggers.Ensure(ctx, r.js, r.cfg)
+	// The layout is dozens of requests for a large config: bound each
+	// one rather than the step.
+	setupJS, err := jetstream.New(r.nc, jetstream.WithDefaultTimeout(setupRequestTimeout))
+	if err != nil {
+		return nil, err
+	}
+	if err := r.untilReady(ctx, "lay out streams and consumers", 0, func(ctx context.Context) error {
+		return triggers.Ensure(ctx, setupJS, r.cfg)
 	}); err != nil {
 		return nil, err
 	}
 	r.probe.setPhase("starting the bindings")
 	var runner *triggers.Runner
-	if err := r.untilReady(ctx, "look up the consumers", func(ctx context.Context) (err error) {
+	// The status bucket, then two consumers per binding: each lookup takes
+	// milliseconds when answered.
+	lookupTry := setupRequestTimeout + time.Duration(len(r.cfg.Bindings()))*300*time.Millisecond
+	if err := r.untilReady(ctx, "look up the consumers", lookupTry, func(ctx context.Context) (err error) {
 		runner, err = triggers.NewRunner(ctx, r.cfg, triggers.Options{
 			JS: r.js, Publisher: pub, Invoker: r.fns, Logger: r.log, DrainTimeout: opts.DrainTimeout,
 			Observer: r.metrics, Node: r.node,
@@ -180,13 +189,13 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	if err := r.untilReady(ctx, "record the effective config", r.publishConfig); err != nil {
+	if err := r.untilReady(ctx, "record the effective config", setupRequestTimeout, r.publishConfig); err != nil {
 		return nil, err
 	}
 	r.metrics.Watch(r.js, r.cfg)
 	r.metrics.WatchNode(r.node, runner.Loads)
 	var nodes jetstream.KeyValue
-	if err := r.untilReady(ctx, "open the nodes bucket", func(ctx context.Context) (err error) {
+	if err := r.untilReady(ctx, "open the nodes bucket", setupRequestTimeout, func(ctx context.Context) (err error) {
 		nodes, err = r.nodesBucket(ctx)
 		return err
 	}); err != nil {
