@@ -20,8 +20,9 @@ import (
 )
 
 var (
-	long     = flag.Bool("chaos.long", os.Getenv("SLUICE_CHAOS_LONG") != "", "the long run: 20 kills of a durable node, 10 of a fast one, 6 in a cluster (also SLUICE_CHAOS_LONG=1)")
-	markdown = flag.Bool("chaos.markdown", false, "print the results as the Markdown table the README quotes")
+	long        = flag.Bool("chaos.long", os.Getenv("SLUICE_CHAOS_LONG") != "", "the long run: 20 kills of a durable node, 10 of a fast one, 6 in a cluster (also SLUICE_CHAOS_LONG=1)")
+	markdown    = flag.Bool("chaos.markdown", false, "print the results as the Markdown table the README quotes")
+	publishRate = flag.Int("chaos.rate", 200, "events published per second: more events in flight at each kill")
 )
 
 // scenario is one chaos run: nodes started with nats lines, events
@@ -82,11 +83,11 @@ func scenarios() []scenario {
 		durableEvents, fastEvents, clusterEvents = 4000, 2000, 3000
 	}
 	return []scenario{
-		{name: "single-durable", nodes: 1, nats: `  sync = "always"`, events: durableEvents, kills: durable, perSec: 200},
-		{name: "single-fast", nodes: 1, nats: `  sync = "1s"`, events: fastEvents, kills: fast, perSec: 200},
+		{name: "single-durable", nodes: 1, nats: `  sync = "always"`, events: durableEvents, kills: durable, perSec: *publishRate},
+		{name: "single-fast", nodes: 1, nats: `  sync = "1s"`, events: fastEvents, kills: fast, perSec: *publishRate},
 		// In a cluster a write is on two of three nodes before its
 		// acknowledgement, which is what survives a node's loss.
-		{name: "cluster-r3", nodes: 3, nats: "  sync = \"1s\"\n  replicas = 3", events: clusterEvents, kills: cluster, perSec: 200},
+		{name: "cluster-r3", nodes: 3, nats: "  sync = \"1s\"\n  replicas = 3", events: clusterEvents, kills: cluster, perSec: *publishRate},
 	}
 }
 
