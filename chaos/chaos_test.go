@@ -237,6 +237,7 @@ type result struct {
 	deadLetters   int      // events with a dead letter
 	unexpectedDL  int      // dead letters of events that did not ask to fail
 	lost          []string // acknowledged, neither effected nor dead-lettered
+	lostFailing   int      // of those, events that asked to fail
 	dlNoLetter    []string // statuses dead_lettered without a dead letter
 	nonFinal      []string // statuses still queued, running or retrying
 	statusCount   int
@@ -278,6 +279,9 @@ func (r *result) count(acked map[string]bool, effects []effect, dls map[string]i
 	for id := range acked {
 		if seen[id] == 0 && dls[id] == 0 {
 			r.lost = append(r.lost, id)
+			if acked[id] {
+				r.lostFailing++
+			}
 		}
 	}
 	slices.Sort(r.lost)
@@ -338,7 +342,8 @@ func (r result) check(t *testing.T) {
 		t.Errorf("%d of %d events acknowledged", r.acked, r.scenario.events)
 	}
 	if len(r.lost) > 0 {
-		t.Errorf("%d acknowledged events lost (no effect, no dead letter): %v", len(r.lost), first(r.lost))
+		t.Errorf("%d acknowledged events lost (no effect, no dead letter), %d of them events that asked to fail (their dead letter is missing): %v",
+			len(r.lost), r.lostFailing, first(r.lost))
 	}
 	if len(r.dlNoLetter) > 0 {
 		t.Errorf("%d statuses say dead_lettered with no dead letter stored: %v", len(r.dlNoLetter), first(r.dlNoLetter))
