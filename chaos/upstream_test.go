@@ -17,18 +17,19 @@ var upstream = flag.Bool("chaos.upstream", false, "run the reproductions of nats
 // nats.go alone, why a consumer could stop pulling for up to a pull
 // request's expiry after `sluice pause` and `sluice resume`:
 //
-//   - nats-server (2.15.2) wakes a paused consumer's waiting pull requests
-//     only from the timer it arms when a pause deadline is in the future
+//   - A pull request that reached the consumer while it was paused is
+//     served when the pause ends only if it ends by the timer nats-server
+//     (2.15.2) arms for a deadline in the future
 //     (consumer.updatePauseState). ResumeConsumer clears the deadline and
-//     arms nothing, so the backlog waits for the client's next pull
-//     request: the iterator's expiry (30 s by default).
+//     arms nothing, so the backlog waits until the client's request misses
+//     its heartbeat or expires (half of nats.go's 30 s default expiry, and
+//     half of this test's).
 //   - A pause whose deadline is near ("now + 100 ms", sluice's earlier
 //     workaround) has the same fate whenever the update reaches the
 //     consumer's leader after that deadline: a loaded machine or a
 //     cluster's replication was enough.
-//   - A pull request made after the resume is served at once, and so is
-//     one whose expiry comes: so a short expiry on the client's pull
-//     requests bounds the stall, whatever its cause.
+//   - So a short expiry on the client's pull requests bounds the stall,
+//     whatever its cause.
 //
 // It is skipped unless -chaos.upstream is given: each stalled case waits
 // for a pull request's expiry.
