@@ -22,7 +22,7 @@ import (
 var (
 	long        = flag.Bool("chaos.long", os.Getenv("SLUICE_CHAOS_LONG") != "", "the long run: 20 kills of a durable node, 10 of a fast one, 6 in a cluster (also SLUICE_CHAOS_LONG=1)")
 	markdown    = flag.Bool("chaos.markdown", false, "print the results as the Markdown table the README quotes")
-	publishRate = flag.Int("chaos.rate", 200, "events published per second: more events in flight at each kill")
+	publishRate = flag.Int("chaos.rate", 0, "events published per second (default 500, 2000 with -chaos.long): more are in flight at each kill")
 )
 
 // scenario is one chaos run: nodes started with nats lines, events
@@ -77,17 +77,22 @@ queue "work" {
 
 func scenarios() []scenario {
 	durable, fast, cluster := 3, 2, 3
-	durableEvents, fastEvents, clusterEvents := 600, 400, 600
+	durableEvents, fastEvents, clusterEvents := 1500, 1000, 1500
+	perSec := 500
 	if *long {
 		durable, fast, cluster = 20, 10, 6
-		durableEvents, fastEvents, clusterEvents = 4000, 2000, 3000
+		durableEvents, fastEvents, clusterEvents = 20_000, 10_000, 6000
+		perSec = 2000
+	}
+	if *publishRate > 0 {
+		perSec = *publishRate
 	}
 	return []scenario{
-		{name: "single-durable", nodes: 1, nats: `  sync = "always"`, events: durableEvents, kills: durable, perSec: *publishRate},
-		{name: "single-fast", nodes: 1, nats: `  sync = "1s"`, events: fastEvents, kills: fast, perSec: *publishRate},
+		{name: "single-durable", nodes: 1, nats: `  sync = "always"`, events: durableEvents, kills: durable, perSec: perSec},
+		{name: "single-fast", nodes: 1, nats: `  sync = "1s"`, events: fastEvents, kills: fast, perSec: perSec},
 		// In a cluster a write is on two of three nodes before its
 		// acknowledgement, which is what survives a node's loss.
-		{name: "cluster-r3", nodes: 3, nats: "  sync = \"1s\"\n  replicas = 3", events: clusterEvents, kills: cluster, perSec: *publishRate},
+		{name: "cluster-r3", nodes: 3, nats: "  sync = \"1s\"\n  replicas = 3", events: clusterEvents, kills: cluster, perSec: perSec},
 	}
 }
 
