@@ -63,3 +63,43 @@ func TestResumeWithoutPauseTimerStillDelivers(t *testing.T) {
 		return handled.Load() == 1
 	})
 }
+
+// TestShutdownDoesNotWaitOutAnOpenPull: a binding stopped while its pull
+// request waits at the server, with nothing running, returns at once
+// rather than after the request's expiry or the drain timeout (30 s
+// here): shutdowns and reloads do not stall on an idle binding.
+func TestShutdownDoesNotWaitOutAnOpenPull(t *testing.T) {
+	srv := testenv.Server(t)
+	cfg := testenv.Config(t, policyConfig)
+	nc, js := testenv.Connect(t, srv.ClientURL())
+	ctx := context.Background()
+	if err := triggers.Ensure(ctx, js, cfg); err != nil {
+		t.Fatalf("ensure: %v", err)
+	}
+	inv := invokerFunc(func(functions.Event) (functions.Result, error) { return functions.Result{}, nil })
+	runner, err := triggers.NewRunner(ctx, cfg, triggers.Options{JS: js, Publisher: triggers.NewPublisher(nc, js),
+		Invoker: inv, Logger: testenv.Logger(t), DrainTimeout: 30 * time.Second})
+	if err != nil {
+		t.Fatalf("runner: %v", err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- runner.Run(runCtx) }()
+	cons, err := js.Consumer(ctx, triggers.BindingStreamName("jobs"), triggers.BindingConsumerName("jobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the binding's pull request to wait at the server", func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumWaiting > 0
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run still draining 10 s after its context ended, with nothing running")
+	}
+}
