@@ -176,15 +176,8 @@ func (h *host) logger() *slog.Logger {
 }
 
 func (h *host) Publish(subject string, data []byte) error {
-	if err := config.ValidSubject(subject, false); err != nil {
-		return fmt.Errorf("%w: %w", sandbox.ErrInvalid, err)
-	}
-	// System subjects ($JS.API..., $KV...) and inboxes are never a guest's
-	// to publish to, whatever its allow list says: they would let it
-	// administer the broker or answer others' requests.
-	if !allowed(h.f.cfg.Publish, subject) || strings.HasPrefix(subject, "$") || strings.HasPrefix(subject, "_INBOX") {
-		h.logger().Warn("publish denied", "subject", subject, "allowed", h.f.cfg.Publish)
-		return sandbox.ErrDenied
+	if err := h.checkPublish(subject); err != nil {
+		return err
 	}
 	if len(data) > h.f.set.opts.MaxPublishSize {
 		return sandbox.ErrTooLarge
