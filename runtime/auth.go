@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sluice-run/sluice/config"
-	"github.com/sluice-run/sluice/triggers"
 )
 
 // internalUser is the runtime's own identity on the embedded server when
@@ -56,32 +55,27 @@ func newServerAuth(cfg *config.Config, listen string) (*serverAuth, error) {
 	return a, nil
 }
 
-// publishPermissions are those of the publish role: publish to the
-// bindings' subjects (with a JetStream ack), read stream and binding
-// information, and read event statuses; not delete or purge messages,
-// pause consumers, write object or KV stores, replay dead letters, or
-// reach the admin service.
+// publishPermissions are those of the publish role: publish events to the
+// bindings' subjects (JetStream's acknowledgement comes back to the
+// client's inbox), ask the runtime for event statuses (StatusSubject), and
+// receive on its own inboxes ("_INBOX.>": publish acknowledgements, status
+// answers, Sluice-Reply outcomes). Nothing else: no JetStream API at all
+// (no stream or consumer listing, no message or key-value read, no
+// consumer creation, whose delivery subject permissions cannot check), no
+// key-value or object store subject, no admin, replay or micro-service
+// subject, and no publish to inboxes (answering others' requests). The
+// runtime's own traffic uses another inbox prefix (RuntimeInboxPrefix), so
+// "_INBOX.>" shows none of it. The deny list holds even when a binding's
+// subject is a wide wildcard.
 func publishPermissions(cfg *config.Config) *server.Permissions {
-	allow := []string{
-		"$JS.API.INFO",
-		"$JS.API.STREAM.INFO.*",
-		"$JS.API.STREAM.NAMES",
-		"$JS.API.STREAM.LIST",
-		"$JS.API.CONSUMER.LIST.*",
-		"$JS.API.CONSUMER.NAMES.*",
-		"$JS.API.CONSUMER.INFO.*.*",
+	allow := []string{StatusSubject}
+	deny := []string{
+		"$JS.>", "$KV.>", "$O.>", "$SRV.>", "$SYS.>", "$JSC.>", "$NRG.>",
+		"_INBOX.>", RuntimeInboxPrefix + ".>",
+		AdminSubjectPrefix + ".>", "sluice.replay.>", "sluice.dlq.>",
 	}
-	// Reading the status bucket (get and watch) and the runtime's
-	// recorded config (for `sluice plan`).
-	for _, bucket := range []string{triggers.StatusBucket, StateBucket, NodesBucket} {
-		stream := "KV_" + bucket
-		allow = append(allow,
-			"$JS.API.DIRECT.GET."+stream, "$JS.API.DIRECT.GET."+stream+".>",
-			"$JS.API.STREAM.MSG.GET."+stream,
-			"$JS.API.CONSUMER.CREATE."+stream, "$JS.API.CONSUMER.CREATE."+stream+".>",
-			"$JS.API.CONSUMER.DELETE."+stream+".*",
-			"$JS.FC."+stream+".>",
-		)
+	for _, b := range cfg.Bindings() {
+		deny = append(deny, b.DeadLetter)
 	}
 	for _, q := range cfg.Queues {
 		allow = append(allow, q.Subject)
@@ -90,13 +84,7 @@ func publishPermissions(cfg *config.Config) *server.Permissions {
 		allow = append(allow, t.Subject)
 	}
 	return &server.Permissions{
-		Publish: &server.SubjectPermission{
-			Allow: allow,
-			Deny: []string{
-				"$JS.API.STREAM.MSG.DELETE.>", "$JS.API.STREAM.PURGE.>", "$JS.API.CONSUMER.PAUSE.>",
-				"$O.>", "$KV.>", "sluice.replay.>", "$SRV.>", "sluice.admin.>",
-			},
-		},
+		Publish:   &server.SubjectPermission{Allow: allow, Deny: deny},
 		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
 	}
 }
