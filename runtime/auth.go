@@ -48,26 +48,28 @@ func newServerAuth(cfg *config.Config, listen string) (*serverAuth, error) {
 	for _, u := range cfg.Users {
 		su := &server.User{Username: u.Name, Password: u.Password}
 		if u.Role == config.RolePublish {
-			su.Permissions = publishPermissions(cfg)
+			su.Permissions = publishPermissions(cfg, u.Name)
 		}
 		a.users = append(a.users, su)
 	}
 	return a, nil
 }
 
-// publishPermissions are those of the publish role: publish events to the
-// bindings' subjects (JetStream's acknowledgement comes back to the
-// client's inbox), ask the runtime for event statuses (StatusSubject), and
-// receive on its own inboxes ("_INBOX.>": publish acknowledgements, status
-// answers, Sluice-Reply outcomes). Nothing else: no JetStream API at all
-// (no stream or consumer listing, no message or key-value read, no
-// consumer creation, whose delivery subject permissions cannot check), no
-// key-value or object store subject, no admin, replay or micro-service
-// subject, and no publish to inboxes (answering others' requests). The
-// runtime's own traffic uses another inbox prefix (RuntimeInboxPrefix), so
-// "_INBOX.>" shows none of it. The deny list holds even when a binding's
-// subject is a wide wildcard.
-func publishPermissions(cfg *config.Config) *server.Permissions {
+// publishPermissions are those of the publish role for user: publish
+// events to the bindings' subjects (JetStream's acknowledgement comes back
+// to the client's inbox), ask the runtime for event statuses
+// (StatusSubject), and receive on its own inboxes, UserInbox(user) (publish
+// acknowledgements, status answers, Sluice-Reply outcomes). Nothing else:
+// no JetStream API at all (no stream or consumer listing, no message or
+// key-value read, no consumer creation, whose delivery subject permissions
+// cannot check), no key-value or object store subject, no admin, replay or
+// micro-service subject, no publish to inboxes (answering others'
+// requests), and no other client's inbox: "_INBOX.>" would show the
+// answers to every admin's and producer's requests, payloads and values
+// included. The runtime's own traffic uses another prefix still
+// (RuntimeInboxPrefix). The deny list holds even when a binding's subject
+// is a wide wildcard.
+func publishPermissions(cfg *config.Config, user string) *server.Permissions {
 	allow := []string{StatusSubject}
 	deny := []string{
 		"$JS.>", "$KV.>", "$O.>", "$SRV.>", "$SYS.>", "$JSC.>", "$NRG.>",
@@ -85,7 +87,7 @@ func publishPermissions(cfg *config.Config) *server.Permissions {
 	}
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: allow, Deny: deny},
-		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{UserInbox(user) + ".>"}},
 	}
 }
 
@@ -96,3 +98,9 @@ func (a *serverAuth) option() nats.Option {
 	}
 	return nats.UserInfo(internalUser, a.password)
 }
+
+// UserInbox is the inbox prefix of a configured user's connections
+// ("_INBOX.<user>"): a publish-role user may subscribe below it only, so
+// its clients set it as their inbox prefix (nats.CustomInboxPrefix; the
+// sluice CLI does so for --user).
+func UserInbox(user string) string { return "_INBOX." + user }
