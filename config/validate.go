@@ -181,6 +181,17 @@ func (d *decoder) checkOverlaps(c *Config) {
 		}
 		dlqIdx.add(b.subject, j)
 	}
+	// A guest publishing there would forge dead letters.
+	for i, f := range c.Functions {
+		for _, p := range f.Publish {
+			if j, ok := dlqIdx.overlap(p); ok {
+				a := dlqs[j]
+				d.errorf(d.src.functions[i].valueRange("publish"), "Publish subject overlaps a dead-letter subject",
+					"Function %q may publish to %q, which overlaps the dead-letter subject %q of %s (at %s): it could forge dead letters. Dead letters are written by the runtime only.",
+					f.Name, p, a.subject, a.what, a.rng)
+			}
+		}
+	}
 	// A reply there would let a producer make the runtime inject events
 	// or forge dead letters.
 	for i, r := range c.ReplySubjects {
