@@ -44,15 +44,46 @@ func newServerAuth(cfg *config.Config, listen string) (*serverAuth, error) {
 		return nil, err
 	}
 	a := &serverAuth{password: hex.EncodeToString(pw)}
-	a.users = append(a.users, &server.User{Username: internalUser, Password: a.password})
+	a.users = a.usersOf(cfg)
+	return a, nil
+}
+
+// usersOf is the server's users for cfg: the runtime's own, then the
+// config's, publish-role users limited to cfg's subjects.
+func (a *serverAuth) usersOf(cfg *config.Config) []*server.User {
+	users := []*server.User{{Username: internalUser, Password: a.password}}
 	for _, u := range cfg.Users {
 		su := &server.User{Username: u.Name, Password: u.Password}
 		if u.Role == config.RolePublish {
 			su.Permissions = publishPermissions(cfg, u.Name)
 		}
-		a.users = append(a.users, su)
+		users = append(users, su)
 	}
-	return a, nil
+	return users
+}
+
+// reloadUsers gives the embedded server the users of cfg, so that a queue
+// or topic added by a reload is publishable by the publish role at once,
+// and a user added, removed or given a new password counts from now on.
+// Connected clients keep the permissions they connected with.
+func (r *Runtime) reloadUsers(cfg *config.Config) error {
+	if r.srv == nil || r.auth == nil || r.auth.password == "" {
+		return nil
+	}
+	opts := r.srvOpts.Clone()
+	opts.Users = r.auth.usersOf(cfg)
+	// Ports asked as "any free one" are the ones the server took.
+	if a, ok := r.srv.Addr().(*net.TCPAddr); ok {
+		opts.Port = a.Port
+	}
+	if a := r.srv.ClusterAddr(); a != nil {
+		opts.Cluster.Port = a.Port
+	}
+	if err := r.srv.ReloadOptions(opts); err != nil {
+		return fmt.Errorf("embedded server users: %w", err)
+	}
+	r.srvOpts = opts
+	return nil
 }
 
 // publishPermissions are those of the publish role for user: publish

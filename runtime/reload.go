@@ -191,6 +191,9 @@ func (r *Runtime) reloadLocked() error {
 		r.removeFunctions(added)
 		return err
 	}
+	if uerr := r.reloadUsers(cfg); uerr != nil {
+		r.log.Warn("users and publish permissions not reloaded; they stay as they were", "error", uerr)
+	}
 	// The bindings of removed functions have stopped.
 	r.removeFunctions(removed)
 	rl.sums = sums
@@ -238,6 +241,11 @@ func (r *Runtime) checkLive(old, cfg *config.Config) error {
 	}
 	if !reflect.DeepEqual(on, nn) {
 		return fmt.Errorf("the nats block changed: %w to apply it (nothing was applied)", ErrRestartRequired)
+	}
+	if r.srv != nil && (len(old.Users) == 0) != (len(cfg.Users) == 0) {
+		// The runtime's own connection authenticates, or not, as the
+		// server did when it started.
+		return fmt.Errorf("authentication was turned on or off (user blocks): %w to apply it (nothing was applied)", ErrRestartRequired)
 	}
 	if r.opts.MetricsListen == "" && !reflect.DeepEqual(old.Metrics, cfg.Metrics) {
 		return fmt.Errorf("the metrics block changed: %w to apply it (nothing was applied)", ErrRestartRequired)

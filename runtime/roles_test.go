@@ -276,3 +276,80 @@ func TestRoleMatrix(t *testing.T) {
 		t.Errorf("admin reload: %v", err)
 	}
 }
+
+// TestReloadGivesPublishRoleNewSubjects: a queue added by a reload is
+// publishable by the publish role at once, a user added by it can
+// connect, and turning authentication off is refused.
+func TestReloadGivesPublishRoleNewSubjects(t *testing.T) {
+	lc := newLiveConfig(t, "internal/testguests/noop")
+	const users = `
+nats {
+  user "admin" {
+    password = "admin-secret"
+    role     = "admin"
+  }
+  user "app" {
+    password = "app-secret"
+    role     = "publish"
+  }
+%s
+}
+function "noop" { module = {{noop}} }
+queue "one" {
+  subject  = "one.send"
+  function = "noop"
+}
+%s`
+	lc.write(strings.Replace(strings.Replace(users, "%s", "", 1), "%s", "", 1))
+	rt := startLive(t, lc, false, nil)
+	ctx := context.Background()
+	connect := func(user, pw string) (*nats.Conn, jetstream.JetStream, error) {
+		nc, err := nats.Connect(rt.ClientURL(), nats.UserInfo(user, pw), nats.CustomInboxPrefix(runtime.UserInbox(user)))
+		if err != nil {
+			return nil, nil, err
+		}
+		t.Cleanup(nc.Close)
+		js, _ := jetstream.New(nc)
+		return nc, js, nil
+	}
+	_, js, err := connect("app", "app-secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "one.send", nil); err != nil {
+		t.Fatalf("publish to a bound subject: %v", err)
+	}
+	lc.write(strings.Replace(strings.Replace(users, "%s", `
+  user "app2" {
+    password = "app2-secret"
+    role     = "publish"
+  }`, 1), "%s", `
+queue "two" {
+  subject  = "two.send"
+  function = "noop"
+}`, 1))
+	if err := rt.Reload(); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	for _, u := range [][2]string{{"app", "app-secret"}, {"app2", "app2-secret"}} {
+		_, js, err := connect(u[0], u[1])
+		if err != nil {
+			t.Fatalf("connect as %s after the reload: %v", u[0], err)
+		}
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err = js.Publish(pctx, "two.send", nil)
+		cancel()
+		if err != nil {
+			t.Errorf("%s: publish to the added queue: %v", u[0], err)
+		}
+	}
+	lc.write(`
+function "noop" { module = {{noop}} }
+queue "one" {
+  subject  = "one.send"
+  function = "noop"
+}`)
+	if err := rt.Reload(); !errors.Is(err, runtime.ErrRestartRequired) {
+		t.Errorf("reload without users: %v, want ErrRestartRequired", err)
+	}
+}

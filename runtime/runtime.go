@@ -69,12 +69,15 @@ type Options struct {
 
 // Runtime is a started sluice server.
 type Runtime struct {
-	admin     *admin
-	api       micro.Service
-	opts      Options
-	cfg       *config.Config
-	log       *slog.Logger
-	srv       *server.Server
+	admin *admin
+	api   micro.Service
+	opts  Options
+	cfg   *config.Config
+	log   *slog.Logger
+	srv   *server.Server
+	// srvOpts and auth are what srv was started with (for reloadUsers).
+	srvOpts   *server.Options
+	auth      *serverAuth
 	nc        *nats.Conn
 	js        jetstream.JetStream
 	fns       *functions.Set
@@ -329,6 +332,7 @@ func (r *Runtime) connect() error {
 		if err != nil {
 			return err
 		}
+		r.auth = auth
 		r.srv, r.clientURL = srv, srv.ClientURL()
 		nc, err := nats.Connect(r.clientURL, append(r.connOptions(), nats.InProcessServer(srv), auth.option())...)
 		if err != nil {
@@ -386,6 +390,7 @@ func (r *Runtime) startServer(listen string, auth *serverAuth) (*server.Server, 
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS server: %w", err)
 	}
+	r.srvOpts = opts.Clone()
 	srv.Start()
 	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
