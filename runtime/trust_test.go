@@ -305,3 +305,76 @@ queue "ok" {
 	}
 	healthy(t, rt)
 }
+
+// TestConnectionClosedForGoodStopsTheRuntime: should the server close the
+// runtime's connection for good (here by a protocol line longer than it
+// accepts, which the subject checks otherwise prevent), the runtime does
+// not linger unable to work: its bindings stop, /healthz answers 503 and
+// Shutdown reports why.
+func TestConnectionClosedForGoodStopsTheRuntime(t *testing.T) {
+	testenv.Guest(t, "internal/testguests/noop")
+	cfg := testenv.Config(t, `
+function "noop" { module = "internal/testguests/noop/noop.wasm" }
+queue "ok" {
+  subject  = "ok.send"
+  function = "noop"
+}`)
+	rt, err := runtime.Start(context.Background(), testenv.RuntimeOptions(t, cfg, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rt.Shutdown() })
+	if err := runtime.PublishUnchecked(rt, "x."+strings.Repeat("a", 5000)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-rt.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the runtime still runs without a connection")
+	}
+	if code, _ := get(t, "http://"+rt.MetricsAddr()+"/healthz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/healthz: %d, want 503", code)
+	}
+	if err := rt.Shutdown(); err == nil || !strings.Contains(err.Error(), "closed the runtime's connection") {
+		t.Errorf("shutdown: %v", err)
+	}
+}
+
+// TestStatusAPIRefusesBadRequests: a request without an event id is a 400;
+// one whose reply subject is longer than the runtime sends to is not
+// answered, and the runtime stays healthy.
+func TestStatusAPIRefusesBadRequests(t *testing.T) {
+	testenv.Guest(t, "internal/testguests/noop")
+	rt := testenv.Start(t, testenv.Config(t, `
+function "noop" { module = "internal/testguests/noop/noop.wasm" }
+queue "ok" {
+  subject  = "ok.send"
+  function = "noop"
+}`), "")
+	nc, js := testenv.Connect(t, rt.ClientURL())
+	for _, body := range []string{`{}`, `not json`, `{"id":"` + strings.Repeat("i", 2000) + `"}`} {
+		m, err := nc.Request(runtime.StatusSubject, []byte(body), 10*time.Second)
+		if err != nil {
+			t.Fatalf("request %.20s: %v", body, err)
+		}
+		if m.Header.Get("Nats-Service-Error-Code") != "400" {
+			t.Errorf("request %.20s: %q %v", body, m.Data, m.Header)
+		}
+	}
+	long := "_INBOX." + strings.Repeat("r", 3900)
+	sub, err := nc.SubscribeSync(long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.PublishRequest(runtime.StatusSubject, long, []byte(`{"id":"x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	publishMsg(t, js, "ok.send", "after", "x", nil)
+	if st := settled(t, nc, "after"); st.State != triggers.StateSucceeded {
+		t.Errorf("after the request: %+v", st)
+	}
+	if m, err := sub.NextMsg(0); err == nil {
+		t.Errorf("answered on a 3,907-byte subject: %q", m.Data)
+	}
+	healthy(t, rt)
+}
