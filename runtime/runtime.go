@@ -293,16 +293,24 @@ func (r *Runtime) connOptions() []nats.Option {
 		nats.ClosedHandler(func(nc *nats.Conn) {
 			r.lostMu.Lock()
 			defer r.lostMu.Unlock()
-			if r.stopping || nc.LastError() == nil {
-				return
-			}
-			r.lost = fmt.Errorf("the NATS server closed the runtime's connection: %w", nc.LastError())
-			r.log.Error("NATS connection closed for good; stopping", "error", nc.LastError())
-			if r.cancel != nil {
-				r.cancel()
+			if r.noteLostLocked(nc) {
+				r.log.Error("NATS connection closed for good; stopping", "error", nc.LastError())
+				if r.cancel != nil {
+					r.cancel()
+				}
 			}
 		}),
 	}
+}
+
+// noteLostLocked records why nc was closed, unless the runtime closed it
+// itself, and reports whether it did; r.lostMu must be held.
+func (r *Runtime) noteLostLocked(nc *nats.Conn) bool {
+	if r.stopping || r.lost != nil || nc == nil || !nc.IsClosed() || nc.LastError() == nil {
+		return false
+	}
+	r.lost = fmt.Errorf("the NATS server closed the runtime's connection: %w", nc.LastError())
+	return true
 }
 
 // RuntimeInboxPrefix starts the inbox of every runtime connection; no
@@ -419,6 +427,8 @@ func (r *Runtime) Done() <-chan struct{} { return r.done }
 func (r *Runtime) Shutdown() error {
 	r.closeOnce.Do(func() {
 		r.lostMu.Lock()
+		// The closed handler may not have run yet.
+		r.noteLostLocked(r.nc)
 		r.stopping = true
 		r.lostMu.Unlock()
 		r.probe.mu.Lock()
