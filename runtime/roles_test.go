@@ -155,6 +155,23 @@ func TestRoleMatrix(t *testing.T) {
 		return json.Unmarshal(m.Data, &rep) == nil && len(rep.Statuses) == 1 && string(rep.Statuses[0].Result) == "s3cret"
 	})
 
+	// A reply header cannot make the runtime write the value for it.
+	m := nats.NewMsg("kv.cmd")
+	m.Data = []byte("get secret")
+	m.Header.Set(triggers.HdrReply, "$KV.sluice_fn_kv.secret")
+	if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID("forged-reply")); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, "the forged-reply event to succeed", func() bool {
+		body, _ := json.Marshal(runtime.StatusRequest{ID: "forged-reply"})
+		m, err := app.Request(runtime.StatusSubject, body, 5*time.Second)
+		if err != nil {
+			return false
+		}
+		var rep runtime.StatusReply
+		return json.Unmarshal(m.Data, &rep) == nil && len(rep.Statuses) == 1 && rep.Statuses[0].State == triggers.StateSucceeded
+	})
+
 	denied := []struct{ subject, body string }{
 		{"$JS.API.INFO", ""},
 		{"$JS.API.STREAM.LIST", ""},
