@@ -118,6 +118,9 @@ type Options struct {
 	// Observer hears about worker processes and compiles (for metrics);
 	// nil for none.
 	Observer Observer
+	// Modules holds module bytes by function name, loaded instead of the
+	// function's Module file (which then only names it in messages).
+	Modules map[string][]byte
 }
 
 // Observer hears about a Set's worker processes and compiles, for metrics.
@@ -197,7 +200,11 @@ func Load(fns []config.Function, opts Options) (*Set, error) {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			loaded[i], errs[i] = s.load(fc)
+			if wasm, ok := opts.Modules[fc.Name]; ok {
+				loaded[i], errs[i] = s.loadModule(fc, wasm)
+			} else {
+				loaded[i], errs[i] = s.load(fc)
+			}
 		})
 	}
 	wg.Wait()
@@ -214,18 +221,14 @@ func Load(fns []config.Function, opts Options) (*Set, error) {
 // ReadModule reads a module file: a regular file of at most MaxModuleSize
 // bytes, so that a device such as /dev/zero is a clear error.
 func ReadModule(path string) ([]byte, error) {
-	b, err := sandbox.ReadFileCapped(path, MaxModuleSize)
-	if err != nil {
-		return nil, fmt.Errorf("read module: %w", err)
-	}
-	return b, nil
+	return sandbox.ReadFileCapped(path, MaxModuleSize)
 }
 
 // load reads fc's module and loads it (loadModule).
 func (s *Set) load(fc config.Function) (*function, error) {
 	wasm, err := ReadModule(fc.Module)
 	if err != nil {
-		return nil, fmt.Errorf("function %s: %w", fc.Name, err)
+		return nil, fmt.Errorf("function %s: read module: %w", fc.Name, err)
 	}
 	return s.loadModule(fc, wasm)
 }
@@ -350,16 +353,27 @@ func (s *Set) Update(fc config.Function) error {
 	return nil
 }
 
-// UpdateModule is Update with the module's bytes in hand: nothing is read
-// from fc.Module, which only names the module in messages.
-func (s *Set) UpdateModule(fc config.Function, wasm []byte) error {
+// Prepared is a function whose module is validated, compiled and running
+// in a first worker, but not yet live: Swap makes it live, Discard drops
+// it. Preparing takes as long as compiling and _initialize; swapping is
+// immediate, so a caller can prepare without holding its own locks.
+type Prepared struct{ f *function }
+
+// Prepare loads fc with the module's bytes in hand: nothing is read from
+// fc.Module, which only names the module in messages.
+func (s *Set) Prepare(fc config.Function, wasm []byte) (*Prepared, error) {
 	f, err := s.loadModule(fc, wasm)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	s.swap(f)
-	return nil
+	return &Prepared{f: f}, nil
 }
+
+// Swap makes p live in place of the function of its name (as Update).
+func (s *Set) Swap(p *Prepared) { s.swap(p.f) }
+
+// Discard stops a prepared function that will not be swapped in.
+func (p *Prepared) Discard() { p.f.set.retire(p.f) }
 
 func (s *Set) swap(f *function) {
 	fc := f.cfg
