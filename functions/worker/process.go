@@ -210,12 +210,9 @@ func (p *Process) Compile(wasm []byte, memLimit int64, timeout time.Duration) (m
 	}
 	switch typ {
 	case msgCompiled:
-		module, adapter = d.bytes(), d.bytes()
-		if err := d.end(); err != nil {
+		module, adapter, err := decodeCompiled(d)
+		if err != nil {
 			return nil, nil, p.violation("compiled: %v", err)
-		}
-		if len(module) == 0 || len(adapter) == 0 {
-			return nil, nil, p.violation("compiled: empty artifact")
 		}
 		return module, adapter, nil
 	case msgError:
@@ -332,9 +329,9 @@ func (p *Process) Invoke(c *sandbox.Call, host Host, timeout time.Duration) (Res
 		}
 		switch typ {
 		case msgLog:
-			level, line := int(d.i64()), d.str()
-			if err := d.end(); err != nil || level < sandbox.LevelDebug || level > sandbox.LevelError {
-				return Result{}, p.violation("log: level %d, %v", level, err)
+			level, line, err := decodeLog(d)
+			if err != nil {
+				return Result{}, p.violation("log: %v", err)
 			}
 			room := lim.LogBytes - logged - 1
 			if room < 0 {
@@ -347,8 +344,8 @@ func (p *Process) Invoke(c *sandbox.Call, host Host, timeout time.Duration) (Res
 			logged += len(line) + 1
 			host.Log(level, strings.ToValidUTF8(line, "\uFFFD"))
 		case msgPublish:
-			subject, data := d.str(), d.bytes()
-			if err := d.end(); err != nil {
+			subject, data, err := decodePublish(d)
+			if err != nil {
 				return Result{}, p.violation("publish: %v", err)
 			}
 			code := hostCode(host.Publish(subject, data))
@@ -358,8 +355,8 @@ func (p *Process) Invoke(c *sandbox.Call, host Host, timeout time.Duration) (Res
 				return Result{}, p.died(err)
 			}
 		case msgCall:
-			name, args := d.str(), d.fields()
-			if err := d.end(); err != nil {
+			name, args, err := decodeCall(d)
+			if err != nil {
 				return Result{}, p.violation("host call: %v", err)
 			}
 			code, data := dispatch(host, name, args)
@@ -380,6 +377,40 @@ func (p *Process) Invoke(c *sandbox.Call, host Host, timeout time.Duration) (Res
 			return Result{}, p.violation("message %d during an invocation", typ)
 		}
 	}
+}
+
+// Decoders of the frames a worker sends; each reads a whole body or fails.
+
+func decodeCompiled(d *dec) (module, adapter []byte, err error) {
+	module, adapter = d.bytes(), d.bytes()
+	if err := d.end(); err != nil {
+		return nil, nil, err
+	}
+	if len(module) == 0 || len(adapter) == 0 {
+		return nil, nil, errors.New("empty artifact")
+	}
+	return module, adapter, nil
+}
+
+func decodeLog(d *dec) (level int, line string, err error) {
+	l, line := d.i64(), d.str()
+	if err := d.end(); err != nil {
+		return 0, "", err
+	}
+	if l < sandbox.LevelDebug || l > sandbox.LevelError {
+		return 0, "", fmt.Errorf("level %d", l)
+	}
+	return int(l), line, nil
+}
+
+func decodePublish(d *dec) (subject string, data []byte, err error) {
+	subject, data = d.str(), d.bytes()
+	return subject, data, d.end()
+}
+
+func decodeCall(d *dec) (name string, args [][]byte, err error) {
+	name, args = d.str(), d.fields()
+	return name, args, d.end()
 }
 
 // decodeDone reads a msgDone and checks it against the invocation's limits.

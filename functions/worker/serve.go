@@ -81,29 +81,60 @@ func serve(in io.Reader, out io.Writer) int {
 func (s *server) handle(typ byte, d *dec) error {
 	switch typ {
 	case msgCompile:
-		wasm, limit := d.bytes(), d.i64()
-		if err := d.end(); err != nil {
+		wasm, limit, err := decodeCompile(d)
+		if err != nil {
 			return err
 		}
 		return s.compile(wasm, limit)
 	case msgLoad:
-		var a Artifacts
-		a.Paths.Module = d.str()
-		copy(a.Module[:], d.bytes())
-		a.Paths.Adapter = d.str()
-		copy(a.Adapter[:], d.bytes())
-		limit := d.i64()
-		env := flatten(d.strMap())
-		s.fresh = d.bool()
-		if err := d.end(); err != nil {
+		l, err := decodeLoad(d)
+		if err != nil {
 			return err
 		}
-		return s.load(a, limit, env)
+		s.fresh = l.fresh
+		return s.load(l.artifacts, l.limit, l.env)
 	case msgInvoke:
-		return s.invoke(d)
+		call, err := decodeInvoke(d)
+		if err != nil {
+			return err
+		}
+		return s.invoke(call)
 	default:
 		return fmt.Errorf("unexpected message %d", typ)
 	}
+}
+
+func decodeCompile(d *dec) (wasm []byte, limit int64, err error) {
+	wasm, limit = d.bytes(), d.i64()
+	return wasm, limit, d.end()
+}
+
+type loadRequest struct {
+	artifacts Artifacts
+	limit     int64
+	env       map[string]string
+	fresh     bool
+}
+
+func decodeLoad(d *dec) (loadRequest, error) {
+	var l loadRequest
+	l.artifacts.Paths.Module = d.str()
+	copy(l.artifacts.Module[:], d.bytes())
+	l.artifacts.Paths.Adapter = d.str()
+	copy(l.artifacts.Adapter[:], d.bytes())
+	l.limit = d.i64()
+	l.env = flatten(d.strMap())
+	l.fresh = d.bool()
+	return l, d.end()
+}
+
+func decodeInvoke(d *dec) (*sandbox.Call, error) {
+	call := &sandbox.Call{
+		Payload: d.bytes(), Subject: d.str(), ID: d.str(), Headers: d.strMap(),
+		Binding: d.str(), Function: d.str(), Attempt: int(d.i64()),
+		Limits: sandbox.Limits{ResultBytes: int(d.i64()), ReasonBytes: int(d.i64()), LogBytes: int(d.i64()), PublishBytes: int(d.i64())},
+	}
+	return call, d.end()
 }
 
 func (s *server) sendError(err error) error {
@@ -154,15 +185,7 @@ func (s *server) load(a Artifacts, limit int64, env map[string]string) error {
 	return s.e.send(s.w)
 }
 
-func (s *server) invoke(d *dec) error {
-	call := &sandbox.Call{
-		Payload: d.bytes(), Subject: d.str(), ID: d.str(), Headers: d.strMap(),
-		Binding: d.str(), Function: d.str(), Attempt: int(d.i64()),
-		Limits: sandbox.Limits{ResultBytes: int(d.i64()), ReasonBytes: int(d.i64()), LogBytes: int(d.i64()), PublishBytes: int(d.i64())},
-	}
-	if err := d.end(); err != nil {
-		return err
-	}
+func (s *server) invoke(call *sandbox.Call) error {
 	call.Host = &hostProxy{s: s}
 	var out sandbox.Outcome
 	if s.inst == nil && s.module != nil {
