@@ -121,6 +121,9 @@ type Options struct {
 	// Modules holds module bytes by function name, loaded instead of the
 	// function's Module file (which then only names it in messages).
 	Modules map[string][]byte
+	// InitTimeout bounds a new worker's load of a module, _initialize
+	// included. Default 15 s.
+	InitTimeout time.Duration
 }
 
 // Observer hears about a Set's worker processes and compiles, for metrics.
@@ -154,8 +157,8 @@ func (noObserver) Compiled(string, bool)     {}
 // hostile module can make the compiler work very hard; _initialize is guest
 // code and may loop.
 const (
-	compileTimeout = time.Minute
-	initTimeout    = 15 * time.Second
+	compileTimeout     = time.Minute
+	defaultInitTimeout = 15 * time.Second
 )
 
 // Set is the loaded functions of one configuration.
@@ -181,6 +184,9 @@ func Load(fns []config.Function, opts Options) (*Set, error) {
 	}
 	if opts.Observer == nil {
 		opts.Observer = noObserver{}
+	}
+	if opts.InitTimeout <= 0 {
+		opts.InitTimeout = defaultInitTimeout
 	}
 	if opts.CacheDir == "" {
 		dir, err := os.MkdirTemp("", "sluice-cache-")

@@ -61,6 +61,7 @@ func (f *function) spawn() (*worker.Process, error) {
 	if err != nil {
 		return nil, err
 	}
+	initTimeout := f.set.opts.InitTimeout
 	if err := p.Load(f.artifacts, f.cfg.Memory, f.cfg.Env, f.cfg.FreshInstance, initTimeout); err != nil {
 		p.Kill()
 		f.set.opts.Observer.WorkerDied(f.cfg.Name, WorkerLoad)
