@@ -103,9 +103,9 @@ func (h *logHost) Log(_ int, line string) {
 func (h *logHost) HTTP(sandbox.HTTPRequest) (sandbox.HTTPResponse, error) {
 	return sandbox.HTTPResponse{}, sandbox.ErrDenied
 }
-func (h *logHost) KVGet(string) ([]byte, error)              { return nil, sandbox.ErrNotFound }
-func (h *logHost) KVPut(string, []byte) error                { return nil }
-func (h *logHost) KVDelete(string) error                     { return nil }
+func (h *logHost) KVGet(string) ([]byte, error)             { return nil, sandbox.ErrNotFound }
+func (h *logHost) KVPut(string, []byte) error               { return nil }
+func (h *logHost) KVDelete(string) error                    { return nil }
 func (h *logHost) Seen(string, time.Duration) (bool, error) { return false, nil }
 
 func startFake(t *testing.T, scenario string) *Process {
