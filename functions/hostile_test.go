@@ -449,3 +449,39 @@ func TestAlteredArtifactsAreNeverLoaded(t *testing.T) {
 		t.Fatalf("after tampering: cache hit %v, output %q; want a fresh compile", hit, out)
 	}
 }
+
+// TestProtocolViolationFailsOnlyItsInvocation: a worker that sends a frame
+// its state does not allow (a compile reply during an invocation) is
+// killed; that invocation fails as a trap, the runtime logs the violation,
+// and the next event runs normally in a new worker.
+func TestProtocolViolationFailsOnlyItsInvocation(t *testing.T) {
+	token := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(token, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &records{}
+	mod := testenv.WAT(t, `(module (memory (export "memory") 1)
+  (data (i32.const 0) "ok")
+  (import "sluice" "result_set" (func $r (param i32 i32) (result i32)))
+  (func (export "handle") (result i32) (drop (call $r (i32.const 0) (i32.const 2))) (i32.const 0)))`)
+	set, err := functions.Load([]config.Function{{Name: "f", Module: mod, Timeout: 10 * time.Second, Memory: 1 << 20}},
+		functions.Options{CacheDir: testenv.CacheDir(t), Logger: slog.New(logs), WorkerEnv: []string{mitmEnv + "=" + token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	ctx := context.Background()
+	_, err = set.Invoke(ctx, "f", functions.Event{ID: "first", Attempt: 1})
+	if !errors.Is(err, functions.ErrTrap) || !strings.Contains(err.Error(), "protocol violation") {
+		t.Fatalf("first invocation: %v; want a trap naming the protocol violation", err)
+	}
+	if !logs.sawOther("worker protocol violation") {
+		t.Fatal("the protocol violation was not logged")
+	}
+	for i := range 3 {
+		res, err := set.Invoke(ctx, "f", functions.Event{ID: fmt.Sprint("next", i), Attempt: 1})
+		if err != nil || string(res.Output) != "ok" {
+			t.Fatalf("invocation after the violation: %+v, %v", res, err)
+		}
+	}
+}

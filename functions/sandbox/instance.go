@@ -549,6 +549,9 @@ func (in *Instance) publish(args []wasmer.Value) int32 {
 	return ErrorCode(in.call.Host.Publish(string(subj), bytes.Clone(data)))
 }
 
+// maxIovecs bounds the vectors of one fd_write (POSIX's IOV_MAX).
+const maxIovecs = 1024
+
 // fdWrite implements WASI fd_write for stdout and stderr, which become log
 // lines; no other descriptor exists in the sandbox.
 func (in *Instance) fdWrite(args []wasmer.Value) int32 {
@@ -556,8 +559,11 @@ func (in *Instance) fdWrite(args []wasmer.Value) int32 {
 	if fd != 1 && fd != 2 {
 		return errnoBadf
 	}
+	if n := args[2].I32(); n < 0 || n > maxIovecs {
+		return errnoInval
+	}
 	iovs, ok := in.guest(args[1].I32(), args[2].I32()*8)
-	if !ok || args[2].I32() < 0 {
+	if !ok {
 		return errnoFault
 	}
 	iovs = bytes.Clone(iovs)
