@@ -115,7 +115,10 @@ const spinWAT = `(module (memory (export "memory") 1)
 // TestKill9LeavesNoWorker: `kill -9` of `sluice run` while guests spin
 // leaves no worker process running: the kernel kills each one as its
 // parent dies (parent-death signal, armed from a thread that never exits).
+// The workers never saw the runtime's secrets in their environment.
 func TestKill9LeavesNoWorker(t *testing.T) {
+	t.Setenv("SLUICE_PASSWORD", "hunter2")
+	t.Setenv("SMTP_PASSWORD", "s3cret")
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "runtime.hcl")
 	cfg := fmt.Sprintf(`
@@ -152,6 +155,15 @@ queue "spin" {
 		workers = procsOf(testenv.Descendants(cmd.Process.Pid))
 		return spinning >= 3
 	})
+	for _, w := range workers {
+		environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", w.pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(environ, []byte("hunter2")) || bytes.Contains(environ, []byte("s3cret")) {
+			t.Errorf("worker %d inherited the runtime's secrets: %q", w.pid, environ)
+		}
+	}
 	killed := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
