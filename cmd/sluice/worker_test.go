@@ -318,3 +318,30 @@ queue "q" {
 		t.Fatal(err)
 	}
 }
+
+// TestDeviceAsModuleIsAClearError: `module = "/dev/zero"` stops `sluice
+// run` with an error naming the file, and `sluice deploy` of it is
+// refused, without reading the device.
+func TestDeviceAsModuleIsAClearError(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "runtime.hcl")
+	if err := os.WriteFile(cfgPath, []byte(`
+function "zero" {
+  module = "/dev/zero"
+}
+queue "zero" {
+  subject  = "zero"
+  function = "zero"
+}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := cli(t, "run", "-c", cfgPath, "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:"+freePort(t), "--metrics-listen", "127.0.0.1:0")
+	if code == 0 || !strings.Contains(errOut, "/dev/zero") || !strings.Contains(errOut, "not a regular file") {
+		t.Fatalf("run with /dev/zero as a module: exit %d, stderr %q", code, errOut)
+	}
+	code, _, errOut = cli(t, "deploy", "zero", "/dev/zero")
+	if code == 0 || !strings.Contains(errOut, "not a regular file") {
+		t.Fatalf("deploy of /dev/zero: exit %d, stderr %q", code, errOut)
+	}
+}
