@@ -82,6 +82,8 @@ type Runner struct {
 	// (1 when absent): a binding's rate is the whole cluster's, so each
 	// node takes its share of it.
 	shares map[string]int
+	// replies are cfg's ReplySubjects, readable without mu.
+	replies atomic.Pointer[[]string]
 }
 
 // SetShares tells the runner how many nodes consume each binding, this one
@@ -170,6 +172,7 @@ func NewRunner(ctx context.Context, cfg *config.Config, opts Options) (*Runner, 
 		return nil, fmt.Errorf("status bucket: %w", err)
 	}
 	r := &Runner{opts: opts, cfg: cfg, status: status, bindings: map[string]*binding{}, live: map[string]*liveBinding{}, loads: map[string]*load{}, shares: map[string]int{}}
+	r.replies.Store(&cfg.ReplySubjects)
 	for _, b := range cfg.Bindings() {
 		bb, err := r.prepare(ctx, b)
 		if err != nil {
@@ -289,6 +292,7 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (Changes, error)
 		}
 	}
 	r.cfg, r.bindings, r.order = cfg, next, order
+	r.replies.Store(&cfg.ReplySubjects)
 	if r.ctx == nil {
 		return ch, nil // Run starts them
 	}
@@ -601,12 +605,7 @@ func (b *binding) succeed(ctx context.Context, msg jetstream.Msg, st Status, res
 // a redo after a crash a duplicate the stream drops.
 func (b *binding) deadLetter(ctx context.Context, msg jetstream.Msg, st Status, fe *functions.Error) {
 	now := time.Now().UTC()
-	dl := &nats.Msg{Subject: b.cfg.DeadLetter, Data: msg.Data(), Header: nats.Header{}}
-	for k, v := range msg.Headers() {
-		if k != nats.MsgIdHdr && k != nats.ExpectedStreamHdr {
-			dl.Header[k] = v
-		}
-	}
+	dl := &nats.Msg{Subject: b.cfg.DeadLetter, Data: msg.Data(), Header: ProducerHeaders(msg.Headers())}
 	first := now
 	if st.FirstFailAt != nil {
 		first = *st.FirstFailAt
@@ -723,7 +722,7 @@ func (m *runningMark) stop() {
 // HdrReply, if any. It is best effort: the outcome is also in the status.
 func (b *binding) reply(ctx context.Context, msg jetstream.Msg, st Status) {
 	to := msg.Headers().Get(HdrReply)
-	if to == "" {
+	if to == "" || b.replyRefused(st, to) {
 		return
 	}
 	body, _ := json.Marshal(st)
