@@ -106,12 +106,7 @@ func (r *Runtime) untilReady(ctx context.Context, what string, try time.Duration
 	deadline := start.Add(layoutWait)
 	var lastLog time.Time
 	for tries := 1; ; tries++ {
-		stepCtx, cancel := context.WithCancel(ctx)
-		if try > 0 {
-			stepCtx, cancel = context.WithTimeout(ctx, try)
-		}
-		err := step(stepCtx)
-		cancel()
+		err := tryWithin(ctx, try, step)
 		if err == nil {
 			// A restart's time is the sum of these: the log says where
 			// it went.
@@ -134,6 +129,16 @@ func (r *Runtime) untilReady(ctx context.Context, what string, try time.Duration
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// tryWithin runs step once, for at most d when d > 0.
+func tryWithin(ctx context.Context, d time.Duration, step func(context.Context) error) error {
+	if d <= 0 {
+		return step(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return step(ctx)
 }
 
 // transient reports whether err is JetStream saying "not now".
