@@ -382,7 +382,7 @@ func (r result) maxRerunsPerKill() int {
 }
 
 var columns = []string{"scenario", "kills", "published", "acknowledged", "effected", "lost", "re-runs", "re-runs/kill (max)",
-	"dead letters", "dead-lettered statuses without one", "non-final statuses", "restart p50", "restart max"}
+	"dead letters (of events meant to succeed)", "dead-lettered statuses without one", "non-final statuses", "restart p50", "restart max"}
 
 func (r result) row() []string {
 	p50, worst := r.restartStats()
@@ -391,7 +391,7 @@ func (r result) row() []string {
 		perKill = fmt.Sprintf("%.1f (%d)", float64(r.reruns-r.rerunsBefore)/float64(len(r.restarts)), r.maxRerunsPerKill())
 	}
 	return []string{r.scenario.name, fmt.Sprint(len(r.restarts)), fmt.Sprint(r.published), fmt.Sprint(r.acked),
-		fmt.Sprint(r.effected), fmt.Sprint(len(r.lost)), fmt.Sprint(r.reruns), perKill, fmt.Sprint(r.deadLetters),
+		fmt.Sprint(r.effected), fmt.Sprint(len(r.lost)), fmt.Sprint(r.reruns), perKill, fmt.Sprintf("%d (%d)", r.deadLetters, r.unexpectedDL),
 		fmt.Sprint(len(r.dlNoLetter)), fmt.Sprint(len(r.nonFinal)),
 		p50.Round(10 * time.Millisecond).String(), worst.Round(10 * time.Millisecond).String()}
 }
