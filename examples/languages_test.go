@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,5 +98,53 @@ queue "emails" {
 				t.Errorf("dead-lettered after %d attempts with %q, want 1 attempt with %q", st.Attempts, st.Error, "invalid email request: missing to")
 			}
 		})
+	}
+}
+
+// TestWASIExitCarriesStderr: a C guest that prints why on stderr and calls
+// exit fails with an error naming the exit code and that line, in the
+// event's status, not only in the log.
+func TestWASIExitCarriesStderr(t *testing.T) {
+	testenv.RequireToolchain(t, guestbuild.C)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "quitter")
+	code := `#include "sluice.h"
+static int quit(const sluice_event *e) {
+  fprintf(stderr, "starting\n");
+  fprintf(stderr, "config missing: API_KEY\n");
+  exit(3);
+}
+SLUICE_HANDLER(quit)
+`
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "quitter.c"), []byte(code), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hcl := `
+function "quitter" { source = "quitter" }
+queue "quit" {
+  subject  = "quit"
+  function = "quitter"
+  retry { max_attempts = 1 }
+}
+`
+	cfg, err := config.Parse(filepath.Join(dir, "runtime.hcl"), []byte(hcl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := testenv.Start(t, cfg, "")
+	_, js := testenv.Connect(t, rt.ClientURL())
+	if _, err := js.Publish(context.Background(), "quit", []byte("x"), jetstream.WithMsgID("quit-1")); err != nil {
+		t.Fatal(err)
+	}
+	var st triggers.Status
+	testenv.Eventually(t, 30*time.Second, "the event to be dead-lettered", func() bool {
+		st = statusOf(t, js, "quit-1", "quit")
+		return st.State == triggers.StateDeadLettered
+	})
+	if want := "guest exited with code 3: config missing: API_KEY"; !strings.Contains(st.Error, want) {
+		t.Errorf("error %q, want it to contain %q", st.Error, want)
 	}
 }
