@@ -194,16 +194,16 @@ type Instance struct {
 	adapter    *wasmer.Instance
 	regs       *wasmer.Memory
 
-	call     *Call
-	out      *Outcome
-	logged   int
-	lineBuf  [3]bytes.Buffer // partial stdout/stderr lines, by fd
+	call    *Call
+	out     *Outcome
+	logged  int
+	lineBuf [3]bytes.Buffer // partial stdout/stderr lines, by fd
 	// lastStderr is the invocation's last non-empty stderr line: a guest
 	// that exits (proc_exit) usually said why there, and the exit's error
 	// carries it to the outcome instead of only to the log.
 	lastStderr string
-	oomHints bool
-	httpResp *HTTPResponse // the invocation's last HTTP response
+	oomHints   bool
+	httpResp   *HTTPResponse // the invocation's last HTTP response
 }
 
 // Instantiate creates an instance and runs its _initialize export, if any.
