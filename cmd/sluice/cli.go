@@ -62,7 +62,7 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	root.PersistentFlags().StringVar(&g.server, "server", server, "NATS URL of the runtime (env SLUICE_SERVER)")
 	g.auth.register(root)
-	root.AddCommand(runCmd(g), publishCmd(g), statusCmd(g), invokeCmd(g), bindingsCmd(g), nodesCmd(g), pauseCmd(g), resumeCmd(g), dlqCmd(g), deployCmd(g), functionsCmd(g), rollbackCmd(g), reloadCmd(g), validateCmd(), planCmd(g), fmtCmd())
+	root.AddCommand(runCmd(g), publishCmd(g), statusCmd(g), invokeCmd(g), bindingsCmd(g), nodesCmd(g), pauseCmd(g), resumeCmd(g), dlqCmd(g), deployCmd(g), functionsCmd(g), rollbackCmd(g), reloadCmd(g), validateCmd(), planCmd(g), fmtCmd(), newCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
 
 	err := g.auth.explain(root.ExecuteContext(g.auth.watch(ctx)))
