@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-run/sluice/internal/guestbuild"
+	assdk "github.com/sluice-run/sluice/sdk/assemblyscript"
 	csdk "github.com/sluice-run/sluice/sdk/c"
 	rustsdk "github.com/sluice-run/sluice/sdk/rust"
 )
@@ -87,6 +88,26 @@ var scaffolds = map[guestbuild.Language]func(dir string) map[string]any{
 		return map[string]any{"Cargo.toml": cargoTemplate, "src/lib.rs": rustTemplate,
 			"sluice/lib.rs": rustsdk.Lib, "sluice/Cargo.toml": rustsdk.CargoToml}
 	},
+	guestbuild.AssemblyScript: func(string) map[string]any {
+		return map[string]any{"package.json": asPackageTemplate(), "assembly/index.ts": asTemplate,
+			"sdk/sluice/index.ts": assdk.Index, "sdk/globals/sluice_globals.ts": assdk.Globals}
+	},
+}
+
+// asPackageTemplate is a package.json whose build script runs asc as sluice
+// does, with the SDK copy in sdk/.
+func asPackageTemplate() string {
+	return `{
+  "name": "{{.Name}}",
+  "private": true,
+  "scripts": {
+    "build": "asc assembly/index.ts -o {{.Name}}.wasm -O3 ` + strings.Join(assdk.Flags("sdk", "sdk/globals"), " ") + `"
+  },
+  "devDependencies": {
+    "assemblyscript": "^0.28.0"
+  }
+}
+`
 }
 
 func insideSluiceModule(dir string) bool {
@@ -290,4 +311,24 @@ fn handle_event(e: &Event) -> Result<Vec<u8>, Error> {
 }
 
 sluice::handler!(handle_event);
+`
+
+const asTemplate = `// {{.Name}}: a sluice function. It logs, publishes its payload to
+// {{.Name}}.done and returns "hello <payload>". The payload "fail" fails it
+// (retried), "permanent" fails it permanently (dead-lettered at once).
+import { Event, Outcome, ok, fail, permanent, publish, log, Level, errorName, run } from "sluice";
+
+function handleEvent(e: Event): Outcome {
+  log(Level.Info, "event " + e.id + ", attempt " + e.attempt.toString());
+  const data = e.dataString();
+  if (data == "fail" || data == "\"fail\"") return fail("asked to fail");
+  if (data == "permanent" || data == "\"permanent\"") return permanent("asked to fail permanently");
+  const rc = publish("{{.Name}}.done", data);
+  if (rc < 0) return fail("publish: " + errorName(rc));
+  return ok("hello " + data);
+}
+
+export function handle(): i32 {
+  return run(handleEvent);
+}
 `
