@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/internal/guestbuild"
 	"github.com/sluice-run/sluice/internal/testenv"
+	sluiceruntime "github.com/sluice-run/sluice/runtime"
 	"github.com/sluice-run/sluice/triggers"
 )
 
@@ -146,5 +148,123 @@ queue "quit" {
 	})
 	if want := "guest exited with code 3: config missing: API_KEY"; !strings.Contains(st.Error, want) {
 		t.Errorf("error %q, want it to contain %q", st.Error, want)
+	}
+}
+
+// TestAssemblyScriptWASIShimSetup: the standard @assemblyscript/wasi-shim
+// setup (asconfig.json extending the shim's) works when sluice builds it:
+// console.log reaches the log, and an abort fails the event with the
+// shim's message in the error. Built by hand with the shim's own flags, the
+// module exports _start, and the runtime refuses it with a message that
+// names the flag to change.
+func TestAssemblyScriptWASIShimSetup(t *testing.T) {
+	testenv.RequireToolchain(t, guestbuild.AssemblyScript)
+	out, err := exec.Command("npm", "root", "-g").Output()
+	if err != nil {
+		t.Fatalf("npm root -g: %v", err)
+	}
+	shim := filepath.Join(strings.TrimSpace(string(out)), "@assemblyscript", "wasi-shim", "asconfig.json")
+	if _, err := os.Stat(shim); err != nil {
+		if os.Getenv(testenv.RequireToolchainEnv) != "" {
+			t.Fatalf("wasi-shim: %v (npm install -g @assemblyscript/wasi-shim)", err)
+		}
+		t.Skipf("wasi-shim: %v", err)
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "shimmed")
+	write := func(name, content string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(src, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The standard setup: the shim in the function's node_modules (here a
+	// link to the global install), and asconfig.json extending it by a
+	// relative path (asc 0.28 ignores an absolute lib path).
+	if err := os.MkdirAll(filepath.Join(src, "node_modules", "@assemblyscript"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Dir(shim), filepath.Join(src, "node_modules", "@assemblyscript", "wasi-shim")); err != nil {
+		t.Fatal(err)
+	}
+	write("asconfig.json", `{"extends": "./node_modules/@assemblyscript/wasi-shim/asconfig.json"}`)
+	write("assembly/index.ts", `import { Event, Outcome, ok, run } from "sluice";
+function h(e: Event): Outcome {
+  console.log("shim says hi");
+  if (e.dataString() == "boom") throw new Error("boom from the guest");
+  return ok("shimmed " + e.dataString());
+}
+export function handle(): i32 { return run(h); }
+`)
+	hcl := `
+function "shimmed" { source = "shimmed" }
+queue "shim" {
+  subject  = "shim"
+  function = "shimmed"
+  retry { max_attempts = 1 }
+}
+`
+	cfg, err := config.Parse(filepath.Join(dir, "runtime.hcl"), []byte(hcl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := testenv.Start(t, cfg, "")
+	_, js := testenv.Connect(t, rt.ClientURL())
+	ctx := context.Background()
+	for id, data := range map[string]string{"shim-1": "x", "shim-2": "boom"} {
+		if _, err := js.Publish(ctx, "shim", []byte(data), jetstream.WithMsgID(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var st triggers.Status
+	testenv.Eventually(t, 30*time.Second, "the event to succeed", func() bool {
+		st = statusOf(t, js, "shim-1", "shim")
+		return st.State == triggers.StateSucceeded
+	})
+	if string(st.Result) != "shimmed x" {
+		t.Errorf("result %q, want %q", st.Result, "shimmed x")
+	}
+	testenv.Eventually(t, 30*time.Second, "the aborting event to be dead-lettered", func() bool {
+		st = statusOf(t, js, "shim-2", "shim")
+		return st.State == triggers.StateDeadLettered
+	})
+	if !strings.Contains(st.Error, "guest exited with code 255") || !strings.Contains(st.Error, "boom from the guest") {
+		t.Errorf("error %q, want the exit and the guest's abort message", st.Error)
+	}
+
+	// By hand, with the shim's flags only: a command module.
+	wasm := filepath.Join(dir, "by-hand.wasm")
+	asc, err := exec.LookPath("asc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("assembly/index.ts", `export function handle(): i32 { console.log("hi"); return 0; }
+`)
+	cmd := exec.Command(asc, "assembly/index.ts", "-o", wasm)
+	cmd.Dir = src
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("asc: %v\n%s", err, out)
+	}
+	cfg, err = config.Parse(filepath.Join(dir, "by-hand.hcl"), []byte(`
+function "byhand" { module = "by-hand.wasm" }
+queue "byhand" {
+  subject  = "byhand"
+  function = "byhand"
+}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = sluiceruntime.Start(ctx, testenv.RuntimeOptions(t, cfg, ""))
+	if err == nil {
+		t.Fatal("the runtime started with a command module")
+	}
+	for _, want := range []string{"by-hand.wasm", "_start", "--exportStart _initialize"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
 	}
 }
