@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/functions"
+	"github.com/sluice-run/sluice/internal/version"
 	"github.com/sluice-run/sluice/triggers"
 )
 
@@ -165,7 +166,7 @@ func (a *admin) moduleFile(ctx context.Context, version string) (string, error) 
 
 func (r *Runtime) startAdmin() error {
 	svc, err := micro.AddService(r.nc, micro.Config{
-		Name: "sluice", Version: "0.1.0",
+		Name: "sluice", Version: version.SemVer(),
 		Description: "sluice runtime administration: deploy and roll back functions",
 	})
 	if err != nil {

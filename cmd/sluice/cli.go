@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
+
+	"github.com/sluice-run/sluice/internal/version"
 )
 
 // Exit codes of the CLI contract.
@@ -51,7 +53,9 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		Short:         "sluice runs WebAssembly functions when events arrive on NATS JetStream",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.String(),
 	}
+	root.SetVersionTemplate(versionLine())
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
@@ -62,7 +66,7 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	root.PersistentFlags().StringVar(&g.server, "server", server, "NATS URL of the runtime (env SLUICE_SERVER)")
 	g.auth.register(root)
-	root.AddCommand(runCmd(g), publishCmd(g), statusCmd(g), invokeCmd(g), bindingsCmd(g), nodesCmd(g), pauseCmd(g), resumeCmd(g), dlqCmd(g), deployCmd(g), functionsCmd(g), rollbackCmd(g), reloadCmd(g), validateCmd(), planCmd(g), fmtCmd())
+	root.AddCommand(runCmd(g), publishCmd(g), statusCmd(g), invokeCmd(g), bindingsCmd(g), nodesCmd(g), pauseCmd(g), resumeCmd(g), dlqCmd(g), deployCmd(g), functionsCmd(g), rollbackCmd(g), reloadCmd(g), validateCmd(), planCmd(g), fmtCmd(), versionCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
 
 	err := g.auth.explain(root.ExecuteContext(g.auth.watch(ctx)))
