@@ -126,6 +126,10 @@ type Function struct {
 	Memory int64
 	// Env is the guest's whole WASI environment.
 	Env map[string]string
+	// EnvFromHost lists, sorted, the keys of Env whose value the file reads
+	// from the runtime's environment with env("NAME"): secrets, which are
+	// never recorded or shown.
+	EnvFromHost []string
 	// Publish lists the subjects (NATS wildcards allowed) the guest may
 	// publish to. Empty: none.
 	Publish []string

@@ -313,7 +313,7 @@ func (d *decoder) decodeFunction(b *hcl.Block) Function {
 		}
 	}
 	if a := c.Attributes["env"]; a != nil {
-		f.Env = d.env(a)
+		f.Env, f.EnvFromHost = d.env(a)
 	}
 	if a := c.Attributes["publish"]; a != nil {
 		f.Publish = d.subjects(a)
@@ -571,10 +571,16 @@ func validName(s string) error {
 	return nil
 }
 
-// value evaluates a as a constant: no variables, no functions. ok is false
-// when the value is unusable; the reason is already a diagnostic.
+// value evaluates a as a constant: no variables, and no functions (env()
+// is refused with a diagnostic). ok is false when the value is unusable;
+// the reason is already a diagnostic.
 func (d *decoder) value(a *hcl.Attribute) (cty.Value, bool) {
-	v, diags := a.Expr.Value(nil)
+	return d.eval(a, plainContext)
+}
+
+// eval evaluates a in ctx as a constant.
+func (d *decoder) eval(a *hcl.Attribute, ctx *hcl.EvalContext) (cty.Value, bool) {
+	v, diags := a.Expr.Value(ctx)
 	d.diags = append(d.diags, diags...)
 	if diags.HasErrors() {
 		return cty.NilVal, false
@@ -878,22 +884,26 @@ func (d *decoder) hosts(a *hcl.Attribute) []string {
 }
 
 // env decodes a function's environment: a map of strings whose keys are
-// valid environment variable names.
-func (d *decoder) env(a *hcl.Attribute) map[string]string {
-	v, ok := d.value(a)
+// valid environment variable names. Values may be read from the runtime's
+// environment with env("NAME"); fromHost lists the keys whose value is.
+func (d *decoder) env(a *hcl.Attribute) (_ map[string]string, fromHost []string) {
+	v, ok := d.eval(a, secretContext)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	ty := v.Type()
 	if !ty.IsObjectType() && !ty.IsMapType() {
 		d.typeError(a, "a map of strings", ty)
-		return nil
+		return nil, nil
 	}
 	keyRanges := map[string]hcl.Range{}
 	if pairs, diags := hcl.ExprMap(a.Expr); !diags.HasErrors() {
 		for _, p := range pairs {
 			if k, diags := p.Key.Value(nil); !diags.HasErrors() && k.Type() == cty.String && k.IsKnown() && !k.IsNull() {
 				keyRanges[k.AsString()] = p.Key.Range()
+				if fromEnv(p.Value) {
+					fromHost = append(fromHost, k.AsString())
+				}
 			}
 		}
 	}
@@ -928,7 +938,8 @@ func (d *decoder) env(a *hcl.Attribute) map[string]string {
 		}
 		out[k] = ev.AsString()
 	}
-	return out
+	sort.Strings(fromHost)
+	return out, fromHost
 }
 
 func validEnvName(s string) bool {
