@@ -30,15 +30,16 @@ var (
 		Attributes: []hcl.AttributeSchema{
 			{Name: "listen"}, {Name: "store_dir"}, {Name: "url"}, {Name: "sync"},
 			{Name: "max_memory"}, {Name: "max_store"}, {Name: "name"}, {Name: "replicas"},
-			{Name: "reply_subjects"},
+			{Name: "reply_subjects"}, {Name: "creds"}, {Name: "nkey"}, {Name: "insecure"},
 		},
-		Blocks: []hcl.BlockHeaderSchema{{Type: "user", LabelNames: []string{"name"}}, {Type: "cluster"}},
+		Blocks: []hcl.BlockHeaderSchema{{Type: "user", LabelNames: []string{"name"}}, {Type: "cluster"}, {Type: "tls"}},
 	}
 	clusterSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
 			{Name: "name"}, {Name: "listen", Required: true}, {Name: "routes"},
 			{Name: "user"}, {Name: "password"}, {Name: "password_env"},
 		},
+		Blocks: []hcl.BlockHeaderSchema{{Type: "tls"}},
 	}
 	userSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "password"}, {Name: "password_env"}, {Name: "role", Required: true}},
@@ -156,6 +157,8 @@ type decoder struct {
 	// replies is the nats block's reply_subjects, and where each is.
 	replies     []string
 	replyRanges []hcl.Range
+	// clusterListen is where the cluster block's listen is.
+	clusterListen hcl.Range
 }
 
 func (d *decoder) errorf(rng hcl.Range, summary, detail string, args ...any) {
@@ -270,6 +273,7 @@ func (d *decoder) decodeNATS(b *hcl.Block, n *NATS) {
 	}
 	d.users = d.decodeUsers(c)
 	n.Cluster = d.decodeCluster(c)
+	d.decodeTransport(c, n)
 }
 
 func (d *decoder) decodeMetrics(b *hcl.Block, m *Metrics) {
