@@ -43,6 +43,13 @@ func serverTLS(opts *server.Options, n config.NATS) error {
 		if err != nil {
 			return err
 		}
+		// A node dials routes as well as accepting them, and every route
+		// must prove it is a node: verify both ways against the same CA,
+		// as nats-server does for a cluster's tls block.
+		c.ClientAuth = tls.RequireAndVerifyClientCert
+		if cl.TLS.CA != "" {
+			c.RootCAs = c.ClientCAs
+		}
 		opts.Cluster.TLSConfig, opts.Cluster.TLSTimeout = c, tlsTimeout
 	}
 	return nil

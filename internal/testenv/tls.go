@@ -17,7 +17,7 @@ import (
 
 // Certs are PEM files of a test certificate authority and of a server and
 // a client certificate it signed. The server's is valid for 127.0.0.1 and
-// localhost.
+// localhost, as a server and as a client (a cluster route's dialer).
 type Certs struct {
 	CA, ServerCert, ServerKey, ClientCert, ClientKey string
 }
@@ -43,12 +43,12 @@ func TLSCerts(t testing.TB) Certs {
 		t.Fatal(err)
 	}
 	c := Certs{CA: writePEM(t, dir, "ca.pem", "CERTIFICATE", caDER)}
-	leaf := func(serial int64, name string, usage x509.ExtKeyUsage) (string, string) {
+	leaf := func(serial int64, name string, usage ...x509.ExtKeyUsage) (string, string) {
 		key := newKey(t)
 		tmpl := &x509.Certificate{
 			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
 			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage,
 			DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 		}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
@@ -61,7 +61,9 @@ func TLSCerts(t testing.TB) Certs {
 		}
 		return writePEM(t, dir, name+".pem", "CERTIFICATE", der), writePEM(t, dir, name+"-key.pem", "PRIVATE KEY", keyDER)
 	}
-	c.ServerCert, c.ServerKey = leaf(2, "server", x509.ExtKeyUsageServerAuth)
+	// A cluster node presents the server certificate on the routes it
+	// dials too.
+	c.ServerCert, c.ServerKey = leaf(2, "server", x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
 	c.ClientCert, c.ClientKey = leaf(3, "client", x509.ExtKeyUsageClientAuth)
 	return c
 }
