@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"reflect"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-run/sluice/config"
+	"github.com/sluice-run/sluice/functions"
 	"github.com/sluice-run/sluice/triggers"
 )
 
@@ -269,7 +269,7 @@ func (r *Runtime) removeFunctions(names []string) {
 }
 
 func moduleSum(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	b, err := functions.ReadModule(path)
 	if err != nil {
 		return "", err
 	}

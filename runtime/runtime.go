@@ -154,8 +154,9 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 		return nil, err
 	}
 	var loadFns []config.Function
+	var stored map[string][]byte
 	if err := r.untilReady(ctx, "open the module store", func(ctx context.Context) (err error) {
-		loadFns, err = r.resolveModules(ctx, filepath.Join(filepath.Dir(storeDir), "modules"))
+		loadFns, stored, err = r.resolveModules(ctx, filepath.Join(filepath.Dir(storeDir), "modules"))
 		return err
 	}); err != nil {
 		return nil, err
@@ -163,9 +164,12 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 	pub := triggers.NewPublisher(r.nc, r.js)
 	r.fns, err = functions.Load(loadFns, functions.Options{
 		CacheDir: cacheDir, Publisher: pub, Logger: r.log, JS: r.js, Observer: r.metrics,
-		Replicas: r.replicas(),
+		Replicas: r.replicas(), Modules: stored,
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := r.admin.keepModules(loadFns, stored); err != nil {
 		return nil, err
 	}
 	if err := r.untilReady(ctx, "record function versions", r.recordModules); err != nil {
