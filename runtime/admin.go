@@ -257,7 +257,9 @@ func (r *Runtime) startAdmin() error {
 	node := micro.WithHeaders(micro.Headers{triggers.HdrNode: []string{r.node}})
 	if err := g.AddEndpoint("reload", micro.HandlerFunc(func(req micro.Request) {
 		if err := r.Reload(); err != nil {
-			_ = req.Error("400", err.Error(), nil, node)
+			// The header holds one line; the body keeps the diagnostics'
+			// line breaks.
+			_ = req.Error("400", err.Error(), []byte(err.Error()), node)
 			return
 		}
 		_ = req.Respond([]byte("reloaded"), node)

@@ -19,6 +19,7 @@ const (
 	exitOK      = 0
 	exitFailed  = 1 // an outcome failed, or the command's work did
 	exitUsage   = 2 // bad usage or no connection
+	exitChanges = 2 // plan --detailed-exitcode: there are changes
 	defaultAddr = "nats://127.0.0.1:4222"
 )
 
