@@ -237,8 +237,32 @@ type pauseChange struct {
 	Until   *time.Time `json:"until,omitempty"`
 }
 
-// resumeLead is how far ahead `sluice resume` sets the pause's end.
-const resumeLead = 100 * time.Millisecond
+// resumeLead is how far ahead `sluice resume` first sets the pause's end;
+// maxResumeLead bounds how far it moves it when the server applied the
+// change too late.
+const (
+	resumeLead    = 100 * time.Millisecond
+	maxResumeLead = 2 * time.Second
+)
+
+// resume ends a consumer's pause. Not with ResumeConsumer: nats-server
+// 2.15.2 wakes a paused consumer's waiting pull requests only from the
+// timer it arms for a pause deadline still ahead, so after ResumeConsumer
+// the backlog waited for the client's next pull request (measured: 15 s;
+// chaos.TestUpstreamResumeWakesNoWaitingPull reproduces it). A deadline
+// that had passed when the server applied it arms no timer either; a
+// server that says the consumer is not paused any more has done just
+// that, so the deadline is moved further ahead and set again. (A cluster
+// answers before the consumer's leader applies the change; there the
+// runtime's short pull expiry bounds the wait.)
+func resume(ctx context.Context, js jetstream.JetStream, stream, consumer string) error {
+	for lead := resumeLead; ; lead *= 2 {
+		resp, err := js.PauseConsumer(ctx, stream, consumer, time.Now().Add(lead))
+		if err != nil || resp.Paused || lead >= maxResumeLead {
+			return err
+		}
+	}
+}
 
 func setPaused(cmd *cobra.Command, g *globals, binding string, until *time.Time, asJSON bool) error {
 	nc, js, err := g.jetStream()
@@ -255,12 +279,7 @@ func setPaused(cmd *cobra.Command, g *globals, binding string, until *time.Time,
 		if until != nil {
 			_, err = js.PauseConsumer(ctx, t[0], t[1], *until)
 		} else {
-			// Not ResumeConsumer: nats-server 2.15.2 does not wake a
-			// resumed consumer's waiting pull requests, so the backlog
-			// waited for the clients' next pull (measured: 15 s). A
-			// pause that ends now is ended by the server's own timer,
-			// which does deliver at once.
-			_, err = js.PauseConsumer(ctx, t[0], t[1], time.Now().Add(resumeLead))
+			err = resume(ctx, js, t[0], t[1])
 		}
 		if err != nil {
 			if i == 0 {
