@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -337,11 +338,16 @@ const RuntimeInboxPrefix = "_SLUICE_INBOX"
 func (r *Runtime) connect() error {
 	n := r.cfg.NATS
 	if n.URL != "" {
-		nc, err := nats.Connect(n.URL, r.connOptions()...)
+		r.clientURL = redactURLs(n.URL)
+		auth, err := clientOptions(n)
 		if err != nil {
-			return fmt.Errorf("connect to %s: %w", n.URL, err)
+			return err
 		}
-		r.nc, r.clientURL = nc, n.URL
+		nc, err := nats.Connect(n.URL, append(r.connOptions(), auth...)...)
+		if err != nil {
+			return fmt.Errorf("connect to %s: %w", r.clientURL, err)
+		}
+		r.nc = nc
 	} else {
 		listen := n.Listen
 		if r.opts.Listen != "" {
@@ -357,7 +363,10 @@ func (r *Runtime) connect() error {
 		}
 		r.auth = auth
 		r.srv, r.clientURL = srv, srv.ClientURL()
-		nc, err := nats.Connect(r.clientURL, append(r.connOptions(), nats.InProcessServer(srv), auth.option())...)
+		// An in-process connection does not use TLS (the server does not
+		// offer it there): its URL must not ask for it.
+		inProcess := strings.Replace(r.clientURL, "tls://", "nats://", 1)
+		nc, err := nats.Connect(inProcess, append(r.connOptions(), nats.InProcessServer(srv), auth.option())...)
 		if err != nil {
 			return fmt.Errorf("connect to the embedded server: %w", err)
 		}
@@ -408,6 +417,9 @@ func (r *Runtime) startServer(listen string, auth *serverAuth) (*server.Server, 
 		if err != nil {
 			return nil, err
 		}
+	}
+	if err := serverTLS(opts, cfg.NATS); err != nil {
+		return nil, err
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

@@ -190,7 +190,10 @@ func nodesCmd(g *globals) *cobra.Command {
 // pauseCmd and resumeCmd stop and restart delivery to a binding (its events
 // and its replays); events published meanwhile wait in the stream.
 func pauseCmd(g *globals) *cobra.Command {
-	var forDur time.Duration
+	var (
+		forDur time.Duration
+		asJSON bool
+	)
 	cmd := &cobra.Command{
 		Use:   "pause BINDING [--for D]",
 		Short: "Stop delivering events to a binding (they wait in JetStream) until resume or --for passes",
@@ -203,22 +206,35 @@ func pauseCmd(g *globals) *cobra.Command {
 				}
 				until = time.Now().Add(forDur)
 			}
-			return setPaused(cmd, g, args[0], &until)
+			return setPaused(cmd, g, args[0], &until, asJSON)
 		},
+		ValidArgsFunction: completeBindings(g, 1),
 	}
-	cmd.Flags().DurationVar(&forDur, "for", 0, "resume by itself after this long, a positive duration (default: until `sluice resume`)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: binding, paused, until")
+	cmd.Flags().DurationVar(&forDur, "for", 0, "resume by itself after this long, a positive `duration` such as 10m (default: paused until \"sluice resume\")")
 	return cmd
 }
 
 func resumeCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "resume BINDING",
 		Short: "Deliver a paused binding's events again",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return setPaused(cmd, g, args[0], nil)
+			return setPaused(cmd, g, args[0], nil, asJSON)
 		},
+		ValidArgsFunction: completeBindings(g, 1),
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: binding, paused")
+	return cmd
+}
+
+// pauseChange is what pause and resume changed, for --json.
+type pauseChange struct {
+	Binding string     `json:"binding"`
+	Paused  bool       `json:"paused"`
+	Until   *time.Time `json:"until,omitempty"`
 }
 
 // resumeLead is how far ahead `sluice resume` first sets the pause's end;
@@ -248,7 +264,7 @@ func resume(ctx context.Context, js jetstream.JetStream, stream, consumer string
 	}
 }
 
-func setPaused(cmd *cobra.Command, g *globals, binding string, until *time.Time) error {
+func setPaused(cmd *cobra.Command, g *globals, binding string, until *time.Time, asJSON bool) error {
 	nc, js, err := g.jetStream()
 	if err != nil {
 		return err
@@ -272,10 +288,16 @@ func setPaused(cmd *cobra.Command, g *globals, binding string, until *time.Time)
 			return failed(fmt.Errorf("binding %s replays: %w", binding, err))
 		}
 	}
-	if until != nil {
-		fmt.Fprintf(cmd.OutOrStdout(), "paused %s\n", binding)
-	} else {
-		fmt.Fprintf(cmd.OutOrStdout(), "resumed %s\n", binding)
+	out := cmd.OutOrStdout()
+	switch {
+	case asJSON:
+		return writeJSON(out, pauseChange{Binding: binding, Paused: until != nil, Until: until})
+	case until == nil:
+		fmt.Fprintf(out, "resumed %s\n", binding)
+	case until.After(time.Now().AddDate(50, 0, 0)):
+		fmt.Fprintf(out, "paused %s until `sluice resume %s`\n", binding, binding)
+	default:
+		fmt.Fprintf(out, "paused %s until %s\n", binding, until.Local().Format(time.DateTime))
 	}
 	return nil
 }
