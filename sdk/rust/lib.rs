@@ -259,15 +259,11 @@ pub fn read_event() -> Event {
 }
 
 /// Runs `h` on the current event and turns its outcome into the ABI's
-/// return code. [`handler!`] calls it; a panic is reported as a failure.
+/// return code. [`handler!`] calls it. WASI targets abort on panic: a panic
+/// ends the invocation as a trap, its message logged from stderr.
 pub fn run(h: fn(&Event) -> Result<Vec<u8>, Error>) -> i32 {
     let e = read_event();
-    let outcome = std::panic::catch_unwind(|| h(&e)).unwrap_or_else(|p| {
-        let msg = p.downcast_ref::<&str>().map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        Err(Error::Message(format!("panic: {}", msg)))
-    });
+    let outcome = h(&e);
     match outcome {
         Ok(result) => {
             if !result.is_empty() && unsafe { host::result_set(result.as_ptr(), result.len() as i32) } == -3 {
