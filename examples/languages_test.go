@@ -268,3 +268,100 @@ queue "byhand" {
 		}
 	}
 }
+
+// TestWatchSourcesSwapsRebuiltFunctions: with WatchSources running, saving
+// a change to a C function's source makes later events run the new
+// version, and a syntax error is reported with the compiler's message
+// while the runtime keeps running the last good version.
+func TestWatchSourcesSwapsRebuiltFunctions(t *testing.T) {
+	testenv.RequireToolchain(t, guestbuild.C)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "greeter", "greeter.c")
+	if err := os.MkdirAll(filepath.Dir(src), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	version := func(v string) string {
+		return `#include "sluice.h"
+static int h(const sluice_event *e) { return sluice_ok_str("` + v + `"); }
+SLUICE_HANDLER(h)
+`
+	}
+	mtime := time.Now()
+	save := func(code string) {
+		t.Helper()
+		// Each save is a second later than the last: the build compares
+		// modification times.
+		mtime = mtime.Add(time.Second)
+		if err := os.WriteFile(src, []byte(code), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(src, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save(version("v1"))
+	cfg, err := config.Parse(filepath.Join(dir, "runtime.hcl"), []byte(`
+function "greeter" { source = "greeter" }
+queue "greet" {
+  subject  = "greet"
+  function = "greeter"
+}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := testenv.Start(t, cfg, "")
+	reports := make(chan error, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rt.WatchSources(ctx, 100*time.Millisecond, func(_ string, err error) { reports <- err })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	_, js := testenv.Connect(t, rt.ClientURL())
+	n := 0
+	resultOf := func() string {
+		t.Helper()
+		n++
+		id := fmt.Sprintf("greet-%d", n)
+		if _, err := js.Publish(context.Background(), "greet", nil, jetstream.WithMsgID(id)); err != nil {
+			t.Fatal(err)
+		}
+		var st triggers.Status
+		testenv.Eventually(t, 30*time.Second, "event "+id+" to succeed", func() bool {
+			st = statusOf(t, js, id, "greet")
+			return st.State == triggers.StateSucceeded
+		})
+		return string(st.Result)
+	}
+	wait := func() error {
+		t.Helper()
+		select {
+		case err := <-reports:
+			return err
+		case <-time.After(60 * time.Second):
+			t.Fatal("no rebuild reported")
+		}
+		return nil
+	}
+	if got := resultOf(); got != "v1" {
+		t.Fatalf("result %q, want v1", got)
+	}
+	save(version("v2"))
+	if err := wait(); err != nil {
+		t.Fatalf("rebuild: %v", err)
+	}
+	if got := resultOf(); got != "v2" {
+		t.Fatalf("after the change: result %q, want v2", got)
+	}
+	save("static int h( {")
+	err = wait()
+	if err == nil || !strings.Contains(err.Error(), "greeter.c:1:") {
+		t.Fatalf("syntax error reported as %v, want the compiler's message naming greeter.c:1", err)
+	}
+	if got := resultOf(); got != "v2" {
+		t.Fatalf("after a syntax error: result %q, want v2 still", got)
+	}
+}
