@@ -18,14 +18,13 @@ import (
 const (
 	// DeadLetterMaxAge is how long dead letters are kept for inspection.
 	DeadLetterMaxAge = 14 * 24 * time.Hour
-	// StatusTTL is how long an event's status stays readable.
+	// StatusTTL is how long an event's status stays readable; a binding's
+	// dedupe window is at most this (config.MaxDedupe).
 	StatusTTL = 24 * time.Hour
-	// StatusMaxBytes bounds the status bucket; the oldest statuses go
-	// first. An embedded server holds the bucket in the node's memory, at
-	// about 2.4 times its size (measured: 64 MiB of statuses took 152 MB
-	// of heap), so this is most of what a backlog can add to a node's RSS:
-	// 16 MiB keeps about 45,000 statuses.
-	StatusMaxBytes = 16 << 20
+	// StatusMaxBytes bounds the status bucket on disk; the oldest
+	// statuses go first. At about 500 bytes a status it keeps some
+	// 500,000, which also bounds how far back dedupe remembers.
+	StatusMaxBytes = 256 << 20
 	// dedupWindow of the dead-letter streams: longer than any redelivery
 	// after a crash, so a redone dead letter is recognised as a duplicate.
 	deadLetterDedupWindow = 30 * time.Minute
@@ -106,20 +105,18 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg *config.Config) err
 	return g.Wait()
 }
 
-// ensureStatusBucket keeps statuses in memory, bounded, oldest dropped
-// first. Statuses are informational (the streams hold the events), and on
-// disk their writes would cost two fsyncs per event with sync = always,
-// halving throughput; the price is that an embedded server's restart
-// forgets the statuses of events settled before it.
+// ensureStatusBucket keeps statuses on disk, bounded, oldest dropped
+// first, so that statuses of settled events (and dedupe) survive a restart
+// of the server.
 func ensureStatusBucket(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	cfg := jetstream.KeyValueConfig{
 		Bucket: StatusBucket, Description: "sluice: status of every event per binding",
-		History: 1, TTL: StatusTTL, Storage: jetstream.MemoryStorage, MaxBytes: StatusMaxBytes,
+		History: 1, TTL: StatusTTL, Storage: jetstream.FileStorage, MaxBytes: StatusMaxBytes,
 		Replicas: replicas,
 	}
 	if old, err := js.Stream(ctx, "KV_"+StatusBucket); err == nil && old.CachedInfo().Config.Storage != cfg.Storage {
-		// Made by an older sluice on disk; storage cannot change in place,
-		// and statuses are disposable: start the bucket anew.
+		// Made in memory by an older sluice: storage cannot change in
+		// place, and an in-memory bucket holds nothing a restart kept.
 		if err := js.DeleteKeyValue(ctx, StatusBucket); err != nil {
 			return err
 		}

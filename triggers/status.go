@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,12 +37,22 @@ type Status struct {
 	Stream      string     `json:"stream"`
 	Sequence    uint64     `json:"seq"`
 	DeadLetter  string     `json:"dead_letter,omitempty"`
-	// History lists the failed attempts (the last MaxHistory).
+	// Round is the delivered message's store time (Unix ns): a replay, or
+	// a new publish with the same id, starts a new round, and statuses of
+	// an earlier round never replace those of a later one.
+	Round int64 `json:"round,omitempty"`
+	// Interrupted counts runs of the current attempt whose outcome was
+	// lost (the runtime stopped during the invocation); they use no
+	// attempt.
+	Interrupted int `json:"interrupted,omitempty"`
+	// History lists the function's attempts of this round, each with its
+	// outcome (the last MaxHistory).
 	History   []AttemptRecord `json:"history,omitempty"`
 	UpdatedAt time.Time       `json:"updated_at"`
 }
 
-// AttemptRecord is one failed attempt.
+// AttemptRecord is one attempt of the function: Kind is "succeeded" or
+// the failure's functions.Kind.
 type AttemptRecord struct {
 	Attempt  int       `json:"attempt"`
 	Kind     string    `json:"kind"`
@@ -64,9 +75,6 @@ func (s Status) Final() bool {
 // StatusStore reads and writes statuses.
 type StatusStore struct {
 	kv jetstream.KeyValue
-	// async has its own bound on outstanding writes, so that status
-	// writes never wait behind (or stall) other asynchronous publishes.
-	async jetstream.JetStream
 }
 
 // NewStatusStore opens the status bucket.
@@ -75,41 +83,65 @@ func NewStatusStore(ctx context.Context, js jetstream.JetStream) (*StatusStore, 
 	if err != nil {
 		return nil, err
 	}
-	async, err := jetstream.New(js.Conn(), jetstream.WithPublishAsyncMaxPending(2*maxStatusPending),
-		// An acknowledgement lost (to a slow-consumer drop, say) must not
-		// hold its slot forever.
-		jetstream.WithPublishAsyncTimeout(5*time.Second))
-	if err != nil {
-		return nil, err
-	}
-	return &StatusStore{kv: kv, async: async}, nil
-}
-
-// Put stores s.
-func (st *StatusStore) Put(ctx context.Context, s Status) error {
-	b, err := json.Marshal(s)
-	if err != nil {
-		return err
-	}
-	_, err = st.kv.Put(ctx, StatusKey(s.ID, s.Binding), b)
-	return err
+	return &StatusStore{kv: kv}, nil
 }
 
 // Get returns the status of event id at binding; ok is false when none is
 // recorded yet.
 func (st *StatusStore) Get(ctx context.Context, id, binding string) (Status, bool, error) {
-	e, err := st.kv.Get(ctx, StatusKey(id, binding))
+	s, _, ok, err := st.get(ctx, StatusKey(id, binding))
+	return s, ok, err
+}
+
+// get returns the status under key and its revision (0 when absent).
+func (st *StatusStore) get(ctx context.Context, key string) (Status, uint64, bool, error) {
+	e, err := st.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return Status{}, false, nil
+		return Status{}, 0, false, nil
 	}
 	if err != nil {
-		return Status{}, false, err
+		return Status{}, 0, false, err
 	}
 	var s Status
 	if err := json.Unmarshal(e.Value(), &s); err != nil {
-		return Status{}, false, err
+		return Status{}, 0, false, fmt.Errorf("status %s: %w", key, err)
 	}
-	return s, true, nil
+	return s, e.Revision(), true, nil
+}
+
+// Advance stores s unless the stored status is ahead of it (see behind),
+// by compare-and-set on the key's revision, reading again after a
+// conflict. rev is the revision the caller last saw (0: none, or
+// unknown); a right guess saves a read. It returns the revision stored,
+// or the current one with stored false when s was behind.
+func (st *StatusStore) Advance(ctx context.Context, s Status, rev uint64) (newRev uint64, stored bool, err error) {
+	key := StatusKey(s.ID, s.Binding)
+	b, err := json.Marshal(s)
+	if err != nil {
+		return 0, false, err
+	}
+	for range maxStatusConflicts {
+		if rev == 0 {
+			newRev, err = st.kv.Create(ctx, key, b)
+		} else {
+			newRev, err = st.kv.Update(ctx, key, b, rev)
+		}
+		if err == nil {
+			return newRev, true, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return 0, false, err
+		}
+		cur, curRev, ok, err := st.get(ctx, key)
+		if err != nil {
+			return 0, false, err
+		}
+		if ok && behind(s, cur) {
+			return curRev, false, nil
+		}
+		rev = curRev
+	}
+	return 0, false, fmt.Errorf("status %s: %w", key, errStatusContended)
 }
 
 // Watch streams every status of event id, current ones first.
@@ -117,22 +149,8 @@ func (st *StatusStore) Watch(ctx context.Context, id string) (jetstream.KeyWatch
 	return st.kv.Watch(ctx, StatusPrefix(id)+".>")
 }
 
-// PutAsync stores s without waiting for the broker's acknowledgement. It
-// fails at once, rather than waiting, when too many writes are outstanding.
-func (st *StatusStore) PutAsync(s Status) error {
-	b, err := json.Marshal(s)
-	if err != nil {
-		return err
-	}
-	if st.async.PublishAsyncPending() >= maxStatusPending {
-		return errStatusBacklog
-	}
-	_, err = st.async.PublishAsync("$KV."+StatusBucket+"."+StatusKey(s.ID, s.Binding), b)
-	return err
-}
+// maxStatusConflicts bounds the compare-and-set rounds of one write; only
+// deliveries of the same event at the same binding contend.
+const maxStatusConflicts = 8
 
-// maxStatusPending bounds status writes awaiting the broker. Past it,
-// PutAsync fails at once instead of stalling the caller.
-const maxStatusPending = 8192
-
-var errStatusBacklog = errors.New("too many status writes outstanding")
+var errStatusContended = errors.New("still changing after repeated compare-and-set conflicts")

@@ -47,6 +47,8 @@ type Metrics struct {
 	duration      *prometheus.HistogramVec
 	retries       *prometheus.CounterVec
 	deadLetters   *prometheus.CounterVec
+	notStored     *prometheus.CounterVec
+	deduplicated  *prometheus.CounterVec
 	workerStarts  *prometheus.CounterVec
 	workerCrashes *prometheus.CounterVec
 	cacheHits     *prometheus.CounterVec
@@ -83,6 +85,14 @@ func New() *Metrics {
 			Name: "sluice_dead_letters_total",
 			Help: "Events stored as dead letters, by binding and function.",
 		}, []string{"binding", "function"}),
+		notStored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_not_stored_total",
+			Help: "Publishes that had to be stored and were not, by binding, function and what (dead_letter, result, failure); each leaves its event pending, to be settled again.",
+		}, []string{"binding", "function", "what"}),
+		deduplicated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_deduplicated_total",
+			Help: "Events acknowledged without running, since they already succeeded at the binding (dedupe), by binding and function.",
+		}, []string{"binding", "function"}),
 		workerStarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_worker_starts_total",
 			Help: "Worker processes started with a function's module loaded.",
@@ -100,7 +110,7 @@ func New() *Metrics {
 			Help: "Functions loaded whose module had to be compiled.",
 		}, []string{"function"}),
 	}
-	m.reg.MustRegister(m.invocations, m.duration, m.retries, m.deadLetters,
+	m.reg.MustRegister(m.invocations, m.duration, m.retries, m.deadLetters, m.notStored, m.deduplicated,
 		m.workerStarts, m.workerCrashes, m.cacheHits, m.cacheMisses,
 		backlogCollector{m}, nodeCollector{m},
 		collectors.NewGoCollector(),
@@ -129,6 +139,7 @@ func (m *Metrics) Watch(js jetstream.JetStream, cfg *config.Config) {
 		}
 		m.retries.WithLabelValues(b.Name, b.Function)
 		m.deadLetters.WithLabelValues(b.Name, b.Function)
+		m.deduplicated.WithLabelValues(b.Name, b.Function)
 	}
 	for _, f := range cfg.Functions {
 		m.workerStarts.WithLabelValues(f.Name)
@@ -150,6 +161,16 @@ func (m *Metrics) Retried(binding, function string) {
 // DeadLettered counts a dead letter (triggers.Observer).
 func (m *Metrics) DeadLettered(binding, function string) {
 	m.deadLetters.WithLabelValues(binding, function).Inc()
+}
+
+// NotStored counts a publish not stored (triggers.Observer).
+func (m *Metrics) NotStored(binding, function, what string) {
+	m.notStored.WithLabelValues(binding, function, what).Inc()
+}
+
+// Deduplicated counts an event not run again (triggers.Observer).
+func (m *Metrics) Deduplicated(binding, function string) {
+	m.deduplicated.WithLabelValues(binding, function).Inc()
 }
 
 // WorkerStarted counts a worker start (functions.Observer).
