@@ -495,11 +495,11 @@ func (b *binding) eventOrigin(msg jetstream.Msg, md *jetstream.MsgMetadata) (id,
 }
 
 // delivery is one delivery of an event being handled: the status it
-// builds, and the revision of the stored one for compare-and-set.
+// builds, and the stored one as last seen, for compare-and-set.
 type delivery struct {
-	msg jetstream.Msg
-	st  Status
-	rev uint64
+	msg  jetstream.Msg
+	st   Status
+	last Revision
 }
 
 // handle runs one delivery through the settle policy (settle.go): Admit
@@ -525,7 +525,9 @@ func (b *binding) handle(ctx context.Context, msg jetstream.Msg) {
 			b.release(d, "status store unavailable: "+err.Error())
 			return
 		}
-		d.rev = rev
+		if ok {
+			d.last = Revision{Status: prev, Rev: rev}
+		}
 		switch {
 		case !ok:
 		case prev.Round == d.st.Round:
@@ -758,14 +760,14 @@ func (b *binding) record(ctx context.Context, d *delivery) error {
 	d.st.UpdatedAt = time.Now().UTC()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	rev, stored, err := b.r.status.Advance(ctx, d.st, d.rev)
+	last, stored, err := b.r.status.Advance(ctx, d.st, d.last)
 	if err != nil {
 		return err
 	}
 	if !stored {
 		b.log.Debug("status not recorded: a newer one is stored", "event", d.st.ID, "state", d.st.State, "attempt", d.st.Attempts)
 	}
-	d.rev = rev
+	d.last = last
 	return nil
 }
 
@@ -817,8 +819,8 @@ type runningMark struct {
 }
 
 // markRunning records d's status as running once the invocation has run
-// for runningAfter. The write updates d.rev; the caller reads d again only
-// after stop.
+// for runningAfter. The write updates d.last; the caller reads d again
+// only after stop.
 func (b *binding) markRunning(ctx context.Context, d *delivery) *runningMark {
 	m := &runningMark{}
 	st := d.st
@@ -831,12 +833,12 @@ func (b *binding) markRunning(ctx context.Context, d *delivery) *runningMark {
 		st.UpdatedAt = time.Now().UTC()
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		rev, _, err := b.r.status.Advance(wctx, st, d.rev)
+		last, _, err := b.r.status.Advance(wctx, st, d.last)
 		if err != nil {
 			b.log.Debug("running status not recorded", "event", st.ID, "error", err)
 			return
 		}
-		d.rev = rev
+		d.last = last
 	})
 	return m
 }

@@ -109,39 +109,50 @@ func (st *StatusStore) get(ctx context.Context, key string) (Status, uint64, boo
 	return s, e.Revision(), true, nil
 }
 
+// Revision is a status as stored, with its KV revision (0: none).
+type Revision struct {
+	Status Status
+	Rev    uint64
+}
+
 // Advance stores s unless the stored status is ahead of it (see behind),
 // by compare-and-set on the key's revision, reading again after a
-// conflict. rev is the revision the caller last saw (0: none, or
-// unknown); a right guess saves a read. It returns the revision stored,
-// or the current one with stored false when s was behind.
-func (st *StatusStore) Advance(ctx context.Context, s Status, rev uint64) (newRev uint64, stored bool, err error) {
+// conflict. last is the stored status as the caller last saw it (the zero
+// Revision: none, or unknown); a right guess saves a read. It returns the
+// status stored: s, or the one ahead of it with stored false.
+func (st *StatusStore) Advance(ctx context.Context, s Status, last Revision) (now Revision, stored bool, err error) {
 	key := StatusKey(s.ID, s.Binding)
 	b, err := json.Marshal(s)
 	if err != nil {
-		return 0, false, err
+		return last, false, err
 	}
 	for range maxStatusConflicts {
-		if rev == 0 {
-			newRev, err = st.kv.Create(ctx, key, b)
+		if last.Rev != 0 && behind(s, last.Status) {
+			return last, false, nil
+		}
+		var rev uint64
+		if last.Rev == 0 {
+			rev, err = st.kv.Create(ctx, key, b)
 		} else {
-			newRev, err = st.kv.Update(ctx, key, b, rev)
+			rev, err = st.kv.Update(ctx, key, b, last.Rev)
 		}
 		if err == nil {
-			return newRev, true, nil
+			return Revision{Status: s, Rev: rev}, true, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return 0, false, err
+			return last, false, err
 		}
 		cur, curRev, ok, err := st.get(ctx, key)
 		if err != nil {
-			return 0, false, err
+			return last, false, err
 		}
-		if ok && behind(s, cur) {
-			return curRev, false, nil
+		if !ok {
+			last = Revision{}
+			continue
 		}
-		rev = curRev
+		last = Revision{Status: cur, Rev: curRev}
 	}
-	return 0, false, fmt.Errorf("status %s: %w", key, errStatusContended)
+	return last, false, fmt.Errorf("status %s: %w", key, errStatusContended)
 }
 
 // Watch streams every status of event id, current ones first.
