@@ -192,7 +192,14 @@ func (h *host) Publish(subject string, data []byte) error {
 	if h.f.set.opts.Publisher == nil {
 		return errors.New("no publisher")
 	}
-	if err := h.f.set.opts.Publisher.Publish(h.ctx, subject, data); err != nil {
+	// A stream without a leader is waited for, within the invocation's
+	// deadline; a publish not stored by then fails the call.
+	ctx, cancel, err := h.callContext(maxPublishTimeout)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if err := h.f.set.opts.Publisher.Publish(ctx, subject, data); err != nil {
 		h.logger().Warn("publish failed", "subject", subject, "error", err)
 		return err
 	}
