@@ -127,7 +127,10 @@ func transient(err error) bool {
 		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrDisconnected):
 		return true
 	case errors.As(err, &apiErr):
-		return apiErr.Code == 503 || apiErr.Code == 408
+		// "JetStream system temporarily unavailable" and "expected last
+		// sequence per subject temporarily unavailable"; other errors,
+		// such as a full stream, are the stream's answer.
+		return apiErr.ErrorCode == 10008 || apiErr.ErrorCode == 10163
 	}
 	return false
 }

@@ -3,6 +3,7 @@ package triggers_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -461,5 +462,67 @@ func TestPublisherWaitsForTheStreamInsteadOfFallingBack(t *testing.T) {
 	}
 	if err := pub.Store(ctx, &nats.Msg{Subject: "free.subject"}, ""); !errors.Is(err, triggers.ErrNoStream) {
 		t.Fatalf("Store to an uncaptured subject: %v, want ErrNoStream", err)
+	}
+}
+
+// TestGuestPublishNotStoredFailsTheGuest: a guest's publish that the
+// capturing stream does not store (here: the stream is full) returns an
+// error to the guest, whose invocation then fails; nothing is sent to the
+// subject as a plain message instead.
+func TestGuestPublishNotStoredFailsTheGuest(t *testing.T) {
+	testenv.Guest(t, "internal/testguests/echo")
+	cfg := testenv.Config(t, `
+function "echo" {
+  module  = "internal/testguests/echo/echo.wasm"
+  timeout = "5s"
+  publish = ["full.>"]
+}
+queue "pub" {
+  subject  = "pub.in"
+  function = "echo"
+  retry {
+    max_attempts = 1
+  }
+}`)
+	rt := testenv.Start(t, cfg, "")
+	nc, js := testenv.Connect(t, rt.ClientURL())
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "FULL", Subjects: []string{"full.>"}, MaxMsgs: 1, Discard: jetstream.DiscardNew}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "full.first", []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	// A JetStream publish reaches plain subscribers too, with a reply
+	// subject for the stream's answer; a fallback would come without one.
+	var plain atomic.Int64
+	sub, err := nc.Subscribe("full.>", func(m *nats.Msg) {
+		if m.Reply == "" {
+			plain.Add(1)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	m := &nats.Msg{Subject: "pub.in", Data: []byte("effect"), Header: nats.Header{}}
+	m.Header.Set("Reply-Effect", "full.x")
+	if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID("gp-1")); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, "the invocation to fail", func() bool {
+		return status(t, js, "gp-1", "pub").State == triggers.StateDeadLettered
+	})
+	if st := status(t, js, "gp-1", "pub"); !strings.Contains(st.Error, "publish") {
+		t.Errorf("error %q, want the guest's failed publish", st.Error)
+	}
+	if n := streamMsgs(js, "FULL"); n != 1 {
+		t.Fatalf("%d messages in the full stream, want 1", n)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := plain.Load(); n != 0 {
+		t.Fatalf("%d plain messages reached full.>, want none", n)
 	}
 }
