@@ -518,8 +518,10 @@ func (b *binding) handle(ctx context.Context, msg jetstream.Msg) {
 	}}
 	var h History
 	// A first delivery has no history in its round, so its status is
-	// read only when the binding de-duplicates.
-	if md.NumDelivered > 1 || b.cfg.Dedupe > 0 {
+	// read only when the binding de-duplicates, or for a replay (which
+	// adds to the history of the event's earlier rounds).
+	replay := md.Stream != b.stream
+	if md.NumDelivered > 1 || b.cfg.Dedupe > 0 || replay {
 		prev, rev, ok, err := b.r.status.get(ctx, StatusKey(id, b.cfg.Name))
 		if err != nil {
 			b.release(d, "status store unavailable: "+err.Error())
@@ -540,6 +542,8 @@ func (b *binding) handle(ctx context.Context, msg jetstream.Msg) {
 			b.reply(ctx, msg, prev)
 			b.ack(ctx, d)
 			return
+		case replay:
+			d.st.History = prev.History
 		}
 	}
 	dec := Admit(h, b.cfg.Retry, b.backoff)
@@ -652,9 +656,17 @@ func (b *binding) settleFailure(ctx context.Context, d *delivery, dec Decision, 
 }
 
 // succeed records a success, then publishes its result and acknowledges
-// the event. A status that cannot be recorded does not undo the success.
+// the event. The status write does not wait for the broker (a success is
+// the common case, and a round trip per event costs throughput), but it
+// is on the connection before the ack. A status that cannot be recorded
+// does not undo the success.
 func (b *binding) succeed(ctx context.Context, d *delivery) {
-	if err := b.record(ctx, d); err != nil {
+	d.st.UpdatedAt = time.Now().UTC()
+	err := b.r.status.AdvanceAsync(d.st, d.last)
+	if errors.Is(err, errStatusBacklog) {
+		err = b.record(ctx, d)
+	}
+	if err != nil {
 		b.log.Warn("status not recorded", "event", d.st.ID, "state", d.st.State, "error", err)
 	}
 	b.finishSuccess(ctx, d)

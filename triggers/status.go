@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -75,6 +76,9 @@ func (s Status) Final() bool {
 // StatusStore reads and writes statuses.
 type StatusStore struct {
 	kv jetstream.KeyValue
+	// async sends AdvanceAsync's writes: its own context bounds the
+	// writes outstanding, and its error handler settles their conflicts.
+	async jetstream.JetStream
 }
 
 // NewStatusStore opens the status bucket.
@@ -83,7 +87,16 @@ func NewStatusStore(ctx context.Context, js jetstream.JetStream) (*StatusStore, 
 	if err != nil {
 		return nil, err
 	}
-	return &StatusStore{kv: kv}, nil
+	st := &StatusStore{kv: kv}
+	st.async, err = jetstream.New(js.Conn(), jetstream.WithPublishAsyncMaxPending(2*maxStatusPending),
+		// An acknowledgement lost (to a slow-consumer drop, say) must not
+		// hold its slot forever.
+		jetstream.WithPublishAsyncTimeout(5*time.Second),
+		jetstream.WithPublishAsyncErrHandler(st.asyncFailed))
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 // Get returns the status of event id at binding; ok is false when none is
@@ -154,6 +167,52 @@ func (st *StatusStore) Advance(ctx context.Context, s Status, last Revision) (no
 	}
 	return last, false, fmt.Errorf("status %s: %w", key, errStatusContended)
 }
+
+// AdvanceAsync is Advance without waiting for the broker: the write is
+// on the connection when it returns, ahead of anything sent after it (an
+// ack, a nak). It carries the compare-and-set condition; a conflict is
+// settled by a synchronous Advance in the background, and a write that
+// fails otherwise is lost (the event's next delivery does not depend on
+// it: see Admit). It fails at once, rather than waiting, when too many
+// writes are outstanding.
+func (st *StatusStore) AdvanceAsync(s Status, last Revision) error {
+	if last.Rev != 0 && behind(s, last.Status) {
+		return nil
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	if st.async.PublishAsyncPending() >= maxStatusPending {
+		return errStatusBacklog
+	}
+	m := &nats.Msg{Subject: "$KV." + StatusBucket + "." + StatusKey(s.ID, s.Binding), Data: b}
+	_, err = st.async.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(last.Rev))
+	return err
+}
+
+// asyncFailed settles an AdvanceAsync write that lost its compare-and-set:
+// it reads the stored status and writes again unless that one is ahead.
+func (st *StatusStore) asyncFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || (apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence &&
+		apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return
+	}
+	var s Status
+	if json.Unmarshal(m.Data, &s) != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _, _ = st.Advance(ctx, s, Revision{})
+}
+
+// maxStatusPending bounds status writes awaiting the broker. Past it,
+// AdvanceAsync fails at once instead of stalling the caller.
+const maxStatusPending = 8192
+
+var errStatusBacklog = errors.New("too many status writes outstanding")
 
 // Watch streams every status of event id, current ones first.
 func (st *StatusStore) Watch(ctx context.Context, id string) (jetstream.KeyWatcher, error) {
