@@ -107,33 +107,43 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg *config.Config) err
 
 // ensureStatusBucket keeps statuses on disk, bounded, oldest dropped
 // first, so that statuses of settled events (and dedupe) survive a restart
-// of the server.
+// of the server. The bucket's stream is made here rather than by
+// CreateKeyValue, for a setting KV configs lack: with one replica it is
+// flushed asynchronously (PersistMode async), so that a status write
+// costs no fsync under sync = "always"; a replicated one has its Raft log.
+// Statuses describe events, the streams hold them: a power cut may lose
+// the last statuses written, never an event.
 func ensureStatusBucket(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	cfg := jetstream.KeyValueConfig{
-		Bucket: StatusBucket, Description: "sluice: status of every event per binding",
-		History: 1, TTL: StatusTTL, Storage: jetstream.FileStorage, MaxBytes: StatusMaxBytes,
-		Replicas: replicas,
-	}
-	if old, err := js.Stream(ctx, "KV_"+StatusBucket); err == nil && old.CachedInfo().Config.Storage != cfg.Storage {
-		// Made in memory by an older sluice: storage cannot change in
-		// place, and an in-memory bucket holds nothing a restart kept.
-		if err := js.DeleteKeyValue(ctx, StatusBucket); err != nil {
-			return err
+	cfg := statusStreamConfig(replicas)
+	if old, err := js.Stream(ctx, cfg.Name); err == nil {
+		oc := old.CachedInfo().Config
+		if oc.Storage != cfg.Storage || oc.PersistMode != cfg.PersistMode {
+			// Made by an older sluice (in memory) or for another replica
+			// count: neither setting changes in place.
+			if err := js.DeleteStream(ctx, cfg.Name); err != nil {
+				return err
+			}
 		}
 	}
-	if _, err := jsx.KeyValue(ctx, js, cfg); err != nil {
-		return err
-	}
-	stream, err := js.Stream(ctx, "KV_"+StatusBucket)
-	if err != nil {
-		return err
-	}
-	sc := stream.CachedInfo().Config
-	if sc.Discard != jetstream.DiscardOld {
-		sc.Discard = jetstream.DiscardOld
-		_, err = js.UpdateStream(ctx, sc)
-	}
+	_, err := jsx.Stream(ctx, js, cfg)
 	return err
+}
+
+// statusStreamConfig is the stream of a KV bucket (as nats.go lays one
+// out) holding one status per key, for StatusTTL, at most StatusMaxBytes,
+// the oldest dropped first.
+func statusStreamConfig(replicas int) jetstream.StreamConfig {
+	cfg := jetstream.StreamConfig{
+		Name: "KV_" + StatusBucket, Description: "sluice: status of every event per binding",
+		Subjects: []string{"$KV." + StatusBucket + ".>"}, Storage: jetstream.FileStorage, Replicas: replicas,
+		MaxMsgsPerSubject: 1, MaxAge: StatusTTL, MaxBytes: StatusMaxBytes, MaxMsgs: -1, MaxMsgSize: -1,
+		MaxConsumers: -1, Discard: jetstream.DiscardOld, Duplicates: 2 * time.Minute,
+		AllowRollup: true, DenyDelete: true, AllowDirect: true,
+	}
+	if replicas == 1 {
+		cfg.PersistMode = jetstream.AsyncPersistMode
+	}
+	return cfg
 }
 
 func ensureBinding(ctx context.Context, js jetstream.JetStream, b config.Binding, fn config.Function, replicas int) error {
