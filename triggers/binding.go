@@ -40,11 +40,11 @@ type Options struct {
 	Observer Observer
 	// Node names this runtime in attempt histories. Default: the host name.
 	Node string
-	// SyncAcks makes every ack wait for the server's confirmation, so
-	// that a crash re-runs at most the events in flight (an ack sent but
-	// not applied is otherwise redelivered after AckWait). Set it with
-	// durable storage, where a confirmed ack costs little beside the
-	// fsyncs.
+	// SyncAcks has the server confirm every ack, with at most Prefetch
+	// acks of a binding unconfirmed at a time, so that a crash re-runs at
+	// most concurrency + prefetch finished events (an ack sent but not
+	// applied is otherwise redelivered after AckWait, and under load the
+	// server can hold hundreds). Set it with durable storage.
 	SyncAcks bool
 }
 
@@ -212,6 +212,7 @@ func (r *Runner) prepare(ctx context.Context, b config.Binding) (*binding, error
 		slots: make(chan struct{}, b.Concurrency),
 		log:   r.opts.Logger.With("binding", b.Name, "function", b.Function),
 		rnd:   rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		acks:  acker{slots: make(chan struct{}, Prefetch(b))},
 	}
 	if perSec := b.Rate.PerSecond(); perSec > 0 {
 		bb.limiter = rate.NewLimiter(rate.Limit(perSec/float64(max(1, r.shares[b.Name]))), max(1, b.Concurrency))
@@ -359,6 +360,7 @@ func (r *Runner) stopLocked(names []string) {
 	}
 	for _, lb := range stopping {
 		<-lb.done
+		lb.b.acks.wg.Wait()
 	}
 }
 
@@ -381,6 +383,7 @@ type binding struct {
 	log     *slog.Logger
 	limiter *rate.Limiter
 	load    *load
+	acks    acker
 
 	rndMu sync.Mutex
 	rnd   *rand.Rand
@@ -783,19 +786,33 @@ func (b *binding) record(ctx context.Context, d *delivery) error {
 	return nil
 }
 
-// ack settles a succeeded event; with SyncAcks it waits for the server.
+// ack settles a succeeded event. With SyncAcks the server confirms each
+// ack; the worker does not wait for that, but at most Prefetch acks of a
+// binding go unconfirmed at once, so that a crash re-runs at most
+// concurrency + prefetch finished events.
 func (b *binding) ack(ctx context.Context, d *delivery) {
-	var err error
-	if b.r.opts.SyncAcks {
+	if !b.r.opts.SyncAcks {
+		if err := d.msg.Ack(); err != nil {
+			b.log.Error("ack", "event", d.st.ID, "error", err)
+		}
+		return
+	}
+	b.acks.slots <- struct{}{}
+	b.acks.wg.Go(func() {
+		defer func() { <-b.acks.slots }()
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		err = d.msg.DoubleAck(ctx)
-	} else {
-		err = d.msg.Ack()
-	}
-	if err != nil {
-		b.log.Error("ack", "event", d.st.ID, "error", err)
-	}
+		if err := d.msg.DoubleAck(ctx); err != nil {
+			b.log.Error("ack", "event", d.st.ID, "error", err)
+		}
+	})
+}
+
+// acker bounds a binding's acks awaiting the server's confirmation; the
+// binding's stop waits for them.
+type acker struct {
+	slots chan struct{}
+	wg    sync.WaitGroup
 }
 
 // nak puts the event back for a later delivery.
