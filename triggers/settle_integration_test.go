@@ -526,3 +526,67 @@ queue "pub" {
 		t.Fatalf("%d plain messages reached full.>, want none", n)
 	}
 }
+
+// TestSuccessWithResultNotStoredIsNeverAFailure: an on_success result the
+// stream does not store leaves the event pending; its redeliveries publish
+// the result again without running the function or using an attempt, and
+// it is never dead-lettered, even with max_attempts = 1.
+func TestSuccessWithResultNotStoredIsNeverAFailure(t *testing.T) {
+	srv := testenv.Server(t)
+	cfg := testenv.Config(t, `
+function "f" {
+  module  = "unused.wasm"
+  timeout = "2s"
+}
+queue "jobs" {
+  subject    = "jobs.run"
+  function   = "f"
+  on_success = "results.jobs"
+  retry {
+    max_attempts = 1
+    initial      = "40ms"
+    max          = "200ms"
+  }
+}`)
+	var log attemptLog
+	inv := invokerFunc(func(ev functions.Event) (functions.Result, error) {
+		log.record(ev.ID)
+		return functions.Result{Output: []byte("the result")}, nil
+	})
+	obs := &counts{}
+	js, _ := runOn(t, srv.ClientURL(), cfg, inv, obs)
+	ctx := context.Background()
+	results, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "RESULTS", Subjects: []string{"results.>"}, MaxMsgs: 1, Discard: jetstream.DiscardNew})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "results.other", []byte("fills the stream")); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, js, "jobs.run", "res-1")
+	testenv.Eventually(t, 20*time.Second, "the result to fail a few times", func() bool {
+		return obs.notStored.Load() >= 3
+	})
+	if st := status(t, js, "res-1", "jobs"); st.State != triggers.StateSucceeded || st.Attempts != 1 {
+		t.Errorf("status while the result cannot be stored: %s attempt %d, want succeeded on attempt 1", st.State, st.Attempts)
+	}
+	if n := streamMsgs(js, "SLUICE_Q_jobs"); n != 1 {
+		t.Fatalf("%d events in the queue, want the event still pending", n)
+	}
+	if err := results.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 20*time.Second, "the result stored and the event acknowledged", func() bool {
+		return streamMsgs(js, "RESULTS") == 1 && streamMsgs(js, "SLUICE_Q_jobs") == 0
+	})
+	m, err := results.GetLastMsgForSubject(ctx, "results.jobs")
+	if err != nil || string(m.Data) != "the result" {
+		t.Fatalf("stored result %v, %v", m, err)
+	}
+	if n := len(log.get("res-1")); n != 1 {
+		t.Fatalf("the function ran %d times, want once", n)
+	}
+	if n := streamMsgs(js, triggers.DeadLetterStreamName("jobs")); n != 0 {
+		t.Fatalf("%d dead letters, want none", n)
+	}
+}
