@@ -590,3 +590,30 @@ queue "jobs" {
 		t.Fatalf("%d dead letters, want none", n)
 	}
 }
+
+// TestStatusBucketMovesToDisk: a status bucket in memory (as older
+// versions made it) is replaced by one on disk, flushed asynchronously
+// with one replica.
+func TestStatusBucketMovesToDisk(t *testing.T) {
+	srv := testenv.Server(t)
+	_, js := testenv.Connect(t, srv.ClientURL())
+	ctx := context.Background()
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: triggers.StatusBucket, Storage: jetstream.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second Ensure keeps what the first made
+		if err := triggers.Ensure(ctx, js, testenv.Config(t, policyConfig)); err != nil {
+			t.Fatal(err)
+		}
+		s, err := js.Stream(ctx, "KV_"+triggers.StatusBucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := s.CachedInfo().Config; c.Storage != jetstream.FileStorage || c.PersistMode != jetstream.AsyncPersistMode || c.MaxAge != triggers.StatusTTL {
+			t.Fatalf("status bucket storage %v, persist mode %v, max age %s", c.Storage, c.PersistMode, c.MaxAge)
+		}
+	}
+	if _, err := js.KeyValue(ctx, triggers.StatusBucket); err != nil {
+		t.Fatalf("the stream is not a KV bucket: %v", err)
+	}
+}

@@ -117,12 +117,16 @@ func ensureStatusBucket(ctx context.Context, js jetstream.JetStream, replicas in
 	cfg := statusStreamConfig(replicas)
 	if old, err := js.Stream(ctx, cfg.Name); err == nil {
 		oc := old.CachedInfo().Config
-		if oc.Storage != cfg.Storage || oc.PersistMode != cfg.PersistMode {
-			// Made by an older sluice (in memory) or for another replica
-			// count: neither setting changes in place.
+		// Made by an older sluice (in memory), or flushed asynchronously
+		// and now replicated: neither setting changes in place. (A bucket
+		// that lacks async persistence keeps it: a server too old for
+		// the setting would otherwise lose the bucket at every start.)
+		if oc.Storage != cfg.Storage || oc.PersistMode == jetstream.AsyncPersistMode && cfg.PersistMode != oc.PersistMode {
 			if err := js.DeleteStream(ctx, cfg.Name); err != nil {
 				return err
 			}
+		} else {
+			cfg.PersistMode = oc.PersistMode
 		}
 	}
 	_, err := jsx.Stream(ctx, js, cfg)
