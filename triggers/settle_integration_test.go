@@ -601,9 +601,9 @@ func TestStatusBucketMovesToDisk(t *testing.T) {
 	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: triggers.StatusBucket, Storage: jetstream.MemoryStorage}); err != nil {
 		t.Fatal(err)
 	}
-	for range 2 { // the second Ensure keeps what the first made
+	for i := range 2 { // the second Ensure keeps what the first made
 		if err := triggers.Ensure(ctx, js, testenv.Config(t, policyConfig)); err != nil {
-			t.Fatal(err)
+			t.Fatalf("ensure %d: %v", i+1, err)
 		}
 		s, err := js.Stream(ctx, "KV_"+triggers.StatusBucket)
 		if err != nil {

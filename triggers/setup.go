@@ -54,10 +54,17 @@ const ensureParallel = 8
 // consumer the config's bindings need. It never deletes anything.
 func Ensure(ctx context.Context, js jetstream.JetStream, cfg *config.Config) error {
 	replicas := max(1, cfg.NATS.Replicas)
+	// Before anything is created: nats-server 2.15.2 can fail to create a
+	// file stream ("could not create storage directory") while the
+	// account's only other stream is being deleted.
+	statusCfg, err := retireStatusBucket(ctx, js, replicas)
+	if err != nil {
+		return fmt.Errorf("status bucket: %w", err)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(ensureParallel)
 	g.Go(func() error {
-		if err := ensureStatusBucket(gctx, js, replicas); err != nil {
+		if _, err := jsx.Stream(gctx, js, statusCfg); err != nil {
 			return fmt.Errorf("status bucket: %w", err)
 		}
 		return nil
@@ -105,32 +112,36 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg *config.Config) err
 	return g.Wait()
 }
 
-// ensureStatusBucket keeps statuses on disk, bounded, oldest dropped
-// first, so that statuses of settled events (and dedupe) survive a restart
-// of the server. The bucket's stream is made here rather than by
-// CreateKeyValue, for a setting KV configs lack: with one replica it is
-// flushed asynchronously (PersistMode async), so that a status write
-// costs no fsync under sync = "always"; a replicated one has its Raft log.
-// Statuses describe events, the streams hold them: a power cut may lose
-// the last statuses written, never an event.
-func ensureStatusBucket(ctx context.Context, js jetstream.JetStream, replicas int) error {
+// retireStatusBucket returns the config of the status bucket's stream,
+// after deleting a bucket whose settings cannot change in place.
+//
+// Statuses are kept on disk, bounded, oldest dropped first, so that
+// statuses of settled events (and dedupe) survive a restart of the server.
+// The bucket's stream is made by sluice rather than by CreateKeyValue, for
+// a setting KV configs lack: with one replica it is flushed asynchronously
+// (PersistMode async), so that a status write costs no fsync under
+// sync = "always"; a replicated one has its Raft log. Statuses describe
+// events, the streams hold them: a power cut may lose the last statuses
+// written, never an event.
+func retireStatusBucket(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.StreamConfig, error) {
 	cfg := statusStreamConfig(replicas)
-	if old, err := js.Stream(ctx, cfg.Name); err == nil {
-		oc := old.CachedInfo().Config
-		// Made by an older sluice (in memory), or flushed asynchronously
-		// and now replicated: neither setting changes in place. (A bucket
-		// that lacks async persistence keeps it: a server too old for
-		// the setting would otherwise lose the bucket at every start.)
-		if oc.Storage != cfg.Storage || oc.PersistMode == jetstream.AsyncPersistMode && cfg.PersistMode != oc.PersistMode {
-			if err := js.DeleteStream(ctx, cfg.Name); err != nil {
-				return err
-			}
-		} else {
-			cfg.PersistMode = oc.PersistMode
-		}
+	old, err := js.Stream(ctx, cfg.Name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return cfg, nil
+	case err != nil:
+		return cfg, err
 	}
-	_, err := jsx.Stream(ctx, js, cfg)
-	return err
+	oc := old.CachedInfo().Config
+	// Made by an older sluice (in memory), or flushed asynchronously and
+	// now replicated: neither setting changes in place. (A bucket that
+	// lacks async persistence keeps it: a server too old for the setting
+	// would otherwise lose the bucket at every start.)
+	if oc.Storage != cfg.Storage || oc.PersistMode == jetstream.AsyncPersistMode && cfg.PersistMode != oc.PersistMode {
+		return cfg, js.DeleteStream(ctx, cfg.Name)
+	}
+	cfg.PersistMode = oc.PersistMode
+	return cfg, nil
 }
 
 // statusStreamConfig is the stream of a KV bucket (as nats.go lays one
