@@ -539,6 +539,7 @@ func (b *binding) handle(ctx context.Context, msg jetstream.Msg) {
 			h = History{Found: true, State: prev.State, Attempts: prev.Attempts, LastKind: functions.Kind(prev.ErrorKind),
 				LastError: prev.Error, Interrupted: prev.Interrupted}
 			d.st = prev
+			d.st.MaxAttempts = b.cfg.Retry.MaxAttempts
 		case b.cfg.Dedupe > 0 && prev.State == StateSucceeded && time.Since(prev.UpdatedAt) < b.cfg.Dedupe:
 			b.r.opts.Observer.Deduplicated(b.cfg.Name, b.cfg.Function)
 			b.log.Info("event already succeeded; not run again (dedupe)", "event", id, "succeeded_at", prev.UpdatedAt)
