@@ -439,7 +439,7 @@ func dedupeText(d time.Duration) string {
 	if d == 0 {
 		return ""
 	}
-	return d.String()
+	return durationText(d.String())
 }
 
 func orOff(s string) string {
