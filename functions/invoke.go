@@ -93,10 +93,9 @@ func (f *function) invoke(ctx context.Context, ev Event) (Result, error) {
 	}
 	p, err := f.take()
 	if err != nil {
-		if errors.Is(err, ErrClosed) {
-			return Result{}, err
-		}
-		return fail(KindTrap, err.Error())
+		// The guest did not run: not the function's failure (the caller
+		// puts the event back without counting an attempt).
+		return Result{}, fmt.Errorf("%w: %w", ErrNoWorker, err)
 	}
 	h := &host{ctx: ctx, f: f, ev: ev, deadline: start.Add(f.cfg.Timeout)}
 	call := &sandbox.Call{
