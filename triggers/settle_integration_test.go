@@ -184,6 +184,7 @@ func TestDedupeOffRunsARepeatedPublishAgain(t *testing.T) {
 	testenv.Eventually(t, 20*time.Second, "the event settled", func() bool {
 		return status(t, js, "again-1", "jobs").State == triggers.StateSucceeded && streamMsgs(js, "SLUICE_Q_jobs") == 0
 	})
+	first := status(t, js, "again-1", "jobs").Round
 	stop()
 	srv.Shutdown()
 	srv.WaitForShutdown()
@@ -192,6 +193,12 @@ func TestDedupeOffRunsARepeatedPublishAgain(t *testing.T) {
 	publish(t, js, "jobs.run", "again-1")
 	testenv.Eventually(t, 20*time.Second, "the repeated publish to run", func() bool {
 		return len(log.get("again-1")) == 2
+	})
+	// Its status replaces the first one's (a new round), although the
+	// runner did not know a status was stored.
+	testenv.Eventually(t, 10*time.Second, "the new round's status", func() bool {
+		st := status(t, js, "again-1", "jobs")
+		return st.Round > first && st.State == triggers.StateSucceeded
 	})
 }
 
