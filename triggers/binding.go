@@ -40,11 +40,11 @@ type Options struct {
 	Observer Observer
 	// Node names this runtime in attempt histories. Default: the host name.
 	Node string
-	// SyncAcks has the server confirm every ack, with at most Prefetch
-	// acks of a binding unconfirmed at a time, so that a crash re-runs at
-	// most concurrency + prefetch finished events (an ack sent but not
-	// applied is otherwise redelivered after AckWait, and under load the
-	// server can hold hundreds). Set it with durable storage.
+	// SyncAcks has the server confirm acks, with at most Prefetch acks of
+	// a binding unconfirmed at a time, so that a crash re-runs at most
+	// concurrency + prefetch finished events (an ack sent but not applied
+	// is otherwise redelivered after AckWait, and under load the server
+	// can hold hundreds). Set it with durable storage.
 	SyncAcks bool
 }
 
@@ -212,7 +212,7 @@ func (r *Runner) prepare(ctx context.Context, b config.Binding) (*binding, error
 		slots: make(chan struct{}, b.Concurrency),
 		log:   r.opts.Logger.With("binding", b.Name, "function", b.Function),
 		rnd:   rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
-		acks:  acker{slots: make(chan struct{}, Prefetch(b))},
+		acks:  newAcker(Prefetch(b)),
 	}
 	if perSec := b.Rate.PerSecond(); perSec > 0 {
 		bb.limiter = rate.NewLimiter(rate.Limit(perSec/float64(max(1, r.shares[b.Name]))), max(1, b.Concurrency))
@@ -383,7 +383,7 @@ type binding struct {
 	log     *slog.Logger
 	limiter *rate.Limiter
 	load    *load
-	acks    acker
+	acks    *acker
 
 	rndMu sync.Mutex
 	rnd   *rand.Rand
@@ -787,10 +787,13 @@ func (b *binding) record(ctx context.Context, d *delivery) error {
 	return nil
 }
 
-// ack settles a succeeded event. With SyncAcks the server confirms each
-// ack; the worker does not wait for that, but at most Prefetch acks of a
-// binding go unconfirmed at once, so that a crash re-runs at most
-// concurrency + prefetch finished events.
+// ack settles a succeeded event. With SyncAcks, at most Prefetch acks of
+// a binding are unconfirmed at a time, so that a crash re-runs at most
+// concurrency + prefetch finished events. Acks are plain; once half the
+// window is unconfirmed, one is sent as AckSync: the server applies a
+// consumer's acks in the order a connection sent them, so its answer
+// confirms every ack sent before it. Workers wait only when the window is
+// full.
 func (b *binding) ack(ctx context.Context, d *delivery) {
 	if !b.r.opts.SyncAcks {
 		if err := d.msg.Ack(); err != nil {
@@ -798,22 +801,58 @@ func (b *binding) ack(ctx context.Context, d *delivery) {
 		}
 		return
 	}
-	b.acks.slots <- struct{}{}
-	b.acks.wg.Go(func() {
-		defer func() { <-b.acks.slots }()
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if err := d.msg.DoubleAck(ctx); err != nil {
+	a := b.acks
+	a.mu.Lock()
+	for a.unconfirmed >= a.window {
+		a.cond.Wait()
+	}
+	a.unconfirmed++
+	covered := a.unconfirmed
+	confirm := !a.confirming && 2*covered >= a.window
+	if !confirm {
+		// Sent under the lock, so that every ack counted before a
+		// confirmation is on the connection before it.
+		err := d.msg.Ack()
+		a.mu.Unlock()
+		if err != nil {
 			b.log.Error("ack", "event", d.st.ID, "error", err)
 		}
+		return
+	}
+	a.confirming = true
+	a.mu.Unlock()
+	a.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := d.msg.DoubleAck(ctx); err != nil {
+			// Unconfirmed, not lost: the window opens again, and an
+			// ack that did not apply is redelivered and finished from
+			// the status.
+			b.log.Warn("ack not confirmed", "event", d.st.ID, "error", err)
+		}
+		a.mu.Lock()
+		a.unconfirmed -= covered
+		a.confirming = false
+		a.cond.Broadcast()
+		a.mu.Unlock()
 	})
 }
 
-// acker bounds a binding's acks awaiting the server's confirmation; the
-// binding's stop waits for them.
+// acker counts a binding's acks that the server has not confirmed; the
+// binding's stop waits for the confirmation in flight.
 type acker struct {
-	slots chan struct{}
-	wg    sync.WaitGroup
+	mu          sync.Mutex
+	cond        *sync.Cond
+	window      int
+	unconfirmed int
+	confirming  bool
+	wg          sync.WaitGroup
+}
+
+func newAcker(window int) *acker {
+	a := &acker{window: window}
+	a.cond = sync.NewCond(&a.mu)
+	return a
 }
 
 // nak puts the event back for a later delivery.
