@@ -212,7 +212,7 @@ func (r *Runner) prepare(ctx context.Context, b config.Binding) (*binding, error
 		slots: make(chan struct{}, b.Concurrency),
 		log:   r.opts.Logger.With("binding", b.Name, "function", b.Function),
 		rnd:   rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
-		acks:  newAcker(Prefetch(b)),
+		acks:  newAcker(Prefetch(b)), replayAcks: newAcker(b.Concurrency),
 	}
 	if perSec := b.Rate.PerSecond(); perSec > 0 {
 		bb.limiter = rate.NewLimiter(rate.Limit(perSec/float64(max(1, r.shares[b.Name]))), max(1, b.Concurrency))
@@ -361,6 +361,7 @@ func (r *Runner) stopLocked(names []string) {
 	for _, lb := range stopping {
 		<-lb.done
 		lb.b.acks.wg.Wait()
+		lb.b.replayAcks.wg.Wait()
 	}
 }
 
@@ -383,7 +384,9 @@ type binding struct {
 	log     *slog.Logger
 	limiter *rate.Limiter
 	load    *load
-	acks    *acker
+	// acks and replayAcks count the unconfirmed acks of the event and
+	// replay consumers.
+	acks, replayAcks *acker
 
 	rndMu sync.Mutex
 	rnd   *rand.Rand
@@ -500,9 +503,10 @@ func (b *binding) eventOrigin(msg jetstream.Msg, md *jetstream.MsgMetadata) (id,
 // delivery is one delivery of an event being handled: the status it
 // builds, and the stored one as last seen, for compare-and-set.
 type delivery struct {
-	msg  jetstream.Msg
-	st   Status
-	last Revision
+	msg    jetstream.Msg
+	st     Status
+	last   Revision
+	replay bool // from the binding's replay stream
 }
 
 // handle runs one delivery through the settle policy (settle.go): Admit
@@ -524,6 +528,7 @@ func (b *binding) handle(ctx context.Context, msg jetstream.Msg) {
 	// read only when the binding de-duplicates, or for a replay (which
 	// adds to the history of the event's earlier rounds).
 	replay := md.Stream != b.stream
+	d.replay = replay
 	if md.NumDelivered > 1 || b.cfg.Dedupe > 0 || replay {
 		prev, rev, ok, err := b.r.status.get(ctx, StatusKey(id, b.cfg.Name))
 		if err != nil {
@@ -801,7 +806,11 @@ func (b *binding) ack(ctx context.Context, d *delivery) {
 		}
 		return
 	}
+	// A confirmation covers the acks of its own consumer only.
 	a := b.acks
+	if d.replay {
+		a = b.replayAcks
+	}
 	a.mu.Lock()
 	for a.unconfirmed >= a.window {
 		a.cond.Wait()
