@@ -23,6 +23,11 @@ type Config struct {
 	// any there is no authentication, allowed only on a loopback listen
 	// address. (Kept out of NATS so that NATS stays comparable.)
 	Users []User
+	// ReplySubjects are the nats block's reply_subjects: patterns a
+	// producer may name in a Sluice-Reply header besides the inbox
+	// namespace ("_INBOX.>", always allowed). None reaches a reserved
+	// namespace (see ReservedSubject) or a subject a binding consumes.
+	ReplySubjects []string
 }
 
 // NATS configures the embedded server, or names an existing one.
@@ -126,7 +131,8 @@ type Function struct {
 	Publish []string
 	// AllowedHosts lists URL prefixes for outbound HTTP. Empty: none.
 	AllowedHosts []string
-	// MaxResultSize bounds the result of one invocation. Default 64 KiB.
+	// MaxResultSize bounds the result of one invocation. Default 64 KiB,
+	// at most the package's MaxResultSize.
 	MaxResultSize int64
 	// MaxLogSize bounds what one invocation may log (stdout, stderr and the
 	// log host call together); the rest is dropped and the truncation

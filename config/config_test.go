@@ -635,14 +635,17 @@ func TestNestingScanner(t *testing.T) {
 
 var errLocation = regexp.MustCompile(`(?m)^  on \S+:\d+:\d+`)
 
-// FuzzParse checks that no input makes Parse or Format panic, that a file
-// is either a complete Config or diagnostics that all have a location, and
-// that Format is idempotent. Its seeds are every test file.
+// FuzzParse checks that no input makes Parse, CheckSyntax or Format
+// panic, that a file is either a complete Config or diagnostics that all
+// have a location, that a Config never lets a function publish or a
+// producer reply into a reserved namespace, and that Format is idempotent.
+// Its seeds are every test file and the repository's runtime.hcl.
 func FuzzParse(f *testing.F) {
 	files, err := filepath.Glob(filepath.Join("testdata", "*", "*.hcl"))
 	if err != nil {
 		f.Fatal(err)
 	}
+	files = append(files, filepath.Join("..", "runtime.hcl"))
 	for _, name := range files {
 		src, err := os.ReadFile(name)
 		if err != nil {
@@ -673,6 +676,18 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("%d diagnostics but %d locations in:\n%s", len(de.Diags), got, text)
 			}
 		} else {
+			for _, fn := range cfg.Functions {
+				for _, p := range fn.Publish {
+					if ReservedSubject(p) != "" || len(p) > MaxSubjectLen {
+						t.Fatalf("function %s may publish to %q", fn.Name, p)
+					}
+				}
+			}
+			for _, p := range cfg.ReplySubjects {
+				if ReservedSubject(p) != "" || len(p) > MaxSubjectLen {
+					t.Fatalf("replies may go to %q", p)
+				}
+			}
 			for _, b := range cfg.Bindings() {
 				if _, ok := cfg.Function(b.Function); !ok {
 					t.Fatalf("binding %s names unknown function %q", b.Name, b.Function)
@@ -682,6 +697,7 @@ func FuzzParse(f *testing.F) {
 				}
 			}
 		}
+		_ = CheckSyntax("fuzz.hcl", src)
 		once := Format(src)
 		if twice := Format(once); string(twice) != string(once) {
 			t.Fatalf("Format is not idempotent:\n%q\n%q", once, twice)

@@ -30,6 +30,7 @@ var (
 		Attributes: []hcl.AttributeSchema{
 			{Name: "listen"}, {Name: "store_dir"}, {Name: "url"}, {Name: "sync"},
 			{Name: "max_memory"}, {Name: "max_store"}, {Name: "name"}, {Name: "replicas"},
+			{Name: "reply_subjects"},
 		},
 		Blocks: []hcl.BlockHeaderSchema{{Type: "user", LabelNames: []string{"name"}}, {Type: "cluster"}},
 	}
@@ -94,6 +95,12 @@ const (
 // which de-duplication reads, for this long (triggers.StatusTTL).
 const MaxDedupe = 24 * time.Hour
 
+// MaxResultSize is the largest max_result_size: a result travels base64
+// encoded inside a JSON status record (the status bucket, a Sluice-Reply
+// message, the status API's answer), which must fit JetStream's default
+// 1 MiB max_payload with room for the record's other fields.
+const MaxResultSize = 512 << 10
+
 // source remembers where each part of a Config came from, for the checks
 // that run after defaults are applied. Its slices run parallel to the
 // Config's.
@@ -151,6 +158,9 @@ type decoder struct {
 	src source
 	// users are the nats block's user blocks.
 	users []User
+	// replies is the nats block's reply_subjects, and where each is.
+	replies     []string
+	replyRanges []hcl.Range
 }
 
 func (d *decoder) errorf(rng hcl.Range, summary, detail string, args ...any) {
@@ -194,6 +204,7 @@ func (d *decoder) decodeFile(body hcl.Body) *Config {
 	if b := d.atMostOne(blocks["nats"], " in a file"); b != nil {
 		d.decodeNATS(b, &cfg.NATS)
 		cfg.Users = d.users
+		cfg.ReplySubjects = d.replies
 	}
 	if b := d.atMostOne(blocks["metrics"], " in a file"); b != nil {
 		d.decodeMetrics(b, &cfg.Metrics)
@@ -259,6 +270,9 @@ func (d *decoder) decodeNATS(b *hcl.Block, n *NATS) {
 			n.Replicas = v
 		}
 	}
+	if a := c.Attributes["reply_subjects"]; a != nil {
+		d.replies = d.replySubjects(a)
+	}
 	d.users = d.decodeUsers(c)
 	n.Cluster = d.decodeCluster(c)
 }
@@ -313,7 +327,11 @@ func (d *decoder) decodeFunction(b *hcl.Block) Function {
 		f.AllowedHosts = d.hosts(a)
 	}
 	if a := c.Attributes["max_result_size"]; a != nil {
-		if v, ok := d.size(a, 1, 16<<20); ok {
+		if v, ok := d.size(a, 1, 0); ok && v > MaxResultSize {
+			d.errorf(a.Expr.Range(), "Result size too large",
+				"max_result_size is at most %s: a result is returned base64 encoded inside a JSON status record (for `sluice status`, `publish --wait` and Sluice-Reply), which must fit the broker's 1 MiB message limit; got %s. Publish large outputs to a subject or store them instead.",
+				formatSize(MaxResultSize), formatSize(v))
+		} else if ok {
 			f.MaxResultSize = v
 		}
 	}
@@ -494,6 +512,10 @@ func (d *decoder) streamSubject(e *entity) string {
 		e.bad["subject"] = true
 		return ""
 	}
+	if !d.subjectLength(a.Expr.Range(), s) {
+		e.bad["subject"] = true
+		return ""
+	}
 	if why := reservedSubject(s); why != "" {
 		d.errorf(a.Expr.Range(), "Reserved subject", "The subject %q cannot be consumed by a %s: %s.", s, e.block.Type, why)
 		e.bad["subject"] = true
@@ -518,6 +540,9 @@ func (d *decoder) literalSubject(a *hcl.Attribute, s string) bool {
 	if err := ValidSubject(s, false); err != nil {
 		d.errorf(a.Expr.Range(), "Invalid subject",
 			"%s. The %s attribute needs a literal subject (no wildcards), such as \"orders.failed\".", capitalize(err.Error()), a.Name)
+		return false
+	}
+	if !d.subjectLength(a.Expr.Range(), s) {
 		return false
 	}
 	if first, _, _ := strings.Cut(s, "."); strings.HasPrefix(first, "$") || first == "_INBOX" {
@@ -793,14 +818,55 @@ func (d *decoder) subjects(a *hcl.Attribute) []string {
 			d.errorf(ranges[i], "Invalid subject", "%s. %s", capitalize(err.Error()), subjectHelp)
 			continue
 		}
-		if first, _, _ := strings.Cut(s, "."); strings.HasPrefix(first, "$") || first == "_INBOX" {
+		if !d.subjectLength(ranges[i], s) {
+			continue
+		}
+		if why := ReservedSubject(s); why != "" {
 			d.errorf(ranges[i], "Reserved subject",
-				`A function may not publish to %q: subjects starting with "$" belong to the NATS server and "_INBOX" to replies.`, s)
+				"A function may not publish to %q: %s. List the application's own subjects, such as \"orders.>\".", s, why)
 			continue
 		}
 		out = append(out, s)
 	}
 	return out
+}
+
+// replySubjects decodes reply_subjects: the patterns, besides "_INBOX.>",
+// that a producer may name in a Sluice-Reply header.
+func (d *decoder) replySubjects(a *hcl.Attribute) []string {
+	list, ranges, ok := d.list(a)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for i, s := range list {
+		if err := ValidSubject(s, true); err != nil {
+			d.errorf(ranges[i], "Invalid subject", "%s. %s", capitalize(err.Error()), subjectHelp)
+			continue
+		}
+		if !d.subjectLength(ranges[i], s) {
+			continue
+		}
+		if why := ReservedSubject(s); why != "" {
+			d.errorf(ranges[i], "Reserved subject",
+				"Replies may not go to %q: %s. Inboxes (\"_INBOX.>\") are always allowed; list only the application's own reply subjects, such as \"app.replies.>\".", s, why)
+			continue
+		}
+		out = append(out, s)
+		d.replyRanges = append(d.replyRanges, ranges[i])
+	}
+	return out
+}
+
+// subjectLength reports whether s is at most MaxSubjectLen bytes long,
+// with a diagnostic at rng when it is not.
+func (d *decoder) subjectLength(rng hcl.Range, s string) bool {
+	if len(s) <= MaxSubjectLen {
+		return true
+	}
+	d.errorf(rng, "Subject too long",
+		"The subject is %d bytes long; sluice sends to and accepts subjects of at most %d bytes.", len(s), MaxSubjectLen)
+	return false
 }
 
 // hosts decodes allowed_hosts: absolute http or https URLs.

@@ -66,20 +66,66 @@ func SubjectsOverlap(a, b string) bool {
 	}
 }
 
-// reservedSubject reports why s may not be consumed by a queue or topic, or
-// "" when it may: subjects starting with "$" (the server's own, like
-// $JS.API), "_INBOX" (replies) and "sluice" (sluice's own) are reserved.
-func reservedSubject(s string) string {
+// MaxSubjectLen bounds, in bytes, every subject sluice sends to (guest
+// publishes, replies, results, failure records, dead letters) and every
+// subject in the config. The server closes a connection whose protocol
+// line passes 4 KiB for good, so an unbounded subject from a guest or a
+// producer could take the runtime's connection down; 256 bytes is far more
+// than any subject a config or an inbox needs.
+const MaxSubjectLen = 256
+
+// Why CheckSendSubject refuses a subject.
+var (
+	ErrSubjectTooLong  = fmt.Errorf("subject longer than %d bytes", MaxSubjectLen)
+	ErrInvalidSubject  = errors.New("invalid subject")
+	ErrReservedSubject = errors.New("reserved subject")
+)
+
+// CheckSendSubject checks a subject the runtime is about to send to: a
+// literal NATS subject (no wildcards) of at most MaxSubjectLen bytes. The
+// error wraps ErrSubjectTooLong or ErrInvalidSubject and names the subject
+// (cut short when long).
+func CheckSendSubject(s string) error {
+	if len(s) > MaxSubjectLen {
+		return fmt.Errorf("%w: %q… is %d bytes", ErrSubjectTooLong, s[:32], len(s))
+	}
+	if err := ValidSubject(s, false); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidSubject, err)
+	}
+	return nil
+}
+
+// ReservedSubject reports why subject s (wildcards allowed) reaches a
+// namespace that neither a function's publish list nor a producer's reply
+// may name, or "" when it does not: "$" (the server's own: $JS, $KV, $O,
+// $SYS, $SRV), "_INBOX" (other clients' replies), "_SLUICE" (the
+// runtime's own inbox) and "sluice" (the runtime's admin, API, replay and
+// dead-letter subjects). A first token "*" or ">" covers all of them.
+func ReservedSubject(s string) string {
 	first, _, _ := strings.Cut(s, ".")
 	switch {
 	case strings.HasPrefix(first, "$"):
-		return `subjects starting with "$" belong to the NATS server`
-	case first == "_INBOX":
-		return `subjects starting with "_INBOX" are reply subjects`
+		return `subjects starting with "$" belong to the NATS server (JetStream, key-value and object stores, services)`
+	case strings.HasPrefix(first, "_INBOX"):
+		return `subjects starting with "_INBOX" are other clients' reply subjects`
+	case strings.HasPrefix(first, "_SLUICE"):
+		return `subjects starting with "_SLUICE" are the runtime's own reply subjects`
 	case first == "sluice":
-		return `subjects starting with "sluice." are reserved for sluice itself`
+		return `subjects starting with "sluice." are reserved for sluice itself (admin, API, replays, dead letters)`
+	case first == "*" || first == ">":
+		return `a wildcard as the first token covers the reserved namespaces ("$…", "_INBOX…", "sluice.…")`
 	}
 	return ""
+}
+
+// reservedSubject reports why s may not be consumed by a queue or topic, or
+// "" when it may: see ReservedSubject.
+func reservedSubject(s string) string {
+	first, _, _ := strings.Cut(s, ".")
+	if first == "*" || first == ">" {
+		return ""
+	}
+	return ReservedSubject(s)
 }
 
 // subjectIndex finds overlapping subjects among many without comparing
@@ -167,4 +213,46 @@ func (n *subjectNode) find(toks []string) int {
 		}
 	}
 	return -1
+}
+
+// ErrReplyNotAllowed is the error of a reply subject outside the inbox
+// namespace and the config's reply_subjects.
+var ErrReplyNotAllowed = errors.New("reply subject not allowed")
+
+// CheckReplySubject checks a subject a producer named in a Sluice-Reply
+// header: CheckSendSubject, then within "_INBOX.>" or one of patterns (the
+// config's ReplySubjects), and never in a reserved namespace other than
+// "_INBOX" (see ReservedSubject). The error wraps ErrSubjectTooLong,
+// ErrInvalidSubject or ErrReplyNotAllowed.
+func CheckReplySubject(patterns []string, s string) error {
+	if err := CheckSendSubject(s); err != nil {
+		return err
+	}
+	if first, _, _ := strings.Cut(s, "."); first == "_INBOX" && strings.Contains(s, ".") {
+		return nil
+	}
+	if why := ReservedSubject(s); why != "" {
+		return fmt.Errorf("%w: %q: %s", ErrReplyNotAllowed, s, why)
+	}
+	for _, p := range patterns {
+		if SubjectMatches(p, s) {
+			return nil
+		}
+	}
+	return fmt.Errorf(`%w: %q is neither an inbox ("_INBOX.>") nor one of the configured reply_subjects %q`, ErrReplyNotAllowed, s, patterns)
+}
+
+// SubjectMatches reports whether the literal subject s matches pattern
+// (NATS wildcards: "*" one token, a final ">" one or more tokens).
+func SubjectMatches(pattern, s string) bool {
+	pt, st := strings.Split(pattern, "."), strings.Split(s, ".")
+	for i, p := range pt {
+		if p == ">" {
+			return len(st) > i
+		}
+		if i >= len(st) || (p != "*" && p != st[i]) {
+			return false
+		}
+	}
+	return len(pt) == len(st)
 }

@@ -181,6 +181,32 @@ func (d *decoder) checkOverlaps(c *Config) {
 		}
 		dlqIdx.add(b.subject, j)
 	}
+	// A guest publishing there would forge dead letters.
+	for i, f := range c.Functions {
+		for _, p := range f.Publish {
+			if j, ok := dlqIdx.overlap(p); ok {
+				a := dlqs[j]
+				d.errorf(d.src.functions[i].valueRange("publish"), "Publish subject overlaps a dead-letter subject",
+					"Function %q may publish to %q, which overlaps the dead-letter subject %q of %s (at %s): it could forge dead letters. Dead letters are written by the runtime only.",
+					f.Name, p, a.subject, a.what, a.rng)
+			}
+		}
+	}
+	// A reply there would let a producer make the runtime inject events
+	// or forge dead letters.
+	for i, r := range c.ReplySubjects {
+		if j, ok := streamIdx.overlap(r); ok {
+			a := streams[j]
+			d.errorf(d.replyRanges[i], "Reply subject overlaps an event subject",
+				"The reply subject %q overlaps the subject %q of %s (at %s): a producer could make the runtime publish events there. Choose reply subjects no queue or topic consumes.",
+				r, a.subject, a.what, a.rng)
+		} else if j, ok := dlqIdx.overlap(r); ok {
+			a := dlqs[j]
+			d.errorf(d.replyRanges[i], "Reply subject overlaps a dead-letter subject",
+				"The reply subject %q overlaps the dead-letter subject %q of %s (at %s): a producer could make the runtime forge dead letters. Choose reply subjects of their own.",
+				r, a.subject, a.what, a.rng)
+		}
+	}
 }
 
 // deadLetterUse describes a binding's dead-letter subject for the overlap

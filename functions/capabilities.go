@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/functions/sandbox"
 	"github.com/sluice-run/sluice/internal/jsx"
 )
@@ -367,4 +368,26 @@ func (h *host) Seen(key string, ttl time.Duration) (bool, error) {
 		return nil
 	})
 	return dup, err
+}
+
+// checkPublish decides a guest's publish to subject: a literal subject of
+// at most config.MaxSubjectLen bytes (a longer one would make the server
+// close the runtime's connection), matching the function's publish list,
+// and never in a reserved namespace ("$…", "_INBOX…", "sluice.…"), whatever
+// a wildcard pattern of the list would allow: those would let a guest
+// administer the broker, answer others' requests or drive the runtime.
+func (h *host) checkPublish(subject string) error {
+	if err := config.CheckSendSubject(subject); err != nil {
+		h.logger().Warn("publish refused", "error", err)
+		return fmt.Errorf("%w: publish: %w", sandbox.ErrInvalid, err)
+	}
+	if why := config.ReservedSubject(subject); why != "" {
+		h.logger().Warn("publish denied: reserved subject", "subject", subject, "reason", why)
+		return fmt.Errorf("%w: publish to %q: %s", sandbox.ErrDenied, subject, why)
+	}
+	if !allowed(h.f.cfg.Publish, subject) {
+		h.logger().Warn("publish denied", "subject", subject, "allowed", h.f.cfg.Publish)
+		return fmt.Errorf("%w: publish to %q: not in the function's publish list %q", sandbox.ErrDenied, subject, h.f.cfg.Publish)
+	}
+	return nil
 }

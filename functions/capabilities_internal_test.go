@@ -1,8 +1,16 @@
 package functions
 
 import (
+	"context"
+	"errors"
+	"log/slog"
 	"net/url"
+	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/sluice-run/sluice/config"
+	"github.com/sluice-run/sluice/functions/sandbox"
 )
 
 func TestURLAllowed(t *testing.T) {
@@ -56,5 +64,37 @@ func TestValidKey(t *testing.T) {
 		if got := validKey(key); got != want {
 			t.Errorf("validKey(%q) = %v, want %v", key, got, want)
 		}
+	}
+}
+
+// TestCheckPublish: whatever a function's publish list says, a guest never
+// publishes to a reserved namespace or to an overlong or invalid subject,
+// and the error names the subject.
+func TestCheckPublish(t *testing.T) {
+	h := &host{ctx: context.Background(), f: &function{
+		cfg: config.Function{Name: "f", Publish: []string{">", "audit.*"}},
+		set: &Set{opts: Options{Logger: slog.New(slog.DiscardHandler)}},
+	}}
+	for _, s := range []string{"orders.created", "audit.x"} {
+		if err := h.checkPublish(s); err != nil {
+			t.Errorf("%q: %v", s, err)
+		}
+	}
+	for _, s := range []string{"sluice.admin.deploy", "sluice.replay.q", "$KV.sluice_fn_g.k", "$JS.API.STREAM.DELETE.X", "_INBOX.abc", "_SLUICE_INBOX.x.1"} {
+		err := h.checkPublish(s)
+		if !errors.Is(err, sandbox.ErrDenied) || !strings.Contains(err.Error(), strconv.Quote(s)) {
+			t.Errorf("%q: %v, want ErrDenied naming the subject", s, err)
+		}
+	}
+	long := "orders." + strings.Repeat("a", 5000)
+	if err := h.checkPublish(long); !errors.Is(err, sandbox.ErrInvalid) || !errors.Is(err, config.ErrSubjectTooLong) || !strings.Contains(err.Error(), "orders.") {
+		t.Errorf("5,000-byte subject: %v", err)
+	}
+	if err := h.checkPublish("orders.*"); !errors.Is(err, sandbox.ErrInvalid) {
+		t.Errorf("wildcard subject: %v", err)
+	}
+	h.f.cfg.Publish = []string{"audit.*"}
+	if err := h.checkPublish("orders.created"); !errors.Is(err, sandbox.ErrDenied) || !strings.Contains(err.Error(), `"orders.created"`) {
+		t.Errorf("subject outside the list: %v", err)
 	}
 }

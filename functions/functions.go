@@ -121,6 +121,12 @@ type Options struct {
 	// Observer hears about worker processes and compiles (for metrics);
 	// nil for none.
 	Observer Observer
+	// Modules holds module bytes by function name, loaded instead of the
+	// function's Module file (which then only names it in messages).
+	Modules map[string][]byte
+	// InitTimeout bounds a new worker's load of a module, _initialize
+	// included. Default 15 s.
+	InitTimeout time.Duration
 }
 
 // Observer hears about a Set's worker processes and compiles, for metrics.
@@ -138,9 +144,10 @@ type Observer interface {
 
 // Reasons a worker ended abnormally, as reported to Observer.WorkerDied.
 const (
-	WorkerTimeout = "timeout" // killed at an invocation's timeout
-	WorkerCrash   = "crash"   // died during an invocation
-	WorkerLoad    = "load"    // could not load the module
+	WorkerTimeout  = "timeout"  // killed at an invocation's timeout
+	WorkerCrash    = "crash"    // died during an invocation
+	WorkerLoad     = "load"     // could not load the module
+	WorkerProtocol = "protocol" // broke the worker protocol and was killed
 )
 
 type noObserver struct{}
@@ -149,9 +156,13 @@ func (noObserver) WorkerStarted(string)      {}
 func (noObserver) WorkerDied(string, string) {}
 func (noObserver) Compiled(string, bool)     {}
 
-// compileTimeout stops a compile that runs away (a hostile module can
-// make the compiler work very hard).
-const compileTimeout = 2 * time.Minute
+// Time bounds of loading a module. A compile runs no guest code but a
+// hostile module can make the compiler work very hard; _initialize is guest
+// code and may loop.
+const (
+	compileTimeout     = time.Minute
+	defaultInitTimeout = 15 * time.Second
+)
 
 // Set is the loaded functions of one configuration.
 type Set struct {
@@ -177,6 +188,9 @@ func Load(fns []config.Function, opts Options) (*Set, error) {
 	if opts.Observer == nil {
 		opts.Observer = noObserver{}
 	}
+	if opts.InitTimeout <= 0 {
+		opts.InitTimeout = defaultInitTimeout
+	}
 	if opts.CacheDir == "" {
 		dir, err := os.MkdirTemp("", "sluice-cache-")
 		if err != nil {
@@ -195,7 +209,11 @@ func Load(fns []config.Function, opts Options) (*Set, error) {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			loaded[i], errs[i] = s.load(fc)
+			if wasm, ok := opts.Modules[fc.Name]; ok {
+				loaded[i], errs[i] = s.loadModule(fc, wasm)
+			} else {
+				loaded[i], errs[i] = s.load(fc)
+			}
 		})
 	}
 	wg.Wait()
@@ -209,34 +227,66 @@ func Load(fns []config.Function, opts Options) (*Set, error) {
 	return s, nil
 }
 
-// load compiles fc's module in a worker (so a module that crashes or hangs
-// the compiler cannot take the runtime down), unless the compile cache
-// already has it, and starts its first worker, which proves the module
-// instantiates.
+// ReadModule reads a module file: a regular file of at most MaxModuleSize
+// bytes, so that a device such as /dev/zero is a clear error.
+func ReadModule(path string) ([]byte, error) {
+	return sandbox.ReadFileCapped(path, MaxModuleSize)
+}
+
+// load reads fc's module and loads it (loadModule).
 func (s *Set) load(fc config.Function) (*function, error) {
-	wasm, err := os.ReadFile(fc.Module)
+	wasm, err := ReadModule(fc.Module)
 	if err != nil {
 		return nil, fmt.Errorf("function %s: read module: %w", fc.Name, err)
 	}
+	return s.loadModule(fc, wasm)
+}
+
+// loadModule compiles wasm in a worker (so a module that crashes or hangs
+// the compiler cannot take the runtime down), unless the compile cache
+// already has it, and starts the function's first worker, which proves the
+// module instantiates. This process stores the artifacts a compile worker
+// returns, with their digests; workers load only artifacts that match.
+func (s *Set) loadModule(fc config.Function, wasm []byte) (*function, error) {
 	f := &function{set: s, cfg: fc, version: Version(wasm)}
-	if path, ok := sandbox.CachedArtifact(s.opts.CacheDir, wasm, fc.Memory); ok {
-		f.artifact, f.cacheHit = path, true
-		if first, err := f.spawn(); err == nil {
+	paths, err := sandbox.ArtifactPaths(s.opts.CacheDir, wasm, fc.Memory)
+	if err != nil {
+		return nil, fmt.Errorf("function %s: module %s: %w", fc.Name, fc.Module, err)
+	}
+	f.artifacts.Paths = paths
+	mod, modOK := sandbox.RecordedDigest(paths.Module)
+	ad, adOK := sandbox.RecordedDigest(paths.Adapter)
+	if modOK && adOK {
+		f.artifacts.Module, f.artifacts.Adapter = mod, ad
+		first, err := f.spawn()
+		if err == nil {
+			f.cacheHit = true
 			f.idle = append(f.idle, first)
 			return f, nil
 		}
-		// A damaged artifact: the compile worker replaces it.
+		if !errors.Is(err, worker.ErrArtifact) {
+			return nil, fmt.Errorf("function %s: %w", fc.Name, err)
+		}
+		// A damaged or altered artifact: compile again.
 	}
 	p, err := worker.Start(s.opts.WorkerEnv...)
 	if err != nil {
 		return nil, fmt.Errorf("function %s: %w", fc.Name, err)
 	}
-	c, err := p.Compile(fc.Module, fc.Memory, s.opts.CacheDir, compileTimeout)
+	module, adapter, err := p.Compile(wasm, fc.Memory, compileTimeout)
 	p.Close()
+	if errors.Is(err, worker.ErrTimeout) {
+		err = fmt.Errorf("compiling took longer than %s and was stopped", compileTimeout)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("function %s: module %s: %w", fc.Name, fc.Module, err)
 	}
-	f.artifact, f.cacheHit = c.ArtifactPath, c.CacheHit
+	if f.artifacts.Module, err = sandbox.StoreArtifact(paths.Module, module); err != nil {
+		return nil, fmt.Errorf("function %s: compile cache: %w", fc.Name, err)
+	}
+	if f.artifacts.Adapter, err = sandbox.StoreArtifact(paths.Adapter, adapter); err != nil {
+		return nil, fmt.Errorf("function %s: compile cache: %w", fc.Name, err)
+	}
 	first, err := f.spawn()
 	if err != nil {
 		return nil, fmt.Errorf("function %s: %w", fc.Name, err)
@@ -308,13 +358,40 @@ func (s *Set) Update(fc config.Function) error {
 	if err != nil {
 		return err
 	}
+	s.swap(f)
+	return nil
+}
+
+// Prepared is a function whose module is validated, compiled and running
+// in a first worker, but not yet live: Swap makes it live, Discard drops
+// it. Preparing takes as long as compiling and _initialize; swapping is
+// immediate, so a caller can prepare without holding its own locks.
+type Prepared struct{ f *function }
+
+// Prepare loads fc with the module's bytes in hand: nothing is read from
+// fc.Module, which only names the module in messages.
+func (s *Set) Prepare(fc config.Function, wasm []byte) (*Prepared, error) {
+	f, err := s.loadModule(fc, wasm)
+	if err != nil {
+		return nil, err
+	}
+	return &Prepared{f: f}, nil
+}
+
+// Swap makes p live in place of the function of its name (as Update).
+func (s *Set) Swap(p *Prepared) { s.swap(p.f) }
+
+// Discard stops a prepared function that will not be swapped in.
+func (p *Prepared) Discard() { p.f.set.retire(p.f) }
+
+func (s *Set) swap(f *function) {
+	fc := f.cfg
 	s.opts.Observer.Compiled(fc.Name, f.cacheHit)
 	s.fmu.Lock()
 	old := s.funcs[fc.Name]
 	s.funcs[fc.Name] = f
 	s.fmu.Unlock()
 	s.retire(old)
-	return nil
 }
 
 // Remove takes a function out: later invocations fail with

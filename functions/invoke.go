@@ -17,13 +17,13 @@ import (
 )
 
 type function struct {
-	set      *Set
-	cfg      config.Function
-	version  string
-	artifact string
-	cacheHit bool
-	idle     []*worker.Process // guarded by set.mu
-	retired  bool              // replaced or removed; guarded by set.mu
+	set       *Set
+	cfg       config.Function
+	version   string
+	artifacts worker.Artifacts
+	cacheHit  bool
+	idle      []*worker.Process // guarded by set.mu
+	retired   bool              // replaced or removed; guarded by set.mu
 
 	kvMu   sync.Mutex
 	kv     jetstream.KeyValue // the function's bucket, once created
@@ -36,7 +36,6 @@ const (
 	maxInvocationsPerWorker = 100_000
 	rssCheckEvery           = 64
 	maxWorkerOverhead       = 256 << 20 // allowed RSS beyond the guest's memory limit
-	loadTimeout             = 30 * time.Second
 )
 
 // take returns an idle worker or starts a new one with the function loaded.
@@ -62,9 +61,13 @@ func (f *function) spawn() (*worker.Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := p.Load(f.artifact, f.cfg.Memory, f.cfg.Env, f.cfg.FreshInstance, loadTimeout); err != nil {
+	initTimeout := f.set.opts.InitTimeout
+	if err := p.Load(f.artifacts, f.cfg.Memory, f.cfg.Env, f.cfg.FreshInstance, initTimeout); err != nil {
 		p.Kill()
 		f.set.opts.Observer.WorkerDied(f.cfg.Name, WorkerLoad)
+		if errors.Is(err, worker.ErrTimeout) {
+			err = fmt.Errorf("the module's _initialize did not return within %s", initTimeout)
+		}
 		return nil, fmt.Errorf("load %s in a worker: %w", f.cfg.Module, err)
 	}
 	f.set.opts.Observer.WorkerStarted(f.cfg.Name)
@@ -101,13 +104,19 @@ func (f *function) invoke(ctx context.Context, ev Event) (Result, error) {
 	call := &sandbox.Call{
 		Payload: ev.Data, Subject: ev.Subject, ID: ev.ID, Headers: ev.Headers,
 		Binding: ev.Binding, Function: f.cfg.Name, Attempt: ev.Attempt,
-		Limits: sandbox.Limits{ResultBytes: int(f.cfg.MaxResultSize), LogBytes: int(f.cfg.MaxLogSize)},
+		Limits: sandbox.Limits{ResultBytes: int(f.cfg.MaxResultSize), LogBytes: int(f.cfg.MaxLogSize), PublishBytes: f.set.opts.MaxPublishSize},
 	}
 	out, err := p.Invoke(call, h, f.cfg.Timeout)
 	switch {
 	case errors.Is(err, worker.ErrTimeout):
 		f.set.opts.Observer.WorkerDied(f.cfg.Name, WorkerTimeout)
 		return fail(KindTimeout, fmt.Sprintf("timed out after %s (the worker was stopped)", f.cfg.Timeout))
+	case errors.Is(err, worker.ErrProtocol):
+		// The worker runs guest code: a frame it may not send is an
+		// attack or a corrupted worker, never a guest's ordinary failure.
+		h.logger().Error("worker protocol violation; the worker was stopped", "error", err)
+		f.set.opts.Observer.WorkerDied(f.cfg.Name, WorkerProtocol)
+		return fail(KindTrap, err.Error())
 	case err != nil:
 		f.set.opts.Observer.WorkerDied(f.cfg.Name, WorkerCrash)
 		return fail(KindTrap, err.Error())
@@ -175,15 +184,8 @@ func (h *host) logger() *slog.Logger {
 }
 
 func (h *host) Publish(subject string, data []byte) error {
-	if err := config.ValidSubject(subject, false); err != nil {
-		return fmt.Errorf("%w: %w", sandbox.ErrInvalid, err)
-	}
-	// System subjects ($JS.API..., $KV...) and inboxes are never a guest's
-	// to publish to, whatever its allow list says: they would let it
-	// administer the broker or answer others' requests.
-	if !allowed(h.f.cfg.Publish, subject) || strings.HasPrefix(subject, "$") || strings.HasPrefix(subject, "_INBOX") {
-		h.logger().Warn("publish denied", "subject", subject, "allowed", h.f.cfg.Publish)
-		return sandbox.ErrDenied
+	if err := h.checkPublish(subject); err != nil {
+		return err
 	}
 	if len(data) > h.f.set.opts.MaxPublishSize {
 		return sandbox.ErrTooLarge

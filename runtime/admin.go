@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"time"
 
@@ -39,13 +40,19 @@ type DeployReply struct {
 	Previous string `json:"previous"`
 }
 
-// admin serves deploy and rollback. Deploys are serialized: each compiles
-// in a worker and swaps the function in.
+// admin serves deploy and rollback. A deploy validates the module (a
+// compile worker, then a first worker running _initialize, each with a
+// time bound) holding only its function's lock, so that a slow or hostile
+// module delays no other function's deploy; mu is held only to swap.
 type admin struct {
 	r     *Runtime
 	store *functions.Store
-	dir   string // where deployed modules are written for the workers
+	// dir keeps modules that passed validation, for restarts; nothing is
+	// written there before.
+	dir string
+	// mu serializes swapping functions in (deploys, adoptions, reloads).
 	mu    sync.Mutex
+	locks sync.Map // function name -> *sync.Mutex serializing its deploys
 	svc   micro.Service
 	// watch follows the records, so that a deploy answered by another node
 	// reaches this one; followed is closed when its goroutine ends.
@@ -56,21 +63,31 @@ type admin struct {
 // resolveModules opens the module store and decides which module each
 // function loads: the file runtime.hcl names, unless a later deploy (or
 // rollback) made another version live and the file has not changed since.
-func (r *Runtime) resolveModules(ctx context.Context, modulesDir string) ([]config.Function, error) {
+// Modules from the store come back as bytes, by function name: keepModules
+// writes them to the module directory once functions.Load validated them.
+func (r *Runtime) resolveModules(ctx context.Context, modulesDir string) ([]config.Function, map[string][]byte, error) {
 	store, err := functions.OpenStore(ctx, r.js, r.cfg.NATS.Replicas)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	r.admin = &admin{r: r, store: store, dir: modulesDir}
 	fns := append([]config.Function(nil), r.cfg.Functions...)
+	stored := map[string][]byte{}
 	for i, fc := range fns {
-		wasm, err := os.ReadFile(fc.Module)
+		wasm, err := functions.ReadModule(fc.Module)
 		if errors.Is(err, fs.ErrNotExist) {
 			// Another node put it in the store: a node needs only its
 			// config, not the modules.
-			path, err := r.storedLiveModule(ctx, fc.Name)
+			rec, ok, err := store.Record(ctx, fc.Name)
+			if err == nil && (!ok || rec.Live == "") {
+				err = errNotStored
+			}
+			var path string
+			if err == nil {
+				path, stored[fc.Name], err = r.admin.module(ctx, rec.Live)
+			}
 			if err != nil {
-				return nil, fmt.Errorf("function %s: %s is missing here: %w", fc.Name, fc.Module, err)
+				return nil, nil, fmt.Errorf("function %s: %s is missing here: %w", fc.Name, fc.Module, err)
 			}
 			fns[i].Module, fns[i].Source = path, ""
 			r.log.Info("module file missing; loading the live version from the module store", "function", fc.Name, "module", fc.Module)
@@ -81,19 +98,32 @@ func (r *Runtime) resolveModules(ctx context.Context, modulesDir string) ([]conf
 		}
 		rec, ok, err := store.Record(ctx, fc.Name)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if !ok || rec.ConfigVersion != functions.Version(wasm) || rec.Live == rec.ConfigVersion {
 			continue
 		}
-		path, err := r.admin.moduleFile(ctx, rec.Live)
+		path, b, err := r.admin.module(ctx, rec.Live)
 		if err != nil {
-			return nil, fmt.Errorf("function %s: deployed version: %w", fc.Name, err)
+			return nil, nil, fmt.Errorf("function %s: deployed version: %w", fc.Name, err)
 		}
-		fns[i].Module, fns[i].Source = path, ""
+		fns[i].Module, fns[i].Source, stored[fc.Name] = path, "", b
 		r.log.Info("loading the deployed version", "function", fc.Name, "version", rec.Live[:12])
 	}
-	return fns, nil
+	return fns, stored, nil
+}
+
+// keepModules writes validated modules to the module directory, by the
+// paths resolveModules gave their functions.
+func (a *admin) keepModules(fns []config.Function, stored map[string][]byte) error {
+	for _, fc := range fns {
+		if wasm, ok := stored[fc.Name]; ok {
+			if err := a.keep(fc.Module, wasm); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // errNotStored says a function's module is neither on disk nor in the
@@ -117,7 +147,7 @@ func (r *Runtime) storedLiveModule(ctx context.Context, function string) (string
 // live where the file changed since the last start.
 func (r *Runtime) recordModules(ctx context.Context) error {
 	for _, fc := range r.cfg.Functions {
-		wasm, err := os.ReadFile(fc.Module)
+		wasm, err := functions.ReadModule(fc.Module)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // loaded from the store: see resolveModules
 		}
@@ -143,24 +173,51 @@ func (r *Runtime) recordModules(ctx context.Context) error {
 	return nil
 }
 
-// moduleFile writes a stored version where workers can read it.
-func (a *admin) moduleFile(ctx context.Context, version string) (string, error) {
+// module returns a stored version's bytes, from the module directory when
+// a validated copy is there, else from the module store, and the path
+// where the module directory keeps (or will keep) it.
+func (a *admin) module(ctx context.Context, version string) (string, []byte, error) {
 	path := filepath.Join(a.dir, version+".wasm")
-	if _, err := os.Stat(path); err == nil {
-		return path, nil
+	if wasm, err := functions.ReadModule(path); err == nil && functions.Version(wasm) == version {
+		return path, wasm, nil
 	}
 	wasm, err := a.store.Module(ctx, version)
 	if err != nil {
-		return "", err
+		return "", nil, err
+	}
+	return path, wasm, nil
+}
+
+// keep writes a validated module to the module directory.
+func (a *admin) keep(path string, wasm []byte) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
 	}
 	if err := os.MkdirAll(a.dir, 0o755); err != nil {
+		return fmt.Errorf("module directory: %w", err)
+	}
+	tmp, err := os.CreateTemp(a.dir, ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("module directory: %w", err)
+	}
+	_, werr := tmp.Write(wasm)
+	if err := errors.Join(werr, tmp.Close()); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("module directory: %w", err)
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// moduleFile returns the path of a stored version in the module directory,
+// writing it there first if needed. Only versions some node validated
+// before recording them live may come here (reloads); a deploy goes
+// through prepare.
+func (a *admin) moduleFile(ctx context.Context, version string) (string, error) {
+	path, wasm, err := a.module(ctx, version)
+	if err != nil {
 		return "", err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, wasm, 0o644); err != nil {
-		return "", err
-	}
-	return path, os.Rename(tmp, path)
+	return path, a.keep(path, wasm)
 }
 
 func (r *Runtime) startAdmin() error {
@@ -254,19 +311,17 @@ func (a *admin) follow(ctx context.Context) error {
 
 // adopt swaps in a record's live version when this node runs another.
 func (a *admin) adopt(rec functions.Record) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	fc, ok := a.r.CurrentConfig().Function(rec.Name)
-	if v, _, loaded := a.r.fns.Version(rec.Name); !ok || !loaded || v == rec.Live {
+	unlock := a.lockFunction(rec.Name)
+	defer unlock()
+	if _, ok := a.r.CurrentConfig().Function(rec.Name); !ok {
+		return
+	}
+	if v, _, loaded := a.r.fns.Version(rec.Name); !loaded || v == rec.Live {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	path, err := a.moduleFile(ctx, rec.Live)
-	if err == nil {
-		fc.Module, fc.Source = path, ""
-		err = a.r.fns.Update(fc)
-	}
+	_, _, err := a.prepareAndSwap(ctx, rec.Name, rec.Live)
 	if err != nil {
 		a.r.log.Error("version deployed on another node not applied", "function", rec.Name, "version", short(rec.Live), "error", err)
 		return
@@ -311,27 +366,58 @@ func matchVersion(rec functions.Record, prefix string) string {
 	return prefix
 }
 
-func (a *admin) makeLive(ctx context.Context, in DeployRequest, source string) (DeployReply, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	fc, ok := a.r.CurrentConfig().Function(in.Function)
+// lockFunction serializes deploys and adoptions of one function.
+func (a *admin) lockFunction(name string) (unlock func()) {
+	l, _ := a.locks.LoadOrStore(name, &sync.Mutex{})
+	mu := l.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+// prepareAndSwap validates a stored version of function from memory (a
+// compile worker, then a first worker running _initialize), swaps it in,
+// and only then keeps it in the module directory. It returns the previous
+// live version and the module's size. The caller holds the function's lock.
+func (a *admin) prepareAndSwap(ctx context.Context, function, version string) (previous string, size int64, err error) {
+	fc, ok := a.r.CurrentConfig().Function(function)
 	if !ok {
-		return DeployReply{}, fmt.Errorf("function %q is not in %s: add a function block for it first", in.Function, a.r.CurrentConfig().Path)
+		return "", 0, fmt.Errorf("function %q is not in %s: add a function block for it first", function, a.r.CurrentConfig().Path)
 	}
-	path, err := a.moduleFile(ctx, in.Version)
+	path, wasm, err := a.module(ctx, version)
 	if err != nil {
-		return DeployReply{}, err
+		return "", 0, err
 	}
-	previous, _, _ := a.r.fns.Version(in.Function)
 	fc.Module, fc.Source = path, ""
-	if err := a.r.fns.Update(fc); err != nil {
-		return DeployReply{}, err
+	p, err := a.r.fns.Prepare(fc, wasm)
+	if err != nil {
+		return "", 0, err
 	}
-	info, err := os.Stat(path)
+	a.mu.Lock()
+	// A reload may have removed or changed the function meanwhile.
+	now, ok := a.r.CurrentConfig().Function(function)
+	now.Module, now.Source = fc.Module, fc.Source
+	if !ok || !reflect.DeepEqual(now, fc) {
+		a.mu.Unlock()
+		p.Discard()
+		return "", 0, fmt.Errorf("function %s changed in %s during the deploy; deploy again", function, a.r.CurrentConfig().Path)
+	}
+	previous, _, _ = a.r.fns.Version(function)
+	a.r.fns.Swap(p)
+	a.mu.Unlock()
+	if err := a.keep(path, wasm); err != nil {
+		a.r.log.Warn("deployed module not kept in the module directory; a restart reads it from the module store", "function", function, "error", err)
+	}
+	return previous, int64(len(wasm)), nil
+}
+
+func (a *admin) makeLive(ctx context.Context, in DeployRequest, source string) (DeployReply, error) {
+	unlock := a.lockFunction(in.Function)
+	defer unlock()
+	previous, size, err := a.prepareAndSwap(ctx, in.Function, in.Version)
 	if err != nil {
 		return DeployReply{}, err
 	}
-	vi := functions.VersionInfo{Version: in.Version, Size: info.Size(), DeployedAt: time.Now().UTC(), DeployedBy: in.By, Source: source}
+	vi := functions.VersionInfo{Version: in.Version, Size: size, DeployedAt: time.Now().UTC(), DeployedBy: in.By, Source: source}
 	if _, err := a.store.SetLive(ctx, in.Function, vi, ""); err != nil {
 		return DeployReply{}, fmt.Errorf("%s is live but its record was not updated: %w", short(in.Version), err)
 	}

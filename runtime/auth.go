@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sluice-run/sluice/config"
-	"github.com/sluice-run/sluice/triggers"
 )
 
 // internalUser is the runtime's own identity on the embedded server when
@@ -45,43 +44,71 @@ func newServerAuth(cfg *config.Config, listen string) (*serverAuth, error) {
 		return nil, err
 	}
 	a := &serverAuth{password: hex.EncodeToString(pw)}
-	a.users = append(a.users, &server.User{Username: internalUser, Password: a.password})
-	for _, u := range cfg.Users {
-		su := &server.User{Username: u.Name, Password: u.Password}
-		if u.Role == config.RolePublish {
-			su.Permissions = publishPermissions(cfg)
-		}
-		a.users = append(a.users, su)
-	}
+	a.users = a.usersOf(cfg)
 	return a, nil
 }
 
-// publishPermissions are those of the publish role: publish to the
-// bindings' subjects (with a JetStream ack), read stream and binding
-// information, and read event statuses; not delete or purge messages,
-// pause consumers, write object or KV stores, replay dead letters, or
-// reach the admin service.
-func publishPermissions(cfg *config.Config) *server.Permissions {
-	allow := []string{
-		"$JS.API.INFO",
-		"$JS.API.STREAM.INFO.*",
-		"$JS.API.STREAM.NAMES",
-		"$JS.API.STREAM.LIST",
-		"$JS.API.CONSUMER.LIST.*",
-		"$JS.API.CONSUMER.NAMES.*",
-		"$JS.API.CONSUMER.INFO.*.*",
+// usersOf is the server's users for cfg: the runtime's own, then the
+// config's, publish-role users limited to cfg's subjects.
+func (a *serverAuth) usersOf(cfg *config.Config) []*server.User {
+	users := []*server.User{{Username: internalUser, Password: a.password}}
+	for _, u := range cfg.Users {
+		su := &server.User{Username: u.Name, Password: u.Password}
+		if u.Role == config.RolePublish {
+			su.Permissions = publishPermissions(cfg, u.Name)
+		}
+		users = append(users, su)
 	}
-	// Reading the status bucket (get and watch) and the runtime's
-	// recorded config (for `sluice plan`).
-	for _, bucket := range []string{triggers.StatusBucket, StateBucket, NodesBucket} {
-		stream := "KV_" + bucket
-		allow = append(allow,
-			"$JS.API.DIRECT.GET."+stream, "$JS.API.DIRECT.GET."+stream+".>",
-			"$JS.API.STREAM.MSG.GET."+stream,
-			"$JS.API.CONSUMER.CREATE."+stream, "$JS.API.CONSUMER.CREATE."+stream+".>",
-			"$JS.API.CONSUMER.DELETE."+stream+".*",
-			"$JS.FC."+stream+".>",
-		)
+	return users
+}
+
+// reloadUsers gives the embedded server the users of cfg, so that a queue
+// or topic added by a reload is publishable by the publish role at once,
+// and a user added, removed or given a new password counts from now on.
+// Connected clients keep the permissions they connected with.
+func (r *Runtime) reloadUsers(cfg *config.Config) error {
+	if r.srv == nil || r.auth == nil || r.auth.password == "" {
+		return nil
+	}
+	opts := r.srvOpts.Clone()
+	opts.Users = r.auth.usersOf(cfg)
+	// Ports asked as "any free one" are the ones the server took.
+	if a, ok := r.srv.Addr().(*net.TCPAddr); ok {
+		opts.Port = a.Port
+	}
+	if a := r.srv.ClusterAddr(); a != nil {
+		opts.Cluster.Port = a.Port
+	}
+	if err := r.srv.ReloadOptions(opts); err != nil {
+		return fmt.Errorf("embedded server users: %w", err)
+	}
+	r.srvOpts = opts
+	return nil
+}
+
+// publishPermissions are those of the publish role for user: publish
+// events to the bindings' subjects (JetStream's acknowledgement comes back
+// to the client's inbox), ask the runtime for event statuses
+// (StatusSubject), and receive on its own inboxes, UserInbox(user) (publish
+// acknowledgements, status answers, Sluice-Reply outcomes). Nothing else:
+// no JetStream API at all (no stream or consumer listing, no message or
+// key-value read, no consumer creation, whose delivery subject permissions
+// cannot check), no key-value or object store subject, no admin, replay or
+// micro-service subject, no publish to inboxes (answering others'
+// requests), and no other client's inbox: "_INBOX.>" would show the
+// answers to every admin's and producer's requests, payloads and values
+// included. The runtime's own traffic uses another prefix still
+// (RuntimeInboxPrefix). The deny list holds even when a binding's subject
+// is a wide wildcard.
+func publishPermissions(cfg *config.Config, user string) *server.Permissions {
+	allow := []string{StatusSubject}
+	deny := []string{
+		"$JS.>", "$KV.>", "$O.>", "$SRV.>", "$SYS.>", "$JSC.>", "$NRG.>",
+		"_INBOX.>", RuntimeInboxPrefix + ".>",
+		AdminSubjectPrefix + ".>", "sluice.replay.>", "sluice.dlq.>",
+	}
+	for _, b := range cfg.Bindings() {
+		deny = append(deny, b.DeadLetter)
 	}
 	for _, q := range cfg.Queues {
 		allow = append(allow, q.Subject)
@@ -90,14 +117,8 @@ func publishPermissions(cfg *config.Config) *server.Permissions {
 		allow = append(allow, t.Subject)
 	}
 	return &server.Permissions{
-		Publish: &server.SubjectPermission{
-			Allow: allow,
-			Deny: []string{
-				"$JS.API.STREAM.MSG.DELETE.>", "$JS.API.STREAM.PURGE.>", "$JS.API.CONSUMER.PAUSE.>",
-				"$O.>", "$KV.>", "sluice.replay.>", "$SRV.>", "sluice.admin.>",
-			},
-		},
-		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+		Publish:   &server.SubjectPermission{Allow: allow, Deny: deny},
+		Subscribe: &server.SubjectPermission{Allow: []string{UserInbox(user) + ".>"}},
 	}
 }
 
@@ -108,3 +129,9 @@ func (a *serverAuth) option() nats.Option {
 	}
 	return nats.UserInfo(internalUser, a.password)
 }
+
+// UserInbox is the inbox prefix of a configured user's connections
+// ("_INBOX.<user>"): a publish-role user may subscribe below it only, so
+// its clients set it as their inbox prefix (nats.CustomInboxPrefix; the
+// sluice CLI does so for --user).
+func UserInbox(user string) string { return "_INBOX." + user }

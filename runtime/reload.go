@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"reflect"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-run/sluice/config"
+	"github.com/sluice-run/sluice/functions"
 	"github.com/sluice-run/sluice/triggers"
 )
 
@@ -191,6 +191,9 @@ func (r *Runtime) reloadLocked() error {
 		r.removeFunctions(added)
 		return err
 	}
+	if uerr := r.reloadUsers(cfg); uerr != nil {
+		r.log.Warn("users and publish permissions not reloaded; they stay as they were", "error", uerr)
+	}
 	// The bindings of removed functions have stopped.
 	r.removeFunctions(removed)
 	rl.sums = sums
@@ -239,6 +242,11 @@ func (r *Runtime) checkLive(old, cfg *config.Config) error {
 	if !reflect.DeepEqual(on, nn) {
 		return fmt.Errorf("the nats block changed: %w to apply it (nothing was applied)", ErrRestartRequired)
 	}
+	if r.srv != nil && (len(old.Users) == 0) != (len(cfg.Users) == 0) {
+		// The runtime's own connection authenticates, or not, as the
+		// server did when it started.
+		return fmt.Errorf("authentication was turned on or off (user blocks): %w to apply it (nothing was applied)", ErrRestartRequired)
+	}
 	if r.opts.MetricsListen == "" && !reflect.DeepEqual(old.Metrics, cfg.Metrics) {
 		return fmt.Errorf("the metrics block changed: %w to apply it (nothing was applied)", ErrRestartRequired)
 	}
@@ -261,7 +269,7 @@ func (r *Runtime) removeFunctions(names []string) {
 }
 
 func moduleSum(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	b, err := functions.ReadModule(path)
 	if err != nil {
 		return "", err
 	}

@@ -6,6 +6,8 @@ package runtime
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +25,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sluice-run/sluice/config"
@@ -66,11 +69,15 @@ type Options struct {
 
 // Runtime is a started sluice server.
 type Runtime struct {
-	admin     *admin
-	opts      Options
-	cfg       *config.Config
-	log       *slog.Logger
-	srv       *server.Server
+	admin *admin
+	api   micro.Service
+	opts  Options
+	cfg   *config.Config
+	log   *slog.Logger
+	srv   *server.Server
+	// srvOpts and auth are what srv was started with (for reloadUsers).
+	srvOpts   *server.Options
+	auth      *serverAuth
 	nc        *nats.Conn
 	js        jetstream.JetStream
 	fns       *functions.Set
@@ -89,6 +96,11 @@ type Runtime struct {
 	announced chan struct{} // closed when announce returned
 	runErr    error
 	closeOnce sync.Once
+	// lost is set when the server closed the runtime's connection for
+	// good while it ran.
+	lostMu   sync.Mutex
+	lost     error
+	stopping bool
 
 	reload reloader
 }
@@ -141,8 +153,9 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 		return nil, err
 	}
 	var loadFns []config.Function
+	var stored map[string][]byte
 	if err := r.untilReady(ctx, "open the module store", func(ctx context.Context) (err error) {
-		loadFns, err = r.resolveModules(ctx, filepath.Join(filepath.Dir(storeDir), "modules"))
+		loadFns, stored, err = r.resolveModules(ctx, filepath.Join(filepath.Dir(storeDir), "modules"))
 		return err
 	}); err != nil {
 		return nil, err
@@ -150,9 +163,12 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 	pub := triggers.NewPublisher(r.nc, r.js)
 	r.fns, err = functions.Load(loadFns, functions.Options{
 		CacheDir: cacheDir, Publisher: pub, Logger: r.log, JS: r.js, Observer: r.metrics,
-		Replicas: r.replicas(),
+		Replicas: r.replicas(), Modules: stored,
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := r.admin.keepModules(loadFns, stored); err != nil {
 		return nil, err
 	}
 	if err := r.untilReady(ctx, "record function versions", r.recordModules); err != nil {
@@ -196,8 +212,13 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 	if err := r.startAdmin(); err != nil {
 		return nil, err
 	}
+	if err := r.untilReady(ctx, "serve the status API", r.startAPI); err != nil {
+		return nil, err
+	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.lostMu.Lock()
 	r.cancel = cancel
+	r.lostMu.Unlock()
 	r.initReload(runCtx, runner)
 	go func() {
 		defer close(r.done)
@@ -245,12 +266,70 @@ func BuildSources(ctx context.Context, fns []config.Function, log *slog.Logger) 
 	return g.Wait()
 }
 
+// connOptions are the options of the runtime's own connection. It
+// reconnects forever after a disconnect. Its inbox prefix is private
+// ("_SLUICE_INBOX.<random>"), so that the publish role's "_INBOX.>"
+// subscription sees none of the runtime's requests and their answers
+// (message fetches, key-value reads). A server's -ERR ends a nats.go
+// connection for good (no reconnect); sluice validates and bounds every
+// subject it sends so that it does not happen, and when it does all the
+// same the runtime stops with an error rather than run without a
+// connection: /healthz answers 503 and `sluice run` exits 1.
+func (r *Runtime) connOptions() []nats.Option {
+	tag := make([]byte, 8)
+	_, _ = rand.Read(tag)
+	return []nats.Option{
+		nats.Name("sluice runtime"),
+		nats.MaxReconnects(-1),
+		nats.CustomInboxPrefix(RuntimeInboxPrefix + "." + hex.EncodeToString(tag)),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				r.log.Warn("NATS connection lost; reconnecting", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			r.log.Info("NATS connection restored", "server", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			r.log.Warn("NATS asynchronous error", "subscription", subject, "error", err)
+		}),
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			r.lostMu.Lock()
+			defer r.lostMu.Unlock()
+			if r.noteLostLocked(nc) {
+				r.log.Error("NATS connection closed for good; stopping", "error", nc.LastError())
+				if r.cancel != nil {
+					r.cancel()
+				}
+			}
+		}),
+	}
+}
+
+// noteLostLocked records why nc was closed, unless the runtime closed it
+// itself, and reports whether it did; r.lostMu must be held.
+func (r *Runtime) noteLostLocked(nc *nats.Conn) bool {
+	if r.stopping || r.lost != nil || nc == nil || !nc.IsClosed() || nc.LastError() == nil {
+		return false
+	}
+	r.lost = fmt.Errorf("the NATS server closed the runtime's connection: %w", nc.LastError())
+	return true
+}
+
+// RuntimeInboxPrefix starts the inbox of every runtime connection; no
+// client role may subscribe to it (see ReservedSubject in config).
+const RuntimeInboxPrefix = "_SLUICE_INBOX"
+
 // connect starts the embedded server (or dials nats.url) and opens the
 // runtime's own connection.
 func (r *Runtime) connect() error {
 	n := r.cfg.NATS
 	if n.URL != "" {
-		nc, err := nats.Connect(n.URL, nats.Name("sluice runtime"), nats.MaxReconnects(-1))
+		nc, err := nats.Connect(n.URL, r.connOptions()...)
 		if err != nil {
 			return fmt.Errorf("connect to %s: %w", n.URL, err)
 		}
@@ -268,8 +347,9 @@ func (r *Runtime) connect() error {
 		if err != nil {
 			return err
 		}
+		r.auth = auth
 		r.srv, r.clientURL = srv, srv.ClientURL()
-		nc, err := nats.Connect(r.clientURL, nats.Name("sluice runtime"), nats.InProcessServer(srv), nats.MaxReconnects(-1), auth.option())
+		nc, err := nats.Connect(r.clientURL, append(r.connOptions(), nats.InProcessServer(srv), auth.option())...)
 		if err != nil {
 			return fmt.Errorf("connect to the embedded server: %w", err)
 		}
@@ -325,6 +405,7 @@ func (r *Runtime) startServer(listen string, auth *serverAuth) (*server.Server, 
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS server: %w", err)
 	}
+	r.srvOpts = opts.Clone()
 	srv.Start()
 	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
@@ -352,6 +433,11 @@ func (r *Runtime) Done() <-chan struct{} { return r.done }
 // It is safe to call more than once.
 func (r *Runtime) Shutdown() error {
 	r.closeOnce.Do(func() {
+		r.lostMu.Lock()
+		// The closed handler may not have run yet.
+		r.noteLostLocked(r.nc)
+		r.stopping = true
+		r.lostMu.Unlock()
 		r.probe.mu.Lock()
 		r.probe.stopping = true
 		r.probe.mu.Unlock()
@@ -364,10 +450,18 @@ func (r *Runtime) Shutdown() error {
 		r.closeReload()
 		r.closeResources()
 	})
-	return r.runErr
+	r.lostMu.Lock()
+	defer r.lostMu.Unlock()
+	return errors.Join(r.runErr, r.lost)
 }
 
 func (r *Runtime) closeResources() {
+	r.lostMu.Lock()
+	r.stopping = true
+	r.lostMu.Unlock()
+	if r.api != nil {
+		_ = r.api.Stop()
+	}
 	r.admin.stop()
 	if r.fns != nil {
 		r.fns.Close()

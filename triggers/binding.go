@@ -97,6 +97,8 @@ type Runner struct {
 	// (1 when absent): a binding's rate is the whole cluster's, so each
 	// node takes its share of it.
 	shares map[string]int
+	// replies are cfg's ReplySubjects, readable without mu.
+	replies atomic.Pointer[[]string]
 }
 
 // SetShares tells the runner how many nodes consume each binding, this one
@@ -185,6 +187,7 @@ func NewRunner(ctx context.Context, cfg *config.Config, opts Options) (*Runner, 
 		return nil, fmt.Errorf("status bucket: %w", err)
 	}
 	r := &Runner{opts: opts, cfg: cfg, status: status, bindings: map[string]*binding{}, live: map[string]*liveBinding{}, loads: map[string]*load{}, shares: map[string]int{}}
+	r.replies.Store(&cfg.ReplySubjects)
 	for _, b := range cfg.Bindings() {
 		bb, err := r.prepare(ctx, b)
 		if err != nil {
@@ -305,6 +308,7 @@ func (r *Runner) Apply(ctx context.Context, cfg *config.Config) (Changes, error)
 		}
 	}
 	r.cfg, r.bindings, r.order = cfg, next, order
+	r.replies.Store(&cfg.ReplySubjects)
 	if r.ctx == nil {
 		return ch, nil // Run starts them
 	}
@@ -713,12 +717,7 @@ func (b *binding) finishSuccess(ctx context.Context, d *delivery) {
 func (b *binding) deadLetter(ctx context.Context, d *delivery, fe *functions.Error) {
 	msg, st := d.msg, d.st
 	now := time.Now().UTC()
-	dl := &nats.Msg{Subject: b.cfg.DeadLetter, Data: msg.Data(), Header: nats.Header{}}
-	for k, v := range msg.Headers() {
-		if k != nats.MsgIdHdr && k != nats.ExpectedStreamHdr {
-			dl.Header[k] = v
-		}
-	}
+	dl := &nats.Msg{Subject: b.cfg.DeadLetter, Data: msg.Data(), Header: ProducerHeaders(msg.Headers())}
 	first := now
 	if st.FirstFailAt != nil {
 		first = *st.FirstFailAt
@@ -934,7 +933,7 @@ func (m *runningMark) stop() {
 // HdrReply, if any. It is best effort: the outcome is also in the status.
 func (b *binding) reply(ctx context.Context, msg jetstream.Msg, st Status) {
 	to := msg.Headers().Get(HdrReply)
-	if to == "" {
+	if to == "" || b.replyRefused(st, to) {
 		return
 	}
 	body, _ := json.Marshal(st)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluice-run/sluice/config"
 )
 
 // Publisher publishes results, failure records, dead letters and guests'
@@ -75,6 +77,11 @@ func (p *Publisher) Store(ctx context.Context, m *nats.Msg, msgID string) error 
 }
 
 func (p *Publisher) publish(ctx context.Context, m *nats.Msg, msgID string, mustStore bool) error {
+	// Whoever chose the subject checked it; this is the last line before
+	// the connection, which a subject too long would close for good.
+	if err := config.CheckSendSubject(m.Subject); err != nil {
+		return err
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultPublishTimeout)

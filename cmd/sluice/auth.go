@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
+
+	"github.com/sluice-run/sluice/runtime"
 )
 
 // authFlags are the CLI's credentials (--user, --password) and what the
@@ -52,7 +54,8 @@ func (a *authFlags) options() []nats.Option {
 		}
 	})}
 	if a.user != "" {
-		opts = append(opts, nats.UserInfo(a.user, a.password))
+		// A publish-role user receives only on inboxes under its name.
+		opts = append(opts, nats.UserInfo(a.user, a.password), nats.CustomInboxPrefix(runtime.UserInbox(a.user)))
 	}
 	return opts
 }

@@ -196,14 +196,17 @@ func pauseCmd(g *globals) *cobra.Command {
 		Short: "Stop delivering events to a binding (they wait in JetStream) until resume or --for passes",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			until := time.Now().Add(forDur)
-			if forDur <= 0 {
-				until = time.Now().AddDate(100, 0, 0)
+			until := time.Now().AddDate(100, 0, 0)
+			if cmd.Flags().Changed("for") {
+				if forDur <= 0 {
+					return usage(fmt.Errorf("--for %s: want a positive duration such as 10m (leave --for out to pause until `sluice resume`)", forDur))
+				}
+				until = time.Now().Add(forDur)
 			}
 			return setPaused(cmd, g, args[0], &until)
 		},
 	}
-	cmd.Flags().DurationVar(&forDur, "for", 0, "resume by itself after this long (default: until `sluice resume`)")
+	cmd.Flags().DurationVar(&forDur, "for", 0, "resume by itself after this long, a positive duration (default: until `sluice resume`)")
 	return cmd
 }
 

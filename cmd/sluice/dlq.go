@@ -374,12 +374,8 @@ func dlqReplayCmd(g *globals) *cobra.Command {
 // removes it: a failure in between leaves a duplicate, never a loss, and
 // the replay's message id makes a second try a no-op.
 func replayOne(ctx context.Context, js jetstream.JetStream, dlq jetstream.Stream, d deadLetter) error {
-	m := &nats.Msg{Subject: triggers.ReplaySubject(d.Binding), Data: d.data, Header: nats.Header{}}
-	for k, v := range d.Headers {
-		if k != triggers.HdrHistory {
-			m.Header[k] = v
-		}
-	}
+	m := &nats.Msg{Subject: triggers.ReplaySubject(d.Binding), Data: d.data, Header: triggers.WithoutSteering(d.Headers)}
+	m.Header.Del(triggers.HdrHistory)
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := js.PublishMsg(pctx, m, jetstream.WithMsgID(fmt.Sprintf("replay:%s:%d", d.Binding, d.Seq))); err != nil {

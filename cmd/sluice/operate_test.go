@@ -297,6 +297,7 @@ func TestReplyHeaderAndResultChain(t *testing.T) {
 	testenv.Guest(t, "internal/testguests/echo")
 	testenv.Guest(t, "examples/signup/profile_store")
 	cfg := testenv.Config(t, `
+nats { reply_subjects = ["my.replies"] }
 function "flaky" {
   module  = "examples/flaky/flaky/flaky.wasm"
   publish = ["flaky.done"]

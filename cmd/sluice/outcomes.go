@@ -7,14 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strconv"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 
+	"github.com/sluice-run/sluice/runtime"
 	"github.com/sluice-run/sluice/triggers"
 )
 
@@ -54,65 +55,54 @@ func encodeResult(b []byte) (string, string) {
 	return base64.StdEncoding.EncodeToString(b), "base64"
 }
 
-// bindingInfo is what a stream's consumers say about their bindings.
-type bindingInfo struct {
-	name, function string
-	maxAttempts    int
-}
-
-// streamBindings lists the bindings that consume stream, from the metadata
-// sluice puts on its consumers.
-func streamBindings(ctx context.Context, js jetstream.JetStream, stream string) ([]bindingInfo, error) {
-	s, err := js.Stream(ctx, stream)
+// requestStatuses asks the runtime's status API (runtime.StatusSubject)
+// for an event's statuses, asking again binding by binding for the
+// results left out of a large answer.
+func requestStatuses(ctx context.Context, nc *nats.Conn, req runtime.StatusRequest) ([]triggers.Status, error) {
+	rep, err := statusCall(ctx, nc, req)
 	if err != nil {
 		return nil, err
 	}
-	var out []bindingInfo
-	lister := s.ListConsumers(ctx)
-	for ci := range lister.Info() {
-		md := ci.Config.Metadata
-		if md[triggers.MetaBinding] == "" {
-			continue
+	for _, b := range rep.Omitted {
+		one := req
+		one.Binding = b
+		full, err := statusCall(ctx, nc, one)
+		if err != nil {
+			return nil, err
 		}
-		n, _ := strconv.Atoi(md[triggers.MetaMaxAttempts])
-		out = append(out, bindingInfo{name: md[triggers.MetaBinding], function: md[triggers.MetaFunction], maxAttempts: n})
+		for _, s := range full.Statuses {
+			for i := range rep.Statuses {
+				if rep.Statuses[i].Binding == s.Binding {
+					rep.Statuses[i] = s
+				}
+			}
+		}
 	}
-	if err := lister.Err(); err != nil {
-		return nil, err
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-	return out, nil
+	return rep.Statuses, nil
 }
 
-// currentStatuses returns every recorded status of event id.
-func currentStatuses(ctx context.Context, js jetstream.JetStream, id string) (map[string]triggers.Status, error) {
-	st, err := triggers.NewStatusStore(ctx, js)
+func statusCall(ctx context.Context, nc *nats.Conn, req runtime.StatusRequest) (runtime.StatusReply, error) {
+	var rep runtime.StatusReply
+	body, err := json.Marshal(req)
 	if err != nil {
-		return nil, fmt.Errorf("status bucket: %w (is this a sluice server?)", err)
+		return rep, err
 	}
-	w, err := st.Watch(ctx, id)
-	if err != nil {
-		return nil, err
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := nc.RequestWithContext(ctx, runtime.StatusSubject, body)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return rep, fmt.Errorf("no runtime answers status requests on %s (is `sluice run` running?)", runtime.StatusSubject)
+	case err != nil:
+		return rep, fmt.Errorf("status of %s: %w", req.ID, err)
 	}
-	defer w.Stop()
-	out := map[string]triggers.Status{}
-	for e := range w.Updates() {
-		if e == nil {
-			break
-		}
-		if s, ok := decodeStatus(e); ok && s.ID == id {
-			out[s.Binding] = s
-		}
+	if e := m.Header.Get(micro.ErrorHeader); e != "" {
+		return rep, fmt.Errorf("status of %s: %s", req.ID, e)
 	}
-	return out, nil
-}
-
-func decodeStatus(e jetstream.KeyValueEntry) (triggers.Status, bool) {
-	if e.Operation() != jetstream.KeyValuePut {
-		return triggers.Status{}, false
+	if err := json.Unmarshal(m.Data, &rep); err != nil {
+		return rep, fmt.Errorf("status of %s: bad answer: %w", req.ID, err)
 	}
-	var s triggers.Status
-	return s, json.Unmarshal(e.Value(), &s) == nil
+	return rep, nil
 }
 
 // anyDeadLettered reports whether an outcome failed for good.

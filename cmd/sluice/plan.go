@@ -7,13 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-run/sluice/config"
+	"github.com/sluice-run/sluice/functions"
 	"github.com/sluice-run/sluice/runtime"
 	"github.com/sluice-run/sluice/triggers"
 )
@@ -118,7 +118,7 @@ func planModuleVersion(cfg *config.Config) func(string) string {
 		if !ok {
 			return ""
 		}
-		b, err := os.ReadFile(f.Module)
+		b, err := functions.ReadModule(f.Module)
 		if err != nil {
 			return ""
 		}

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/nats-io/nuid"
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-run/sluice/runtime"
 	"github.com/sluice-run/sluice/triggers"
 )
 
@@ -64,6 +67,22 @@ func publishCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer nc.Close()
+			var replies chan *nats.Msg
+			if wait {
+				// Final outcomes come to an inbox of this connection
+				// (subscribed before the publish, so none is missed),
+				// unless the user named a reply subject of their own.
+				replies = make(chan *nats.Msg, 64)
+				if msg.Header.Get(triggers.HdrReply) == "" {
+					inbox := nc.NewInbox()
+					sub, err := nc.ChanSubscribe(inbox, replies)
+					if err != nil {
+						return failed(fmt.Errorf("subscribe to %s: %w", inbox, err))
+					}
+					defer sub.Unsubscribe()
+					msg.Header.Set(triggers.HdrReply, inbox)
+				}
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(id))
 			cancel()
@@ -88,7 +107,7 @@ func publishCmd(g *globals) *cobra.Command {
 				}
 				return nil
 			}
-			outcomes, werr := waitOutcomes(cmd.Context(), js, res, timeout, asJSON, out)
+			outcomes, werr := waitOutcomes(cmd.Context(), nc, replies, res, timeout, asJSON, out)
 			res.Outcomes = outcomes
 			if asJSON {
 				if err := writeJSON(out, res); err != nil {
@@ -114,60 +133,76 @@ func publishCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// waitOutcomes watches the event's statuses until every binding of its
-// stream has a final one, showing progress unless quiet.
-func waitOutcomes(ctx context.Context, js jetstream.JetStream, res publishResult, timeout time.Duration, quiet bool, out io.Writer) ([]outcome, error) {
+// statusPoll is how often --wait asks the runtime for the states before
+// the final ones (running, retrying), which are not sent as replies.
+const statusPoll = 250 * time.Millisecond
+
+// waitOutcomes waits until every binding of the event's stream has a final
+// outcome, showing progress unless quiet. Final outcomes arrive on
+// replies (the Sluice-Reply inbox); the status API gives the bindings and
+// the states in between, and the final ones too when a reply is missed.
+func waitOutcomes(ctx context.Context, nc *nats.Conn, replies <-chan *nats.Msg, res publishResult, timeout time.Duration, quiet bool, out io.Writer) ([]outcome, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	bindings, err := streamBindings(ctx, js, res.Stream)
-	if err != nil {
-		return nil, fmt.Errorf("list bindings of %s: %w", res.Stream, err)
-	}
-	if len(bindings) == 0 {
-		return nil, fmt.Errorf("stream %s has no sluice bindings", res.Stream)
-	}
-	store, err := triggers.NewStatusStore(ctx, js)
-	if err != nil {
-		return nil, fmt.Errorf("status bucket: %w", err)
-	}
-	w, err := store.Watch(ctx, res.ID)
+	req := runtime.StatusRequest{ID: res.ID, Stream: res.Stream}
+	first, err := requestStatuses(ctx, nc, req)
 	if err != nil {
 		return nil, err
 	}
-	defer w.Stop()
+	if len(first) == 0 {
+		return nil, fmt.Errorf("stream %s has no sluice bindings", res.Stream)
+	}
+	var order []string
 	latest := map[string]triggers.Status{}
+	update := func(s triggers.Status) {
+		prev, seen := latest[s.Binding]
+		if !seen || s.ID != res.ID || prev.Final() {
+			return // not one of this stream's bindings, or settled
+		}
+		if !quiet && (prev.State != s.State || prev.Attempts != s.Attempts) {
+			fmt.Fprintf(out, "  %s: %s (attempt %d)\n", s.Binding, s.State, s.Attempts)
+		}
+		latest[s.Binding] = s
+	}
 	collect := func() ([]outcome, bool) {
 		var os []outcome
 		done := true
-		for _, b := range bindings {
-			s, ok := latest[b.name]
-			if !ok {
-				s = triggers.Status{Binding: b.name, Function: b.function, State: triggers.StateQueued, MaxAttempts: b.maxAttempts}
-			}
-			done = done && s.Final()
-			os = append(os, outcomeOf(s))
+		for _, b := range order {
+			done = done && latest[b].Final()
+			os = append(os, outcomeOf(latest[b]))
 		}
 		return os, done
 	}
 	if !quiet {
 		fmt.Fprintln(out, "processing…")
 	}
+	for _, s := range first {
+		order = append(order, s.Binding)
+		latest[s.Binding] = triggers.Status{ID: res.ID, Binding: s.Binding, Function: s.Function, State: triggers.StateQueued, MaxAttempts: s.MaxAttempts}
+	}
+	sort.Strings(order)
+	for _, s := range first {
+		update(s)
+	}
+	tick := time.NewTicker(statusPoll)
+	defer tick.Stop()
 	for {
+		if os, done := collect(); done {
+			return os, nil
+		}
 		select {
-		case e := <-w.Updates():
-			if e == nil {
-				continue
+		case m := <-replies:
+			var s triggers.Status
+			if json.Unmarshal(m.Data, &s) == nil {
+				update(s)
 			}
-			s, ok := decodeStatus(e)
-			if !ok || s.ID != res.ID {
-				continue
+		case <-tick.C:
+			statuses, err := requestStatuses(ctx, nc, req)
+			if err != nil && ctx.Err() == nil {
+				return nil, err
 			}
-			if prev, seen := latest[s.Binding]; !quiet && (!seen || prev.State != s.State || prev.Attempts != s.Attempts) {
-				fmt.Fprintf(out, "  %s: %s (attempt %d)\n", s.Binding, s.State, s.Attempts)
-			}
-			latest[s.Binding] = s
-			if os, done := collect(); done {
-				return os, nil
+			for _, s := range statuses {
+				update(s)
 			}
 		case <-ctx.Done():
 			os, _ := collect()

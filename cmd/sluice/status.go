@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sluice-run/sluice/runtime"
 )
 
 func statusCmd(g *globals) *cobra.Command {
@@ -16,14 +18,14 @@ func statusCmd(g *globals) *cobra.Command {
 		Short: "Show an event's status at every binding that received it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			nc, js, err := g.jetStream()
+			nc, err := g.connect()
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			statuses, err := currentStatuses(ctx, js, args[0])
+			statuses, err := requestStatuses(ctx, nc, runtime.StatusRequest{ID: args[0]})
 			if err != nil {
 				return failed(err)
 			}

@@ -33,11 +33,16 @@ func fmtCmd() *cobra.Command {
 	var write, check bool
 	cmd := &cobra.Command{
 		Use:   "fmt FILE",
-		Short: "Format a config file canonically (to stdout, or in place with -w)",
+		Short: "Format a config file canonically (to stdout, or in place with -w); exit 1 without writing when it has syntax errors",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			src, err := os.ReadFile(args[0])
 			if err != nil {
+				return failed(err)
+			}
+			// Formatting a file the parser cannot read would reflow it
+			// into something else: say what is wrong and change nothing.
+			if err := config.CheckSyntax(args[0], src); err != nil {
 				return failed(err)
 			}
 			out := config.Format(src)

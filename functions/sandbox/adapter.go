@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -35,27 +34,22 @@ import (
 const (
 	adapterRaw = "sluice_raw" // namespace of the adapter's parameterless imports
 	regsExport = "regs"
-	regResult  = 64
+	regResult  = 128
 	maxArgs    = regResult / 8
 )
 
 // adapted lists every host function reached through the adapter: the ABI's
 // and the WASI functions the sandbox implements itself.
 var adapted = func() map[string]struct{ params, results []wasmer.ValueKind } {
-	out := make(map[string]struct{ params, results []wasmer.ValueKind }, len(hostImports)+2)
+	out := make(map[string]struct{ params, results []wasmer.ValueKind }, len(hostImports)+len(wasiSandboxed))
 	for name, sig := range hostImports {
 		out[name] = sig
 	}
-	i32x4 := []wasmer.ValueKind{wasmer.I32, wasmer.I32, wasmer.I32, wasmer.I32}
-	for _, name := range wasiAdapted {
-		out[name] = struct{ params, results []wasmer.ValueKind }{i32x4, []wasmer.ValueKind{wasmer.I32}}
+	for name, params := range wasiSandboxed {
+		out[name] = struct{ params, results []wasmer.ValueKind }{params, []wasmer.ValueKind{wasmer.I32}}
 	}
 	return out
 }()
-
-// wasiAdapted are the WASI functions implemented by the sandbox and
-// reached through the adapter (proc_exit, called at most once, is not).
-var wasiAdapted = []string{"fd_write", "poll_oneoff"}
 
 // adapterText is the adapter module's source, adapterWasm its binary.
 var (
@@ -116,9 +110,11 @@ func watType(k wasmer.ValueKind) string {
 func (m *Module) adapterArtifact() ([]byte, error) {
 	m.adapterOnce.Do(func() {
 		if m.adapterPath != "" {
-			if b, err := os.ReadFile(m.adapterPath); err == nil && m.adapterLoads(b) {
-				m.adapter = b
-				return
+			if digest, ok := RecordedDigest(m.adapterPath); ok {
+				if b, err := ReadArtifact(m.adapterPath, digest); err == nil && m.adapterLoads(b) {
+					m.adapter = b
+					return
+				}
 			}
 		}
 		wasm, err := adapterWasm()
@@ -158,8 +154,8 @@ func adapterCachePath(dir string) string {
 	if dir == "" {
 		return ""
 	}
-	sum := sha256.Sum256([]byte(engineID + "\x00" + adapterText()))
-	return filepath.Join(dir, "adapter-"+hex.EncodeToString(sum[:])+".bin")
+	sum := sha256.Sum256([]byte(engineID + "\x00" + artifactFormat + "\x00" + adapterText()))
+	return filepath.Join(dir, "adapter-"+hex.EncodeToString(sum[:]))
 }
 
 // cacheAdapter stores the adapter in the compile cache, once.
@@ -167,14 +163,15 @@ func (m *Module) cacheAdapter() error {
 	if m.adapterPath == "" {
 		return nil
 	}
-	if _, err := os.Stat(m.adapterPath); err == nil {
+	if _, ok := RecordedDigest(m.adapterPath); ok {
 		return nil
 	}
 	b, err := m.adapterArtifact()
 	if err != nil {
 		return err
 	}
-	return writeAtomic(m.adapterPath, b)
+	_, err = StoreArtifact(m.adapterPath, b)
+	return err
 }
 
 // instantiateAdapter instantiates the adapter in the instance's store with

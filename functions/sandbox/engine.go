@@ -45,7 +45,7 @@ type Module struct {
 	MemoryLimit int64
 	// CacheHit tells whether the compiled artifact came from the disk cache.
 	CacheHit bool
-	// ArtifactPath is where the compiled artifact is cached ("" without a
+	// ArtifactPath is the compiled artifact's key in the cache ("" without a
 	// cache).
 	ArtifactPath string
 
@@ -60,7 +60,9 @@ type Module struct {
 
 // Compile validates wasm against the ABI, caps its memory at memLimit bytes
 // and compiles it, or loads the artifact compiled earlier for the same bytes
-// and limit.
+// and limit when its digest record matches (cache.go). Compile runs the
+// module's _initialize once (probe), so it belongs in a process that may
+// run guest code.
 func (e *Engine) Compile(wasm []byte, memLimit int64) (*Module, error) {
 	sum := sha256.Sum256(wasm)
 	m := &Module{Version: hex.EncodeToString(sum[:]), MemoryLimit: memLimit, engine: e.engine, adapterPath: adapterCachePath(e.cacheDir)}
@@ -71,16 +73,37 @@ func (e *Engine) Compile(wasm []byte, memLimit int64) (*Module, error) {
 	cachePath := e.cachePath(capped)
 	m.ArtifactPath = cachePath
 	if cachePath != "" {
-		if ser, err := os.ReadFile(cachePath); err == nil {
-			m.serialized = ser
-			if err := m.probe(); err == nil {
-				m.CacheHit = true
-				_ = m.cacheAdapter() // best effort: workers compile it without
-				return m, nil
+		if digest, ok := RecordedDigest(cachePath); ok {
+			if ser, err := ReadArtifact(cachePath, digest); err == nil {
+				m.serialized = ser
+				if err := m.probe(); err == nil {
+					m.CacheHit = true
+					_ = m.cacheAdapter() // best effort: instances compile it without
+					return m, nil
+				}
 			}
 			// A damaged or stale artifact: fall through and recompile.
 		}
 	}
+	if m.serialized, err = e.compile(capped); err != nil {
+		return nil, err
+	}
+	if err := m.probe(); err != nil {
+		return nil, err
+	}
+	if cachePath != "" {
+		if _, err := StoreArtifact(cachePath, m.serialized); err != nil {
+			return nil, fmt.Errorf("compile cache: %w", err)
+		}
+		if err := m.cacheAdapter(); err != nil {
+			return nil, fmt.Errorf("compile cache: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// compile validates a capped module and returns its serialized artifact.
+func (e *Engine) compile(capped []byte) ([]byte, error) {
 	store := wasmer.NewStore(e.engine)
 	defer store.Close()
 	mod, err := wasmer.NewModule(store, capped)
@@ -91,32 +114,48 @@ func (e *Engine) Compile(wasm []byte, memLimit int64) (*Module, error) {
 	if err := checkABI(mod); err != nil {
 		return nil, err
 	}
-	if m.serialized, err = mod.Serialize(); err != nil {
+	ser, err := mod.Serialize()
+	if err != nil {
 		return nil, fmt.Errorf("serialize compiled module: %w", err)
 	}
-	if err := m.probe(); err != nil {
-		return nil, err
-	}
-	if cachePath != "" {
-		if err := writeAtomic(cachePath, m.serialized); err != nil {
-			return nil, fmt.Errorf("compile cache: %w", err)
-		}
-		if err := m.cacheAdapter(); err != nil {
-			return nil, fmt.Errorf("compile cache: %w", err)
-		}
-	}
-	return m, nil
+	return ser, nil
 }
 
-// LoadArtifact loads an artifact that Compile stored. Only artifacts the
-// runtime compiled itself may be loaded: deserializing is not validation.
-func (e *Engine) LoadArtifact(path string, memLimit int64) (*Module, error) {
-	ser, err := os.ReadFile(path)
+// CompileArtifacts validates wasm against the ABI, caps its memory and
+// returns the compiled artifacts of the module and of the host-call
+// adapter, without running any of the module's code and without touching
+// the disk: a compile worker hands them to its supervisor, which stores
+// them with their digests.
+func (e *Engine) CompileArtifacts(wasm []byte, memLimit int64) (module, adapter []byte, err error) {
+	capped, err := CapMemory(wasm, memLimit)
 	if err != nil {
-		return nil, fmt.Errorf("load compiled module: %w", err)
+		return nil, nil, err
 	}
-	return &Module{MemoryLimit: memLimit, ArtifactPath: path, engine: e.engine, serialized: ser,
-		adapterPath: adapterCachePath(filepath.Dir(path))}, nil
+	if module, err = e.compile(capped); err != nil {
+		return nil, nil, err
+	}
+	m := &Module{engine: e.engine}
+	if adapter, err = m.adapterArtifact(); err != nil {
+		return nil, nil, err
+	}
+	return module, adapter, nil
+}
+
+// LoadArtifacts loads the artifacts of a module and of its adapter, each
+// only if its bytes match the digest the runtime recorded when it stored
+// them: deserializing is not validation.
+func (e *Engine) LoadArtifacts(paths Artifacts, module, adapter Digest, memLimit int64) (*Module, error) {
+	ser, err := ReadArtifact(paths.Module, module)
+	if err != nil {
+		return nil, err
+	}
+	ad, err := ReadArtifact(paths.Adapter, adapter)
+	if err != nil {
+		return nil, err
+	}
+	m := &Module{MemoryLimit: memLimit, ArtifactPath: paths.Module, engine: e.engine, serialized: ser, adapter: ad}
+	m.adapterOnce.Do(func() {})
+	return m, nil
 }
 
 func (e *Engine) cachePath(capped []byte) string {
@@ -127,22 +166,8 @@ func artifactPath(cacheDir string, capped []byte) string {
 	if cacheDir == "" {
 		return ""
 	}
-	sum := sha256.Sum256(append([]byte(engineID+"\x00"), capped...))
-	return filepath.Join(cacheDir, hex.EncodeToString(sum[:])+".bin")
-}
-
-// CachedArtifact returns where Compile caches the artifact of wasm under
-// memLimit, and whether it is there, without touching the engine: a
-// supervisor can skip a compile worker on a warm cache.
-func CachedArtifact(cacheDir string, wasm []byte, memLimit int64) (string, bool) {
-	capped, err := CapMemory(wasm, memLimit)
-	if err != nil || cacheDir == "" {
-		return "", false
-	}
-	path := artifactPath(cacheDir, capped)
-	_, err = os.Stat(path)
-	_, aerr := os.Stat(adapterCachePath(cacheDir))
-	return path, err == nil && aerr == nil
+	sum := sha256.Sum256(append([]byte(engineID+"\x00"+artifactFormat+"\x00"), capped...))
+	return filepath.Join(cacheDir, hex.EncodeToString(sum[:]))
 }
 
 // probe instantiates the module once with inert host functions, which

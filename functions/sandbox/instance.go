@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wasmerio/wasmer-go/wasmer"
 )
@@ -78,10 +79,22 @@ func CodeError(code int64, what string) error {
 type Limits struct {
 	ResultBytes int // default 64 KiB
 	ReasonBytes int // default 1 KiB
-	LogBytes    int // per invocation, logs beyond are dropped; default 64 KiB
+	// LogBytes bounds what one invocation logs: each line counts its
+	// bytes and one for its end; lines beyond are dropped. Default 64 KiB.
+	LogBytes int
+	// PublishBytes bounds one publish's data. Default 1 MiB.
+	PublishBytes int
 }
 
-func (l Limits) withDefaults() Limits {
+// MaxSubject bounds a subject passed to Host.Publish; the host applies
+// the broker's own, tighter rules.
+const MaxSubject = 64 << 10
+
+// MaxErrText bounds the text of a trap or exit.
+const MaxErrText = 4 << 10
+
+// WithDefaults returns l with every unset bound at its default.
+func (l Limits) WithDefaults() Limits {
 	if l.ResultBytes <= 0 {
 		l.ResultBytes = 64 << 10
 	}
@@ -90,6 +103,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.LogBytes <= 0 {
 		l.LogBytes = 64 << 10
+	}
+	if l.PublishBytes <= 0 {
+		l.PublishBytes = 1 << 20
 	}
 	return l
 }
@@ -234,22 +250,24 @@ func (in *Instance) instantiate(env map[string]string, adapter []byte) error {
 		host[name] = fns[name]
 	}
 	imports.Register(hostModule, host)
-	// Guest output goes through our fd_write so that it is bounded and
-	// tagged per invocation; wasmer's capture buffers without limit.
-	// wasmer 2.0's poll_oneoff panics on clock subscriptions (any Go
+	// Every WASI call that takes a descriptor is the sandbox's own
+	// (wasi.go). Guest output goes through our fd_write so that it is
+	// bounded and tagged per invocation; wasmer's capture buffers without
+	// limit. wasmer 2.0's poll_oneoff panics on clock subscriptions (any Go
 	// guest's time.Sleep, and Go's runtime under memory pressure), and the
 	// panic aborts the process: ours replaces it.
-	imports.Register(wasiModule, map[string]wasmer.IntoExtern{
-		"fd_write":    fns["fd_write"],
-		"poll_oneoff": fns["poll_oneoff"],
-		// wasmer's proc_exit unwinds in a way that can crash the host
-		// process (wasmer-go #291); an ordinary host-function trap does not.
-		"proc_exit": wasmer.NewFunction(in.store,
-			wasmer.NewFunctionType(wasmer.NewValueTypes(wasmer.I32), wasmer.NewValueTypes()),
-			func(args []wasmer.Value) ([]wasmer.Value, error) {
-				return nil, fmt.Errorf("guest exited with code %d", args[0].I32())
-			}),
-	})
+	wasi := make(map[string]wasmer.IntoExtern, len(wasiSandboxed)+1)
+	for name := range wasiSandboxed {
+		wasi[name] = fns[name]
+	}
+	// wasmer's proc_exit unwinds in a way that can crash the host process
+	// (wasmer-go #291); an ordinary host-function trap does not.
+	wasi["proc_exit"] = wasmer.NewFunction(in.store,
+		wasmer.NewFunctionType(wasmer.NewValueTypes(wasmer.I32), wasmer.NewValueTypes()),
+		func(args []wasmer.Value) ([]wasmer.Value, error) {
+			return nil, fmt.Errorf("guest exited with code %d", args[0].I32())
+		})
+	imports.Register(wasiModule, wasi)
 	inst, err := wasmer.NewInstance(in.module, imports)
 	if err != nil {
 		return fmt.Errorf("instantiate: %w", err)
@@ -264,7 +282,7 @@ func (in *Instance) instantiate(env map[string]string, adapter []byte) error {
 	}
 	in.handle = handle
 	if init, err := inst.Exports.GetFunction("_initialize"); err == nil {
-		in.call = &Call{Limits: Limits{}.withDefaults()}
+		in.call = &Call{Limits: Limits{}.WithDefaults()}
 		in.out = &Outcome{}
 		_, err := init()
 		runtime.KeepAlive(inst)
@@ -279,7 +297,7 @@ func (in *Instance) instantiate(env map[string]string, adapter []byte) error {
 
 // Handle runs the guest's handle export for one event.
 func (in *Instance) Handle(c *Call) Outcome {
-	c.Limits = c.Limits.withDefaults()
+	c.Limits = c.Limits.WithDefaults()
 	var out Outcome
 	in.call, in.out, in.logged, in.oomHints, in.httpResp = c, &out, 0, false, nil
 	ret, err := in.handle()
@@ -332,7 +350,8 @@ func (in *Instance) Close() {
 // hostHandlers returns the implementation of every adapted host function
 // (adapter.go), by import name.
 func (in *Instance) hostHandlers() map[string]func([]wasmer.Value) int32 {
-	return map[string]func([]wasmer.Value) int32{
+	handlers := in.wasiHandlers()
+	maps.Copy(handlers, map[string]func([]wasmer.Value) int32{
 		"event_get":     in.eventGet,
 		"event_attempt": in.eventAttempt,
 		"result_set":    in.resultSet,
@@ -347,10 +366,8 @@ func (in *Instance) hostHandlers() map[string]func([]wasmer.Value) int32 {
 		"kv_put":            in.kvPut,
 		"kv_delete":         in.kvDelete,
 		"seen":              in.seen,
-
-		"fd_write":    in.fdWrite,
-		"poll_oneoff": in.pollOneoff,
-	}
+	})
+	return handlers
 }
 
 // guest returns the guest bytes at [ptr, ptr+n), or false when the range is
@@ -446,10 +463,21 @@ func (in *Instance) reasonSet(args []wasmer.Value) int32 {
 	if !ok {
 		return codeBadPointer
 	}
-	if len(b) > in.call.Limits.ReasonBytes {
-		b = b[:in.call.Limits.ReasonBytes]
+	limit := in.call.Limits.ReasonBytes
+	if len(b) > limit {
+		b = b[:limit]
 	}
-	in.out.Reason = strings.ToValidUTF8(string(b), "\uFFFD")
+	// Replacing invalid bytes can lengthen the text: cut it again, at a
+	// character boundary, so that it stays within the limit.
+	r := strings.ToValidUTF8(string(b), "\uFFFD")
+	if len(r) > limit {
+		cut := limit
+		for cut > 0 && !utf8.RuneStart(r[cut]) {
+			cut--
+		}
+		r = r[:cut]
+	}
+	in.out.Reason = r
 	return codeOK
 }
 
@@ -486,15 +514,17 @@ func (in *Instance) emit(level int, b []byte) {
 	if in.call.Host == nil {
 		return
 	}
-	if in.logged >= in.call.Limits.LogBytes {
+	// A line costs its end too, so that empty lines cannot flood.
+	room := in.call.Limits.LogBytes - in.logged - 1
+	if room < 0 {
 		in.out.LogsTruncated = true
 		return
 	}
-	if room := in.call.Limits.LogBytes - in.logged; len(b) > room {
+	if len(b) > room {
 		b = b[:room]
 		in.out.LogsTruncated = true
 	}
-	in.logged += len(b)
+	in.logged += len(b) + 1
 	in.call.Host.Log(level, strings.ToValidUTF8(string(b), "\uFFFD"))
 }
 
@@ -510,16 +540,17 @@ func (in *Instance) publish(args []wasmer.Value) int32 {
 	if !ok {
 		return codeBadPointer
 	}
+	if len(subj) > MaxSubject {
+		return codeInvalid
+	}
+	if len(data) > in.call.Limits.PublishBytes {
+		return codeTooLarge
+	}
 	return ErrorCode(in.call.Host.Publish(string(subj), bytes.Clone(data)))
 }
 
-// WASI errno values used by fd_write.
-const (
-	errnoSuccess = 0
-	errnoBadf    = 8
-	errnoFault   = 21
-	errnoInval   = 28
-)
+// maxIovecs bounds the vectors of one fd_write (POSIX's IOV_MAX).
+const maxIovecs = 1024
 
 // fdWrite implements WASI fd_write for stdout and stderr, which become log
 // lines; no other descriptor exists in the sandbox.
@@ -528,8 +559,11 @@ func (in *Instance) fdWrite(args []wasmer.Value) int32 {
 	if fd != 1 && fd != 2 {
 		return errnoBadf
 	}
+	if n := args[2].I32(); n < 0 || n > maxIovecs {
+		return errnoInval
+	}
 	iovs, ok := in.guest(args[1].I32(), args[2].I32()*8)
-	if !ok || args[2].I32() < 0 {
+	if !ok {
 		return errnoFault
 	}
 	iovs = bytes.Clone(iovs)

@@ -31,7 +31,7 @@ func (h *hostProxy) call(name string, args ...[]byte) (int64, [][]byte, error) {
 	if err := s.e.send(s.w); err != nil {
 		return 0, nil, err
 	}
-	typ, d, err := readFrame(s.r, &s.buf)
+	typ, d, err := readFrame(s.r, &s.buf, maxFrame)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -5,7 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
+	"math"
 	"os"
 	"os/exec"
 	"strconv"
@@ -17,21 +17,33 @@ import (
 	"github.com/sluice-run/sluice/functions/sandbox"
 )
 
-// Errors of a worker that did not answer.
+// Errors of a worker that did not answer as it must.
 var (
 	// ErrTimeout: the worker ran past its deadline and was killed.
 	ErrTimeout = errors.New("worker killed at its deadline")
 	// ErrCrashed: the worker died on its own.
 	ErrCrashed = errors.New("worker crashed")
+	// ErrProtocol: the worker sent a frame its state does not allow, or
+	// one out of bounds, and was killed.
+	ErrProtocol = errors.New("worker protocol violation")
+	// ErrArtifact: a compiled artifact is missing or does not match its
+	// recorded digest; compile the module again.
+	ErrArtifact = errors.New("compiled artifact missing or altered")
 )
 
 // Host answers a worker's host calls for one invocation.
 type Host = sandbox.Host
 
 // Process is a running worker, owned by one goroutine at a time.
+//
+// The protocol runs on two pipes the worker inherits as descriptors 3 and
+// 4. Its stdin and stdout are /dev/null and its stderr is a bounded tail
+// kept for crash reports, so nothing a guest reaches through WASI (which
+// the sandbox confines to fds 0-2 anyway) touches the protocol.
 type Process struct {
 	cmd    *exec.Cmd
-	stdin  io.WriteCloser
+	toW    *os.File // the supervisor's end of the worker's input
+	fromW  *os.File // and of its output
 	r      *bufio.Reader
 	w      *bufio.Writer
 	e      enc
@@ -45,32 +57,42 @@ type Process struct {
 	closeOnce sync.Once
 }
 
-// Start starts a worker: this executable with EnvVar set. extraEnv is added
-// to the worker's environment (not the guest's).
+// Start starts a worker: this executable with EnvVar set and an explicit
+// environment (workerEnv) to which extraEnv is added; the guests' own
+// environment travels in Load.
 func Start(extraEnv ...string) (*Process, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("worker: find executable: %w", err)
 	}
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		return nil, fmt.Errorf("worker: %w", err)
+	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), EnvVar+"=1")
-	cmd.Env = append(cmd.Env, extraEnv...)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
+	cmd.Env = workerEnv(extraEnv)
+	cmd.ExtraFiles = []*os.File{inR, outW} // fds 3 and 4 in the worker
 	t := &tail{max: 4096}
 	cmd.Stderr = t
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = sysProcAttr()
+	err = startCmd(cmd)
+	// The worker has its own copies of its ends now.
+	inR.Close()
+	outW.Close()
+	if err != nil {
+		inW.Close()
+		outR.Close()
 		return nil, fmt.Errorf("worker: start: %w", err)
 	}
 	return &Process{
-		cmd: cmd, stdin: stdin, stderr: t,
-		r: bufio.NewReaderSize(stdout, 64<<10), w: bufio.NewWriterSize(stdin, 64<<10),
+		cmd: cmd, toW: inW, fromW: outR, stderr: t,
+		r: bufio.NewReaderSize(outR, 64<<10), w: bufio.NewWriterSize(inW, 64<<10),
 	}, nil
 }
 
@@ -88,7 +110,7 @@ func (p *Process) Kill() {
 // killing it if it does not exit within a second.
 func (p *Process) Close() {
 	p.closeOnce.Do(func() {
-		_ = p.stdin.Close()
+		_ = p.toW.Close()
 		done := make(chan struct{})
 		go func() { p.wait(); close(done) }()
 		select {
@@ -101,7 +123,11 @@ func (p *Process) Close() {
 }
 
 func (p *Process) wait() {
-	p.waitOnce.Do(func() { p.waitErr = p.cmd.Wait() })
+	p.waitOnce.Do(func() {
+		p.waitErr = p.cmd.Wait()
+		_ = p.toW.Close()
+		_ = p.fromW.Close()
+	})
 }
 
 // deadline kills the worker after d unless stopped.
@@ -112,12 +138,15 @@ func (p *Process) deadline(d time.Duration) *time.Timer {
 	})
 }
 
-// died turns a read or write failure into ErrTimeout or ErrCrashed with
-// the worker's last words.
+// died turns a read or write failure into ErrTimeout, ErrProtocol or
+// ErrCrashed with the worker's last words.
 func (p *Process) died(err error) error {
 	if p.killed.Load() {
 		p.wait()
 		return ErrTimeout
+	}
+	if errors.Is(err, errFrame) || errors.Is(err, errFrameSize) {
+		return p.violation("%v", err)
 	}
 	p.Kill()
 	detail := strings.TrimSpace(p.stderr.String())
@@ -134,49 +163,86 @@ func (p *Process) died(err error) error {
 	return fmt.Errorf("%w: %w", ErrCrashed, err)
 }
 
-// Compiled is what a compile worker reports.
-type Compiled struct {
-	Version      string
-	CacheHit     bool
-	ArtifactPath string
+// violation kills a worker that broke the protocol.
+func (p *Process) violation(format string, args ...any) error {
+	p.Kill()
+	return fmt.Errorf("%w: %s", ErrProtocol, fmt.Sprintf(format, args...))
 }
 
-// Compile validates and compiles the module at wasmPath into cacheDir,
-// stopping the worker if it takes longer than timeout.
-func (p *Process) Compile(wasmPath string, memLimit int64, cacheDir string, timeout time.Duration) (Compiled, error) {
+// workerError is a worker's msgError, its text bounded.
+func workerError(d *dec) (error, error) {
+	stale, s := d.bool(), d.str()
+	if err := d.end(); err != nil {
+		return nil, err
+	}
+	if len(s) > sandbox.MaxErrText {
+		s = s[:sandbox.MaxErrText]
+	}
+	s = strings.ToValidUTF8(s, "?")
+	if stale {
+		return fmt.Errorf("%w: %s", ErrArtifact, s), nil
+	}
+	return errors.New(s), nil
+}
+
+// Bounds of what a worker may send outside an invocation.
+const (
+	maxCompiledFrame = 2*sandbox.MaxArtifactSize + 64
+	maxReplyFrame    = sandbox.MaxErrText + 64
+)
+
+// Compile validates and compiles wasm in the worker, stopping it if it
+// takes longer than timeout, and returns the compiled artifacts of the
+// module and of the host-call adapter. The worker runs none of the
+// module's code; the caller stores the artifacts with their digests.
+func (p *Process) Compile(wasm []byte, memLimit int64, timeout time.Duration) (module, adapter []byte, err error) {
 	t := p.deadline(timeout)
 	defer t.Stop()
 	p.e.reset(msgCompile)
-	p.e.str(wasmPath)
+	p.e.bytes(wasm)
 	p.e.i64(memLimit)
-	p.e.str(cacheDir)
 	if err := p.e.send(p.w); err != nil {
-		return Compiled{}, p.died(err)
+		return nil, nil, p.died(err)
 	}
-	typ, d, err := readFrame(p.r, &p.buf)
+	typ, d, err := readFrame(p.r, &p.buf, maxCompiledFrame)
 	if err != nil {
-		if errors.Is(p.died(err), ErrTimeout) {
-			return Compiled{}, fmt.Errorf("compile took longer than %s and was stopped", timeout)
-		}
-		return Compiled{}, p.died(err)
+		return nil, nil, p.died(err)
 	}
 	switch typ {
 	case msgCompiled:
-		c := Compiled{Version: d.str(), CacheHit: d.bool(), ArtifactPath: d.str()}
-		return c, d.err
+		module, adapter, err := decodeCompiled(d)
+		if err != nil {
+			return nil, nil, p.violation("compiled: %v", err)
+		}
+		return module, adapter, nil
 	case msgError:
-		return Compiled{}, errors.New(d.str())
+		werr, err := workerError(d)
+		if err != nil {
+			return nil, nil, p.violation("error: %v", err)
+		}
+		return nil, nil, werr
 	}
-	return Compiled{}, fmt.Errorf("worker: unexpected message %d", typ)
+	return nil, nil, p.violation("message %d while compiling", typ)
 }
 
-// Load loads a compiled artifact and instantiates it (running _initialize).
-// fresh makes the worker use a new instance for every invocation.
-func (p *Process) Load(artifact string, memLimit int64, env map[string]string, fresh bool, timeout time.Duration) error {
+// Artifacts names a function's compiled artifacts and the digests the
+// supervisor recorded for them; a worker loads them only if they match.
+type Artifacts struct {
+	Paths           sandbox.Artifacts
+	Module, Adapter sandbox.Digest
+}
+
+// Load loads compiled artifacts and instantiates them (running
+// _initialize). fresh makes the worker use a new instance for every
+// invocation.
+func (p *Process) Load(a Artifacts, memLimit int64, env map[string]string, fresh bool, timeout time.Duration) error {
 	t := p.deadline(timeout)
 	defer t.Stop()
 	p.e.reset(msgLoad)
-	p.e.str(artifact)
+	p.e.str(a.Paths.Module)
+	p.e.bytes(a.Module[:])
+	p.e.str(a.Paths.Adapter)
+	p.e.bytes(a.Adapter[:])
 	p.e.i64(memLimit)
 	m := make(map[string][]string, len(env))
 	for k, v := range env {
@@ -187,23 +253,24 @@ func (p *Process) Load(artifact string, memLimit int64, env map[string]string, f
 	if err := p.e.send(p.w); err != nil {
 		return p.died(err)
 	}
-	typ, d, err := readFrame(p.r, &p.buf)
+	typ, d, err := readFrame(p.r, &p.buf, maxReplyFrame)
 	if err != nil {
 		return p.died(err)
 	}
 	switch typ {
 	case msgReady:
+		if err := d.end(); err != nil {
+			return p.violation("ready: %v", err)
+		}
 		return nil
 	case msgError:
-		return errors.New(d.str())
+		werr, err := workerError(d)
+		if err != nil {
+			return p.violation("error: %v", err)
+		}
+		return werr
 	}
-	return fmt.Errorf("worker: unexpected message %d", typ)
-}
-
-// Invocation is one event for Invoke.
-type Invocation struct {
-	Call    *sandbox.Call // Host is ignored; pass host to Invoke
-	Timeout time.Duration
+	return p.violation("message %d while loading", typ)
 }
 
 // Result is a worker's answer to an invocation.
@@ -215,13 +282,30 @@ type Result struct {
 	Elapsed time.Duration
 }
 
+// invokeFrameLimit bounds a frame from a worker during an invocation: the
+// largest of its result, a publish and a host call.
+func invokeFrameLimit(l sandbox.Limits) int {
+	return 4<<10 + max(
+		l.ResultBytes+l.ReasonBytes+sandbox.MaxErrText,
+		l.PublishBytes+sandbox.MaxSubject,
+		l.LogBytes,
+		sandbox.MaxHTTPMethod+sandbox.MaxHTTPURL+sandbox.MaxHTTPHeaders+sandbox.MaxHTTPBody,
+		sandbox.MaxKVKey+sandbox.MaxKVValue,
+	)
+}
+
 // Invoke runs one event in the worker, answering its host calls with host.
-// It returns ErrTimeout (the worker was killed) or ErrCrashed when the
-// worker did not answer; the Process is then dead.
+// During an invocation a worker may send only logs, publishes, host calls
+// and one final done, each within c.Limits (enforced here, whatever the
+// worker claims); logs beyond LogBytes are dropped. It returns ErrTimeout
+// (the worker was killed), ErrProtocol or ErrCrashed when the worker did
+// not answer as it must; the Process is then dead.
 func (p *Process) Invoke(c *sandbox.Call, host Host, timeout time.Duration) (Result, error) {
 	t := p.deadline(timeout)
 	defer t.Stop()
 	p.Invoked++
+	lim := c.Limits.WithDefaults()
+	frameLimit := invokeFrameLimit(lim)
 	p.e.reset(msgInvoke)
 	p.e.bytes(c.Payload)
 	p.e.str(c.Subject)
@@ -230,40 +314,52 @@ func (p *Process) Invoke(c *sandbox.Call, host Host, timeout time.Duration) (Res
 	p.e.str(c.Binding)
 	p.e.str(c.Function)
 	p.e.i64(int64(c.Attempt))
-	p.e.i64(int64(c.Limits.ResultBytes))
-	p.e.i64(int64(c.Limits.ReasonBytes))
-	p.e.i64(int64(c.Limits.LogBytes))
+	p.e.i64(int64(lim.ResultBytes))
+	p.e.i64(int64(lim.ReasonBytes))
+	p.e.i64(int64(lim.LogBytes))
+	p.e.i64(int64(lim.PublishBytes))
 	if err := p.e.send(p.w); err != nil {
 		return Result{}, p.died(err)
 	}
+	logged, truncated := 0, false
 	for {
-		typ, d, err := readFrame(p.r, &p.buf)
+		typ, d, err := readFrame(p.r, &p.buf, frameLimit)
 		if err != nil {
 			return Result{}, p.died(err)
 		}
 		switch typ {
 		case msgLog:
-			level, line := int(d.i64()), d.str()
-			if d.err == nil && level >= sandbox.LevelDebug && level <= sandbox.LevelError {
-				host.Log(level, line)
+			level, line, err := decodeLog(d)
+			if err != nil {
+				return Result{}, p.violation("log: %v", err)
 			}
+			room := lim.LogBytes - logged - 1
+			if room < 0 {
+				truncated = true
+				continue
+			}
+			if len(line) > room {
+				line, truncated = line[:room], true
+			}
+			logged += len(line) + 1
+			host.Log(level, strings.ToValidUTF8(line, "\uFFFD"))
 		case msgPublish:
-			subject, data := d.str(), d.bytes()
-			code := int64(sandbox.ErrorCode(sandbox.ErrInvalid))
-			if d.err == nil {
-				code = hostCode(host.Publish(subject, data))
+			subject, data, err := decodePublish(d)
+			if err != nil {
+				return Result{}, p.violation("publish: %v", err)
 			}
+			code := hostCode(host.Publish(subject, data))
 			p.e.reset(msgHostReply)
 			p.e.i64(code)
 			if err := p.e.send(p.w); err != nil {
 				return Result{}, p.died(err)
 			}
 		case msgCall:
-			name, args := d.str(), d.fields()
-			code, data := int64(sandbox.ErrorCode(sandbox.ErrInvalid)), [][]byte(nil)
-			if d.err == nil {
-				code, data = dispatch(host, name, args)
+			name, args, err := decodeCall(d)
+			if err != nil {
+				return Result{}, p.violation("host call: %v", err)
 			}
+			code, data := dispatch(host, name, args)
 			p.e.reset(msgCallReply)
 			p.e.i64(code)
 			p.e.fields(data)
@@ -271,25 +367,81 @@ func (p *Process) Invoke(c *sandbox.Call, host Host, timeout time.Duration) (Res
 				return Result{}, p.died(err)
 			}
 		case msgDone:
-			var r Result
-			r.Status = sandbox.Status(d.i64())
-			r.Result = d.bytes()
-			r.Reason = d.str()
-			r.RetryAfter = time.Duration(d.i64())
-			r.ErrText = d.str()
-			r.MemoryExceeded = d.bool()
-			r.LogsTruncated = d.bool()
-			r.Elapsed = time.Duration(d.i64())
-			if d.err != nil {
-				p.Kill()
-				return Result{}, fmt.Errorf("%w: %w", ErrCrashed, d.err)
+			r, err := decodeDone(d, lim)
+			if err != nil {
+				return Result{}, p.violation("done: %v", err)
 			}
+			r.LogsTruncated = r.LogsTruncated || truncated
 			return r, nil
 		default:
-			p.Kill()
-			return Result{}, fmt.Errorf("%w: unexpected message %d", ErrCrashed, typ)
+			return Result{}, p.violation("message %d during an invocation", typ)
 		}
 	}
+}
+
+// Decoders of the frames a worker sends; each reads a whole body or fails.
+
+func decodeCompiled(d *dec) (module, adapter []byte, err error) {
+	module, adapter = d.bytes(), d.bytes()
+	if err := d.end(); err != nil {
+		return nil, nil, err
+	}
+	if len(module) == 0 || len(adapter) == 0 {
+		return nil, nil, errors.New("empty artifact")
+	}
+	return module, adapter, nil
+}
+
+func decodeLog(d *dec) (level int, line string, err error) {
+	l, line := d.i64(), d.str()
+	if err := d.end(); err != nil {
+		return 0, "", err
+	}
+	if l < sandbox.LevelDebug || l > sandbox.LevelError {
+		return 0, "", fmt.Errorf("level %d", l)
+	}
+	return int(l), line, nil
+}
+
+func decodePublish(d *dec) (subject string, data []byte, err error) {
+	subject, data = d.str(), d.bytes()
+	return subject, data, d.end()
+}
+
+func decodeCall(d *dec) (name string, args [][]byte, err error) {
+	name, args = d.str(), d.fields()
+	return name, args, d.end()
+}
+
+// decodeDone reads a msgDone and checks it against the invocation's limits.
+func decodeDone(d *dec, lim sandbox.Limits) (Result, error) {
+	var r Result
+	status := d.i64()
+	r.Status = sandbox.Status(status)
+	r.Result = d.bytes()
+	r.Reason = d.str()
+	r.RetryAfter = time.Duration(d.i64())
+	r.ErrText = d.str()
+	r.MemoryExceeded = d.bool()
+	r.LogsTruncated = d.bool()
+	r.Elapsed = time.Duration(d.i64())
+	switch err := d.end(); {
+	case err != nil:
+		return Result{}, err
+	case status < math.MinInt32 || status > math.MaxInt32:
+		return Result{}, fmt.Errorf("status %d", status)
+	case len(r.Result) > lim.ResultBytes:
+		return Result{}, fmt.Errorf("result of %d bytes, the limit is %d", len(r.Result), lim.ResultBytes)
+	case len(r.Reason) > lim.ReasonBytes:
+		return Result{}, fmt.Errorf("reason of %d bytes, the limit is %d", len(r.Reason), lim.ReasonBytes)
+	case len(r.ErrText) > sandbox.MaxErrText:
+		return Result{}, fmt.Errorf("error text of %d bytes", len(r.ErrText))
+	case r.RetryAfter < 0 || r.RetryAfter > 24*time.Hour:
+		return Result{}, fmt.Errorf("retry after %s", r.RetryAfter)
+	}
+	r.Reason = strings.ToValidUTF8(r.Reason, "\uFFFD")
+	r.ErrText = strings.ToValidUTF8(r.ErrText, "\uFFFD")
+	return r, nil
 }
 
 // RSS returns the worker's resident memory in bytes (Linux; 0 elsewhere).

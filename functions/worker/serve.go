@@ -1,6 +1,7 @@
 // Package worker runs guest code outside the runtime's process. A worker is
 // the runtime's own executable started with SLUICE_WORKER=1; it speaks a
-// framed protocol on stdin/stdout with its supervisor (Process), holds one
+// framed protocol on inherited descriptors 3 and 4 with its supervisor
+// (Process), never on stdio, which a guest can name; it holds one
 // warm instance of one function, and forwards host calls to the supervisor,
 // which checks them against the function's capabilities. A worker that runs
 // past its timeout is killed, which really stops the guest; one that
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/sluice-run/sluice/functions/sandbox"
@@ -21,14 +23,26 @@ import (
 // EnvVar, set to "1", makes RunIfWorker serve as a worker.
 const EnvVar = "SLUICE_WORKER"
 
-// RunIfWorker serves the worker protocol on stdin/stdout and exits when the
-// process was started as a worker; otherwise it returns at once. Call it
-// first thing in main (and in TestMain of tests that start workers).
+// Descriptors of the protocol in a worker (Process.Start passes them).
+const (
+	fdFromSupervisor = 3
+	fdToSupervisor   = 4
+)
+
+// RunIfWorker serves the worker protocol and exits when the process was
+// started as a worker; otherwise it returns at once. Call it first thing in
+// main (and in TestMain of tests that start workers).
 func RunIfWorker() {
 	if os.Getenv(EnvVar) != "1" {
 		return
 	}
-	os.Exit(serve(os.Stdin, os.Stdout))
+	in := os.NewFile(fdFromSupervisor, "supervisor-in")
+	out := os.NewFile(fdToSupervisor, "supervisor-out")
+	if in == nil || out == nil {
+		fmt.Fprintln(os.Stderr, "sluice worker: started without its protocol descriptors")
+		os.Exit(3)
+	}
+	os.Exit(serve(in, out))
 }
 
 type server struct {
@@ -49,7 +63,7 @@ func serve(in io.Reader, out io.Writer) int {
 	// thread hand-off that tripled the round trip (36 µs against 10 µs).
 	s := &server{r: bufio.NewReaderSize(in, 64<<10), w: bufio.NewWriterSize(out, 64<<10)}
 	for {
-		typ, d, err := readFrame(s.r, &s.buf)
+		typ, d, err := readFrame(s.r, &s.buf, maxFrame)
 		if errors.Is(err, io.EOF) {
 			return 0
 		}
@@ -67,53 +81,99 @@ func serve(in io.Reader, out io.Writer) int {
 func (s *server) handle(typ byte, d *dec) error {
 	switch typ {
 	case msgCompile:
-		path, limit, cacheDir := d.str(), d.i64(), d.str()
-		if d.err != nil {
-			return d.err
+		wasm, limit, err := decodeCompile(d)
+		if err != nil {
+			return err
 		}
-		return s.compile(path, limit, cacheDir)
+		return s.compile(wasm, limit)
 	case msgLoad:
-		artifact, limit := d.str(), d.i64()
-		env := flatten(d.strMap())
-		s.fresh = d.bool()
-		if d.err != nil {
-			return d.err
+		l, err := decodeLoad(d)
+		if err != nil {
+			return err
 		}
-		return s.load(artifact, limit, env)
+		s.fresh = l.fresh
+		return s.load(l.artifacts, l.limit, l.env)
 	case msgInvoke:
-		return s.invoke(d)
+		call, err := decodeInvoke(d)
+		if err != nil {
+			return err
+		}
+		return s.invoke(call)
 	default:
 		return fmt.Errorf("unexpected message %d", typ)
 	}
 }
 
+func decodeCompile(d *dec) (wasm []byte, limit int64, err error) {
+	wasm, limit = d.bytes(), d.i64()
+	return wasm, limit, d.end()
+}
+
+type loadRequest struct {
+	artifacts Artifacts
+	limit     int64
+	env       map[string]string
+	fresh     bool
+}
+
+func decodeLoad(d *dec) (loadRequest, error) {
+	var l loadRequest
+	l.artifacts.Paths.Module = d.str()
+	copy(l.artifacts.Module[:], d.bytes())
+	l.artifacts.Paths.Adapter = d.str()
+	copy(l.artifacts.Adapter[:], d.bytes())
+	l.limit = d.i64()
+	l.env = flatten(d.strMap())
+	l.fresh = d.bool()
+	return l, d.end()
+}
+
+func decodeInvoke(d *dec) (*sandbox.Call, error) {
+	call := &sandbox.Call{
+		Payload: d.bytes(), Subject: d.str(), ID: d.str(), Headers: d.strMap(),
+		Binding: d.str(), Function: d.str(), Attempt: int(d.i64()),
+		Limits: sandbox.Limits{ResultBytes: int(d.i64()), ReasonBytes: int(d.i64()), LogBytes: int(d.i64()), PublishBytes: int(d.i64())},
+	}
+	return call, d.end()
+}
+
 func (s *server) sendError(err error) error {
 	s.e.reset(msgError)
-	s.e.str(err.Error())
+	s.e.bool(errors.Is(err, sandbox.ErrArtifactDigest))
+	s.e.str(truncate(err.Error(), sandbox.MaxErrText))
 	return s.e.send(s.w)
 }
 
-func (s *server) compile(path string, limit int64, cacheDir string) error {
-	wasm, err := os.ReadFile(path)
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// compile runs no guest code: the first function worker's Load proves
+// that the module instantiates and its _initialize returns.
+func (s *server) compile(wasm []byte, limit int64) error {
+	module, adapter, err := sandbox.NewEngine("").CompileArtifacts(wasm, limit)
 	if err != nil {
 		return s.sendError(err)
 	}
-	m, err := sandbox.NewEngine(cacheDir).Compile(wasm, limit)
-	if err != nil {
-		return s.sendError(err)
+	if len(module)+len(adapter) > maxCompiledFrame-64 {
+		return s.sendError(fmt.Errorf("compiled module of %d bytes is over the limit of %d", len(module), sandbox.MaxArtifactSize))
 	}
 	s.e.reset(msgCompiled)
-	s.e.str(m.Version)
-	s.e.bool(m.CacheHit)
-	s.e.str(m.ArtifactPath)
+	s.e.bytes(module)
+	s.e.bytes(adapter)
 	return s.e.send(s.w)
 }
 
-func (s *server) load(artifact string, limit int64, env map[string]string) error {
+// load checks the artifacts against the digests the supervisor recorded
+// before deserializing them; this worker has run no guest code yet.
+func (s *server) load(a Artifacts, limit int64, env map[string]string) error {
 	if s.engine == nil {
 		s.engine = sandbox.NewEngine("")
 	}
-	m, err := s.engine.LoadArtifact(artifact, limit)
+	m, err := s.engine.LoadArtifacts(a.Paths, a.Module, a.Adapter, limit)
 	if err != nil {
 		return s.sendError(err)
 	}
@@ -125,15 +185,7 @@ func (s *server) load(artifact string, limit int64, env map[string]string) error
 	return s.e.send(s.w)
 }
 
-func (s *server) invoke(d *dec) error {
-	call := &sandbox.Call{
-		Payload: d.bytes(), Subject: d.str(), ID: d.str(), Headers: d.strMap(),
-		Binding: d.str(), Function: d.str(), Attempt: int(d.i64()),
-		Limits: sandbox.Limits{ResultBytes: int(d.i64()), ReasonBytes: int(d.i64()), LogBytes: int(d.i64())},
-	}
-	if d.err != nil {
-		return d.err
-	}
+func (s *server) invoke(call *sandbox.Call) error {
 	call.Host = &hostProxy{s: s}
 	var out sandbox.Outcome
 	if s.inst == nil && s.module != nil {
@@ -166,7 +218,7 @@ func (s *server) invoke(d *dec) error {
 	s.e.i64(int64(out.RetryAfter))
 	errText := ""
 	if out.Err != nil {
-		errText = out.Err.Error()
+		errText = truncate(strings.ToValidUTF8(out.Err.Error(), "?"), sandbox.MaxErrText)
 		if errText == "" {
 			errText = "trap"
 		}
@@ -182,11 +234,6 @@ func (s *server) invoke(d *dec) error {
 type hostProxy struct{ s *server }
 
 func (h *hostProxy) Publish(subject string, data []byte) error {
-	// The supervisor enforces the real limit; this one keeps the frame
-	// within the protocol's bound.
-	if len(data)+len(subject) > maxFrame-1024 {
-		return sandbox.ErrTooLarge
-	}
 	s := h.s
 	s.e.reset(msgPublish)
 	s.e.str(subject)
@@ -194,7 +241,7 @@ func (h *hostProxy) Publish(subject string, data []byte) error {
 	if err := s.e.send(s.w); err != nil {
 		return err
 	}
-	typ, d, err := readFrame(s.r, &s.buf)
+	typ, d, err := readFrame(s.r, &s.buf, maxFrame)
 	if err != nil {
 		return err
 	}

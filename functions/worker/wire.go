@@ -12,28 +12,36 @@ import (
 // Message types of the framed protocol between a supervisor and a worker.
 // Each frame is a uint32 length (of type + body), a type byte and a body of
 // fields appended with the enc helpers.
+//
+// The worker is untrusted (it runs guest code): the supervisor accepts from
+// it only the frames its state allows, within the bounds that state sets,
+// and kills it on anything else (process.go).
 const (
 	// supervisor -> worker
-	msgCompile   byte = 1 // wasm path, memory limit, cache dir -> msgCompiled | msgError
-	msgLoad      byte = 2 // artifact path, memory limit, env -> msgReady | msgError
+	msgCompile   byte = 1 // wasm bytes, memory limit -> msgCompiled | msgError
+	msgLoad      byte = 2 // artifact paths and digests, memory limit, env, fresh -> msgReady | msgError
 	msgInvoke    byte = 3 // one event -> (msgPublish | msgLog)* msgDone
 	msgHostReply byte = 4 // answer to msgPublish: error code
 	msgCallReply byte = 5 // answer to msgCall: code, data fields
 
 	// worker -> supervisor
-	msgCompiled byte = 10
+	msgCompiled byte = 10 // module artifact, adapter artifact
 	msgReady    byte = 11
-	msgError    byte = 12
+	msgError    byte = 12 // stale artifact (compile again), text
 	msgPublish  byte = 13
 	msgLog      byte = 14
 	msgDone     byte = 15
 	msgCall     byte = 16 // a host call: name, argument fields -> msgCallReply
 )
 
-// maxFrame bounds one frame: an event, a result or a publish, with room.
+// maxFrame bounds one frame from the supervisor (an event or a module to
+// compile, with room); frames from a worker have tighter bounds by state.
 const maxFrame = 80 << 20
 
 var errFrame = errors.New("worker protocol: malformed frame")
+
+// errFrameSize is a frame longer than its reader allows.
+var errFrameSize = errors.New("worker protocol: frame too long")
 
 type enc struct{ b []byte }
 
@@ -180,16 +188,28 @@ func (d *dec) strMap() map[string][]string {
 	return m
 }
 
-// readFrame reads one frame into buf (grown as needed) and returns its type
-// and a decoder over its body.
-func readFrame(r *bufio.Reader, buf *[]byte) (byte, *dec, error) {
+// end fails the decoder unless the whole body was read: a frame carries
+// exactly its fields.
+func (d *dec) end() error {
+	if d.err == nil && len(d.b) != 0 {
+		d.err = fmt.Errorf("%w: %d trailing bytes", errFrame, len(d.b))
+	}
+	return d.err
+}
+
+// readFrame reads one frame of at most limit bytes into buf (grown as
+// needed) and returns its type and a decoder over its body.
+func readFrame(r *bufio.Reader, buf *[]byte, limit int) (byte, *dec, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return 0, nil, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
-	if n < 1 || n > maxFrame {
+	if n < 1 {
 		return 0, nil, fmt.Errorf("%w: length %d", errFrame, n)
+	}
+	if uint64(n) > uint64(limit) {
+		return 0, nil, fmt.Errorf("%w: %d bytes, at most %d allowed here", errFrameSize, n, limit)
 	}
 	if cap(*buf) < int(n) {
 		*buf = make([]byte, n)

@@ -43,24 +43,26 @@ const ScrapeTimeout = 2 * time.Second
 type Metrics struct {
 	reg *prometheus.Registry
 
-	invocations   *prometheus.CounterVec
-	duration      *prometheus.HistogramVec
-	retries       *prometheus.CounterVec
-	deadLetters   *prometheus.CounterVec
-	notStored     *prometheus.CounterVec
-	deduplicated  *prometheus.CounterVec
-	workerStarts  *prometheus.CounterVec
-	workerCrashes *prometheus.CounterVec
-	cacheHits     *prometheus.CounterVec
-	cacheMisses   *prometheus.CounterVec
+	invocations    *prometheus.CounterVec
+	duration       *prometheus.HistogramVec
+	retries        *prometheus.CounterVec
+	deadLetters    *prometheus.CounterVec
+	notStored      *prometheus.CounterVec
+	deduplicated   *prometheus.CounterVec
+	repliesDropped *prometheus.CounterVec
+	workerStarts   *prometheus.CounterVec
+	workerCrashes  *prometheus.CounterVec
+	cacheHits      *prometheus.CounterVec
+	cacheMisses    *prometheus.CounterVec
 
 	backlog atomic.Pointer[backlogSource]
 	node    atomic.Pointer[nodeSource]
 }
 
 var (
-	_ triggers.Observer  = (*Metrics)(nil)
-	_ functions.Observer = (*Metrics)(nil)
+	_ triggers.Observer      = (*Metrics)(nil)
+	_ triggers.ReplyObserver = (*Metrics)(nil)
+	_ functions.Observer     = (*Metrics)(nil)
 )
 
 // New returns Metrics with a fresh registry holding sluice's metrics and
@@ -93,6 +95,10 @@ func New() *Metrics {
 			Name: "sluice_deduplicated_total",
 			Help: "Events acknowledged without running, since they already succeeded at the binding (dedupe), by binding and function.",
 		}, []string{"binding", "function"}),
+		repliesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_replies_dropped_total",
+			Help: "Outcomes not sent to the subject a producer named in Sluice-Reply, by binding and reason: too_long, invalid, not_allowed (outside _INBOX.> and reply_subjects).",
+		}, []string{"binding", "reason"}),
 		workerStarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_worker_starts_total",
 			Help: "Worker processes started with a function's module loaded.",
@@ -110,7 +116,7 @@ func New() *Metrics {
 			Help: "Functions loaded whose module had to be compiled.",
 		}, []string{"function"}),
 	}
-	m.reg.MustRegister(m.invocations, m.duration, m.retries, m.deadLetters, m.notStored, m.deduplicated,
+	m.reg.MustRegister(m.invocations, m.duration, m.retries, m.deadLetters, m.notStored, m.deduplicated, m.repliesDropped,
 		m.workerStarts, m.workerCrashes, m.cacheHits, m.cacheMisses,
 		backlogCollector{m}, nodeCollector{m},
 		collectors.NewGoCollector(),
@@ -171,6 +177,11 @@ func (m *Metrics) NotStored(binding, function, what string) {
 // Deduplicated counts an event not run again (triggers.Observer).
 func (m *Metrics) Deduplicated(binding, function string) {
 	m.deduplicated.WithLabelValues(binding, function).Inc()
+}
+
+// ReplyDropped counts a refused Sluice-Reply (triggers.ReplyObserver).
+func (m *Metrics) ReplyDropped(binding, reason string) {
+	m.repliesDropped.WithLabelValues(binding, reason).Inc()
 }
 
 // WorkerStarted counts a worker start (functions.Observer).

@@ -1,0 +1,111 @@
+package worker
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/sluice-run/sluice/functions/sandbox"
+)
+
+// frameOf encodes one frame as the protocol does.
+func frameOf(typ byte, fill func(e *enc)) []byte {
+	var e enc
+	e.reset(typ)
+	fill(&e)
+	var out bytes.Buffer
+	w := bufio.NewWriter(&out)
+	_ = e.send(w)
+	return out.Bytes()
+}
+
+// FuzzReadFrame feeds arbitrary bytes to the frame reader and every
+// decoder, as a hostile worker (or a corrupted supervisor) could: none may
+// panic, allocate beyond the frame's bound or accept a frame with bytes
+// left over.
+func FuzzReadFrame(f *testing.F) {
+	lim := sandbox.Limits{ResultBytes: 1 << 10, ReasonBytes: 256, LogBytes: 1 << 10, PublishBytes: 1 << 10}.WithDefaults()
+	f.Add(frameOf(msgDone, func(e *enc) {
+		e.i64(0)
+		e.bytes([]byte("ok"))
+		e.str("")
+		e.i64(0)
+		e.str("")
+		e.bool(false)
+		e.bool(false)
+		e.i64(5)
+	}))
+	f.Add(frameOf(msgLog, func(e *enc) { e.i64(1); e.str("hello") }))
+	f.Add(frameOf(msgPublish, func(e *enc) { e.str("a.b"); e.bytes([]byte("data")) }))
+	f.Add(frameOf(msgCall, func(e *enc) { e.str("kv_get"); e.fields([][]byte{[]byte("k")}) }))
+	f.Add(frameOf(msgCompiled, func(e *enc) { e.bytes([]byte("m")); e.bytes([]byte("a")) }))
+	f.Add(frameOf(msgError, func(e *enc) { e.bool(true); e.str("stale") }))
+	f.Add(frameOf(msgReady, func(*enc) {}))
+	f.Add(frameOf(msgInvoke, func(e *enc) {
+		e.bytes([]byte("payload"))
+		e.str("subj")
+		e.str("id")
+		e.strMap(map[string][]string{"K": {"v", "w"}})
+		e.str("binding")
+		e.str("fn")
+		e.i64(1)
+		e.i64(1 << 10)
+		e.i64(256)
+		e.i64(1 << 10)
+		e.i64(1 << 10)
+	}))
+	f.Add(frameOf(msgLoad, func(e *enc) {
+		e.str("/cache/k")
+		e.bytes(make([]byte, 32))
+		e.str("/cache/adapter")
+		e.bytes(make([]byte, 32))
+		e.i64(1 << 20)
+		e.strMap(map[string][]string{"A": {"1"}})
+		e.bool(true)
+	}))
+	f.Add(frameOf(msgCompile, func(e *enc) { e.bytes([]byte("\x00asm")); e.i64(1 << 20) }))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, msgDone})
+	f.Add([]byte{0, 0, 0, 0})
+	f.Add([]byte{0, 0, 0, 3, msgLog, 0x80, 0x80})
+
+	const limit = 1 << 20
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var buf []byte
+		typ, d, err := readFrame(bufio.NewReader(bytes.NewReader(b)), &buf, limit)
+		if err != nil {
+			if len(b) >= 4 && binary.BigEndian.Uint32(b) > limit && !errors.Is(err, errFrameSize) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("an over-long frame gave %v", err)
+			}
+			return
+		}
+		if cap(buf) > limit {
+			t.Fatalf("read buffer grew to %d bytes past the limit", cap(buf))
+		}
+		body := append([]byte(nil), d.b...)
+		decoders := []func(d *dec) error{
+			func(d *dec) error { _, err := decodeDone(d, lim); return err },
+			func(d *dec) error { _, _, err := decodeLog(d); return err },
+			func(d *dec) error { _, _, err := decodePublish(d); return err },
+			func(d *dec) error { _, _, err := decodeCall(d); return err },
+			func(d *dec) error { _, _, err := decodeCompiled(d); return err },
+			func(d *dec) error { _, err := workerError(d); return err },
+			func(d *dec) error { _, _, err := decodeCompile(d); return err },
+			func(d *dec) error { _, err := decodeLoad(d); return err },
+			func(d *dec) error { _, err := decodeInvoke(d); return err },
+		}
+		for _, decode := range decoders {
+			d := &dec{b: append([]byte(nil), body...)}
+			if err := decode(d); err == nil && len(d.b) != 0 {
+				t.Fatalf("frame %d decoded with %d bytes left over", typ, len(d.b))
+			}
+		}
+		if typ == msgDone {
+			if r, err := decodeDone(&dec{b: body}, lim); err == nil && (len(r.Result) > lim.ResultBytes || len(r.Reason) > lim.ReasonBytes) {
+				t.Fatalf("done frame beyond its limits accepted: %d result bytes, %d reason bytes", len(r.Result), len(r.Reason))
+			}
+		}
+	})
+}
