@@ -470,6 +470,14 @@ func TestPublisherWaitsForTheStreamInsteadOfFallingBack(t *testing.T) {
 	if err := pub.Store(ctx, &nats.Msg{Subject: "free.subject"}, ""); !errors.Is(err, triggers.ErrNoStream) {
 		t.Fatalf("Store to an uncaptured subject: %v, want ErrNoStream", err)
 	}
+	// A subject too long for the server is refused before it is sent: the
+	// server would close the connection for good.
+	if err := pub.Publish(ctx, "out."+strings.Repeat("x", 5000), nil); !errors.Is(err, config.ErrSubjectTooLong) {
+		t.Fatalf("publish to a 5 KB subject: %v, want ErrSubjectTooLong", err)
+	}
+	if !nc.IsConnected() {
+		t.Fatal("the connection closed")
+	}
 }
 
 // TestGuestPublishNotStoredFailsTheGuest: a guest's publish that the
