@@ -134,6 +134,13 @@ type Observer interface {
 	// WorkerDied reports a worker that ended abnormally; reason is one of
 	// the Worker* reasons.
 	WorkerDied(function, reason string)
+	// WorkerStopped reports the end of a worker WorkerStarted reported,
+	// however it ended: with WorkerStarted it counts a function's workers.
+	WorkerStopped(function string)
+	// ColdStart reports an event that found the function without any
+	// worker, and how long starting one took (process start and module
+	// load).
+	ColdStart(function string, took time.Duration)
 	// Compiled reports a loaded function, and whether its compiled artifact
 	// came from the compile cache.
 	Compiled(function string, cacheHit bool)
@@ -149,9 +156,11 @@ const (
 
 type noObserver struct{}
 
-func (noObserver) WorkerStarted(string)      {}
-func (noObserver) WorkerDied(string, string) {}
-func (noObserver) Compiled(string, bool)     {}
+func (noObserver) WorkerStarted(string)            {}
+func (noObserver) WorkerDied(string, string)       {}
+func (noObserver) WorkerStopped(string)            {}
+func (noObserver) ColdStart(string, time.Duration) {}
+func (noObserver) Compiled(string, bool)           {}
 
 // Time bounds of loading a module. A compile runs no guest code but a
 // hostile module can make the compiler work very hard; _initialize is guest
@@ -159,6 +168,9 @@ func (noObserver) Compiled(string, bool)     {}
 const (
 	compileTimeout     = time.Minute
 	defaultInitTimeout = 15 * time.Second
+	// defaultIdleTimeout stands in for a config.Function built without
+	// config's defaults (config applies the same one).
+	defaultIdleTimeout = 5 * time.Minute
 )
 
 // Set is the loaded functions of one configuration.
@@ -169,8 +181,9 @@ type Set struct {
 	fmu   sync.RWMutex
 	funcs map[string]*function
 
-	mu     sync.Mutex // guards closed and every function's idle and retired
-	closed bool
+	mu      sync.Mutex // guards closed and every function's workers, artifacts and retired
+	closed  bool
+	reaping sync.WaitGroup // idle-worker stops in progress, awaited by Close
 }
 
 // Load reads, validates and compiles every function's module. All
@@ -198,8 +211,8 @@ func Load(fns []config.Function, opts Options) (*Set, error) {
 	s := &Set{opts: opts, funcs: make(map[string]*function, len(fns)), http: newHTTPTransport()}
 	errs := make([]error, len(fns))
 	loaded := make([]*function, len(fns))
-	// Bounded: a process start and a module load per function, 100
-	// functions at once would only thrash two cores.
+	// Bounded: a compile per function, 100 functions at once would only
+	// thrash two cores.
 	sem := make(chan struct{}, 2*goruntime.NumCPU())
 	var wg sync.WaitGroup
 	for i, fc := range fns {
@@ -207,9 +220,9 @@ func Load(fns []config.Function, opts Options) (*Set, error) {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			if wasm, ok := opts.Modules[fc.Name]; ok {
-				loaded[i], errs[i] = s.loadModule(fc, wasm)
+				loaded[i], errs[i] = s.loadModule(fc, wasm, false)
 			} else {
-				loaded[i], errs[i] = s.load(fc)
+				loaded[i], errs[i] = s.load(fc, false)
 			}
 		})
 	}
@@ -231,20 +244,25 @@ func ReadModule(path string) ([]byte, error) {
 }
 
 // load reads fc's module and loads it (loadModule).
-func (s *Set) load(fc config.Function) (*function, error) {
+func (s *Set) load(fc config.Function, warm bool) (*function, error) {
 	wasm, err := ReadModule(fc.Module)
 	if err != nil {
 		return nil, fmt.Errorf("function %s: read module: %w", fc.Name, err)
 	}
-	return s.loadModule(fc, wasm)
+	return s.loadModule(fc, wasm, warm)
 }
 
 // loadModule compiles wasm in a worker (so a module that crashes or hangs
 // the compiler cannot take the runtime down), unless the compile cache
-// already has it, and starts the function's first worker, which proves the
-// module instantiates. This process stores the artifacts a compile worker
+// already has it. This process stores the artifacts a compile worker
 // returns, with their digests; workers load only artifacts that match.
-func (s *Set) loadModule(fc config.Function, wasm []byte) (*function, error) {
+//
+// A fresh compile is proved by a first worker, which instantiates the
+// module and runs its _initialize; an artifact from the cache was proved
+// when it was compiled. warm keeps that worker (and starts one for a cached
+// artifact), as a deploy or reload does; otherwise the function has no
+// worker until its first event (scale to zero).
+func (s *Set) loadModule(fc config.Function, wasm []byte, warm bool) (*function, error) {
 	f := &function{set: s, cfg: fc, version: Version(wasm)}
 	paths, err := sandbox.ArtifactPaths(s.opts.CacheDir, wasm, fc.Memory)
 	if err != nil {
@@ -253,42 +271,30 @@ func (s *Set) loadModule(fc config.Function, wasm []byte) (*function, error) {
 	f.artifacts.Paths = paths
 	mod, modOK := sandbox.RecordedDigest(paths.Module)
 	ad, adOK := sandbox.RecordedDigest(paths.Adapter)
-	if modOK && adOK {
+	f.cacheHit = modOK && adOK
+	if f.cacheHit {
 		f.artifacts.Module, f.artifacts.Adapter = mod, ad
-		first, err := f.spawn()
-		if err == nil {
-			f.cacheHit = true
-			f.idle = append(f.idle, first)
+		if !warm {
 			return f, nil
 		}
-		if !errors.Is(err, worker.ErrArtifact) {
-			return nil, fmt.Errorf("function %s: %w", fc.Name, err)
-		}
+	} else if err := f.compile(wasm); err != nil {
+		return nil, err
+	}
+	p, err := f.start()
+	if errors.Is(err, worker.ErrArtifact) && f.cacheHit {
 		// A damaged or altered artifact: compile again.
+		if err = f.compile(wasm); err == nil {
+			p, err = f.start()
+		}
 	}
-	p, err := worker.Start(s.opts.WorkerEnv...)
 	if err != nil {
 		return nil, fmt.Errorf("function %s: %w", fc.Name, err)
 	}
-	module, adapter, err := p.Compile(wasm, fc.Memory, compileTimeout)
-	p.Close()
-	if errors.Is(err, worker.ErrTimeout) {
-		err = fmt.Errorf("compiling took longer than %s and was stopped", compileTimeout)
+	if warm {
+		f.release(p)
+	} else {
+		f.discard(p)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("function %s: module %s: %w", fc.Name, fc.Module, err)
-	}
-	if f.artifacts.Module, err = sandbox.StoreArtifact(paths.Module, module); err != nil {
-		return nil, fmt.Errorf("function %s: compile cache: %w", fc.Name, err)
-	}
-	if f.artifacts.Adapter, err = sandbox.StoreArtifact(paths.Adapter, adapter); err != nil {
-		return nil, fmt.Errorf("function %s: compile cache: %w", fc.Name, err)
-	}
-	first, err := f.spawn()
-	if err != nil {
-		return nil, fmt.Errorf("function %s: %w", fc.Name, err)
-	}
-	f.idle = append(f.idle, first)
 	return f, nil
 }
 
@@ -299,6 +305,8 @@ func (s *Set) Version(name string) (version string, cacheHit bool, ok bool) {
 	if !ok {
 		return "", false, false
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return f.version, f.cacheHit, true
 }
 
@@ -317,25 +325,21 @@ func (s *Set) Invoke(ctx context.Context, name string, ev Event) (Result, error)
 // Close stops every idle worker; workers still running an invocation stop
 // when it returns.
 func (s *Set) Close() {
-	var idle []*worker.Process
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return
 	}
 	s.closed = true
+	s.mu.Unlock()
 	s.fmu.RLock()
+	var wg sync.WaitGroup
 	for _, f := range s.funcs {
-		idle = append(idle, f.idle...)
-		f.idle = nil
+		wg.Go(f.stopIdle)
 	}
 	s.fmu.RUnlock()
-	s.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, p := range idle {
-		wg.Go(p.Close)
-	}
 	wg.Wait()
+	s.reaping.Wait()
 	s.http.CloseIdleConnections()
 }
 
@@ -351,7 +355,7 @@ func (s *Set) lookup(name string) (*function, bool) {
 // version untouched. Invocations already running finish on the old
 // version; the next ones get the new one.
 func (s *Set) Update(fc config.Function) error {
-	f, err := s.load(fc)
+	f, err := s.load(fc, true)
 	if err != nil {
 		return err
 	}
@@ -368,7 +372,7 @@ type Prepared struct{ f *function }
 // Prepare loads fc with the module's bytes in hand: nothing is read from
 // fc.Module, which only names the module in messages.
 func (s *Set) Prepare(fc config.Function, wasm []byte) (*Prepared, error) {
-	f, err := s.loadModule(fc, wasm)
+	f, err := s.loadModule(fc, wasm, true)
 	if err != nil {
 		return nil, err
 	}
@@ -409,10 +413,18 @@ func (s *Set) retire(f *function) {
 	}
 	s.mu.Lock()
 	f.retired = true
-	idle := f.idle
-	f.idle = nil
 	s.mu.Unlock()
-	for _, p := range idle {
-		p.Close()
+	f.stopIdle()
+}
+
+// Workers returns how many worker processes the function called name has,
+// idle or busy.
+func (s *Set) Workers(name string) int {
+	f, ok := s.lookup(name)
+	if !ok {
+		return 0
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return f.live
 }

@@ -17,17 +17,28 @@ import (
 )
 
 type function struct {
-	set       *Set
-	cfg       config.Function
-	version   string
+	set     *Set
+	cfg     config.Function
+	version string
+
+	// Guarded by set.mu: a recompile replaces the artifacts.
 	artifacts worker.Artifacts
 	cacheHit  bool
-	idle      []*worker.Process // guarded by set.mu
-	retired   bool              // replaced or removed; guarded by set.mu
+	idle      []idleWorker // oldest first
+	live      int          // workers started and not yet stopped
+	reaper    *time.Timer  // stops idle workers past the idle timeout
+	retired   bool         // replaced or removed
+
+	compileMu sync.Mutex // one recompile at a time
 
 	kvMu   sync.Mutex
 	kv     jetstream.KeyValue // the function's bucket, once created
 	seenKV jetstream.KeyValue // its seen bucket, once created
+}
+
+type idleWorker struct {
+	p     *worker.Process
+	since time.Time
 }
 
 // Worker recycling bounds: wasmer leaks a little per instantiation, and a
@@ -38,7 +49,16 @@ const (
 	maxWorkerOverhead       = 256 << 20 // allowed RSS beyond the guest's memory limit
 )
 
-// take returns an idle worker or starts a new one with the function loaded.
+func (f *function) idleTimeout() time.Duration {
+	if f.cfg.IdleTimeout > 0 {
+		return f.cfg.IdleTimeout
+	}
+	return defaultIdleTimeout
+}
+
+// take returns an idle worker (the most recently used, so that the others
+// age out) or starts a new one, timing it as a cold start when the
+// function had no worker at all.
 func (f *function) take() (*worker.Process, error) {
 	s := f.set
 	s.mu.Lock()
@@ -47,46 +67,179 @@ func (f *function) take() (*worker.Process, error) {
 		return nil, ErrClosed
 	}
 	if n := len(f.idle); n > 0 {
-		p := f.idle[n-1]
+		p := f.idle[n-1].p
 		f.idle = f.idle[:n-1]
 		s.mu.Unlock()
 		return p, nil
 	}
+	cold := f.live == 0
 	s.mu.Unlock()
-	return f.spawn()
+	start := time.Now()
+	p, err := f.spawn()
+	if err == nil && cold {
+		f.set.opts.Observer.ColdStart(f.cfg.Name, time.Since(start))
+	}
+	return p, err
 }
 
+// spawn starts a worker, compiling the module again when its cached
+// artifact turns out damaged or altered.
 func (f *function) spawn() (*worker.Process, error) {
-	p, err := worker.Start(f.set.opts.WorkerEnv...)
+	p, err := f.start()
+	if !errors.Is(err, worker.ErrArtifact) {
+		return p, err
+	}
+	wasm, rerr := ReadModule(f.cfg.Module)
+	switch {
+	case rerr != nil:
+		return nil, fmt.Errorf("%w; the module could not be read to compile it again: %w", err, rerr)
+	case Version(wasm) != f.version:
+		return nil, fmt.Errorf("%w; the module file changed since it was loaded", err)
+	}
+	if err := f.compile(wasm); err != nil {
+		return nil, err
+	}
+	f.set.opts.Observer.Compiled(f.cfg.Name, false)
+	return f.start()
+}
+
+// compile compiles wasm in a compile worker and stores its artifacts.
+func (f *function) compile(wasm []byte) error {
+	f.compileMu.Lock()
+	defer f.compileMu.Unlock()
+	s, fc := f.set, f.cfg
+	s.mu.Lock()
+	a := f.artifacts
+	s.mu.Unlock()
+	p, err := worker.Start(s.opts.WorkerEnv...)
+	if err != nil {
+		return fmt.Errorf("function %s: %w", fc.Name, err)
+	}
+	module, adapter, err := p.Compile(wasm, fc.Memory, compileTimeout)
+	p.Close()
+	if errors.Is(err, worker.ErrTimeout) {
+		err = fmt.Errorf("compiling took longer than %s and was stopped", compileTimeout)
+	}
+	if err != nil {
+		return fmt.Errorf("function %s: module %s: %w", fc.Name, fc.Module, err)
+	}
+	if a.Module, err = sandbox.StoreArtifact(a.Paths.Module, module); err != nil {
+		return fmt.Errorf("function %s: compile cache: %w", fc.Name, err)
+	}
+	if a.Adapter, err = sandbox.StoreArtifact(a.Paths.Adapter, adapter); err != nil {
+		return fmt.Errorf("function %s: compile cache: %w", fc.Name, err)
+	}
+	s.mu.Lock()
+	f.artifacts, f.cacheHit = a, false
+	s.mu.Unlock()
+	return nil
+}
+
+// start starts a worker with the function's current artifacts loaded.
+func (f *function) start() (*worker.Process, error) {
+	s := f.set
+	p, err := worker.Start(s.opts.WorkerEnv...)
 	if err != nil {
 		return nil, err
 	}
-	initTimeout := f.set.opts.InitTimeout
-	if err := p.Load(f.artifacts, f.cfg.Memory, f.cfg.Env, f.cfg.FreshInstance, initTimeout); err != nil {
+	s.mu.Lock()
+	a := f.artifacts
+	s.mu.Unlock()
+	initTimeout := s.opts.InitTimeout
+	if err := p.Load(a, f.cfg.Memory, f.cfg.Env, f.cfg.FreshInstance, initTimeout); err != nil {
 		p.Kill()
-		f.set.opts.Observer.WorkerDied(f.cfg.Name, WorkerLoad)
+		s.opts.Observer.WorkerDied(f.cfg.Name, WorkerLoad)
 		if errors.Is(err, worker.ErrTimeout) {
 			err = fmt.Errorf("the module's _initialize did not return within %s", initTimeout)
 		}
 		return nil, fmt.Errorf("load %s in a worker: %w", f.cfg.Module, err)
 	}
-	f.set.opts.Observer.WorkerStarted(f.cfg.Name)
+	s.mu.Lock()
+	f.live++
+	s.mu.Unlock()
+	s.opts.Observer.WorkerStarted(f.cfg.Name)
 	return p, nil
 }
 
-// release returns a healthy worker to the idle list, or retires it.
+// release returns a healthy worker to the idle list, or stops it.
 func (f *function) release(p *worker.Process) {
 	retire := p.Invoked >= maxInvocationsPerWorker ||
 		(p.Invoked%rssCheckEvery == 0 && p.RSS() > f.cfg.Memory+maxWorkerOverhead)
 	s := f.set
 	s.mu.Lock()
 	if !s.closed && !retire && !f.retired {
-		f.idle = append(f.idle, p)
+		f.idle = append(f.idle, idleWorker{p: p, since: time.Now()})
+		if f.reaper == nil {
+			f.reaper = time.AfterFunc(f.idleTimeout(), f.reap)
+		}
 		s.mu.Unlock()
 		return
 	}
 	s.mu.Unlock()
+	f.discard(p)
+}
+
+// discard stops a worker that is not idle.
+func (f *function) discard(p *worker.Process) {
 	p.Close()
+	f.lost()
+}
+
+// lost accounts for a worker that has ended.
+func (f *function) lost() {
+	f.set.mu.Lock()
+	f.live--
+	f.set.mu.Unlock()
+	f.set.opts.Observer.WorkerStopped(f.cfg.Name)
+}
+
+// reap stops the workers idle for the idle timeout or longer, and sets
+// itself to run again when the next one will be.
+func (f *function) reap() {
+	s := f.set
+	s.mu.Lock()
+	if s.closed || f.retired || f.reaper == nil {
+		s.mu.Unlock()
+		return
+	}
+	timeout := f.idleTimeout()
+	cutoff := time.Now().Add(-timeout)
+	n := 0
+	for n < len(f.idle) && !f.idle[n].since.After(cutoff) {
+		n++
+	}
+	stale := make([]idleWorker, n)
+	copy(stale, f.idle)
+	f.idle = append(f.idle[:0], f.idle[n:]...)
+	if len(f.idle) > 0 {
+		f.reaper.Reset(time.Until(f.idle[0].since.Add(timeout)))
+	} else {
+		f.reaper = nil
+	}
+	s.reaping.Add(1)
+	s.mu.Unlock()
+	defer s.reaping.Done()
+	for _, w := range stale {
+		f.discard(w.p)
+	}
+}
+
+// stopIdle stops the function's idle workers and its reaper.
+func (f *function) stopIdle() {
+	s := f.set
+	s.mu.Lock()
+	idle := f.idle
+	f.idle = nil
+	if f.reaper != nil {
+		f.reaper.Stop()
+		f.reaper = nil
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, w := range idle {
+		wg.Go(func() { f.discard(w.p) })
+	}
+	wg.Wait()
 }
 
 func (f *function) invoke(ctx context.Context, ev Event) (Result, error) {
@@ -101,13 +254,18 @@ func (f *function) invoke(ctx context.Context, ev Event) (Result, error) {
 		}
 		return fail(KindTrap, err.Error())
 	}
-	h := &host{ctx: ctx, f: f, ev: ev, deadline: start.Add(f.cfg.Timeout)}
+	// The timeout is the guest's: it starts when the worker gets the event,
+	// after any cold start, as the worker's kill timer does.
+	h := &host{ctx: ctx, f: f, ev: ev, deadline: time.Now().Add(f.cfg.Timeout)}
 	call := &sandbox.Call{
 		Payload: ev.Data, Subject: ev.Subject, ID: ev.ID, Headers: ev.Headers,
 		Binding: ev.Binding, Function: f.cfg.Name, Attempt: ev.Attempt,
 		Limits: sandbox.Limits{ResultBytes: int(f.cfg.MaxResultSize), LogBytes: int(f.cfg.MaxLogSize), PublishBytes: f.set.opts.MaxPublishSize},
 	}
 	out, err := p.Invoke(call, h, f.cfg.Timeout)
+	if err != nil {
+		f.lost() // the worker is dead
+	}
 	switch {
 	case errors.Is(err, worker.ErrTimeout):
 		f.set.opts.Observer.WorkerDied(f.cfg.Name, WorkerTimeout)
