@@ -24,8 +24,8 @@ func newCountingObserver() *countingObserver {
 	return &countingObserver{started: map[string]int{}, stopped: map[string]int{}, colds: map[string]int{}, compiled: map[string][]bool{}}
 }
 
-func (o *countingObserver) WorkerStarted(f string) { o.mu.Lock(); o.started[f]++; o.mu.Unlock() }
-func (o *countingObserver) WorkerStopped(f string) { o.mu.Lock(); o.stopped[f]++; o.mu.Unlock() }
+func (o *countingObserver) WorkerStarted(f string)    { o.mu.Lock(); o.started[f]++; o.mu.Unlock() }
+func (o *countingObserver) WorkerStopped(f string)    { o.mu.Lock(); o.stopped[f]++; o.mu.Unlock() }
 func (o *countingObserver) WorkerDied(string, string) {}
 func (o *countingObserver) ColdStart(f string, _ time.Duration) {
 	o.mu.Lock()
