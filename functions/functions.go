@@ -16,6 +16,7 @@ import (
 	"os"
 	goruntime "runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -181,9 +182,14 @@ type Set struct {
 	fmu   sync.RWMutex
 	funcs map[string]*function
 
-	mu      sync.Mutex // guards closed and every function's workers, artifacts and retired
-	closed  bool
-	reaping sync.WaitGroup // idle-worker stops in progress, awaited by Close
+	mu        sync.Mutex // guards closed, compiling and every function's workers, artifacts and retired
+	closed    bool
+	compiling map[*worker.Process]struct{} // compile workers, killed by Close
+	reaping   sync.WaitGroup               // idle-worker stops in progress, awaited by Close
+
+	stop   chan struct{}  // closed by Close: tier-ups give up
+	tierUp chan struct{}  // bounds concurrent tier-up compiles
+	bg     sync.WaitGroup // tier-up goroutines, awaited by Close
 }
 
 // Load reads, validates and compiles every function's module. All
@@ -208,33 +214,91 @@ func Load(fns []config.Function, opts Options) (*Set, error) {
 		}
 		opts.CacheDir = dir
 	}
-	s := &Set{opts: opts, funcs: make(map[string]*function, len(fns)), http: newHTTPTransport()}
+	s := &Set{opts: opts, funcs: make(map[string]*function, len(fns)), http: newHTTPTransport(),
+		compiling: map[*worker.Process]struct{}{}, stop: make(chan struct{}),
+		// Tier-ups share the cores with events being served.
+		tierUp: make(chan struct{}, max(1, goruntime.NumCPU()/2)),
+	}
+	// First what the compile cache holds: reading and hashing a module is
+	// quick, and tells how many need a compile.
 	errs := make([]error, len(fns))
 	loaded := make([]*function, len(fns))
-	// Bounded: a compile per function, 100 functions at once would only
-	// thrash two cores.
-	sem := make(chan struct{}, 2*goruntime.NumCPU())
-	var wg sync.WaitGroup
-	for i, fc := range fns {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			if wasm, ok := opts.Modules[fc.Name]; ok {
-				loaded[i], errs[i] = s.loadModule(fc, wasm, false)
-			} else {
-				loaded[i], errs[i] = s.load(fc, false)
+	wasms := make([][]byte, len(fns))
+	parallel(len(fns), 2*goruntime.NumCPU(), func(i int) {
+		fc := fns[i]
+		wasm, ok := opts.Modules[fc.Name]
+		if !ok {
+			var err error
+			if wasm, err = ReadModule(fc.Module); err != nil {
+				errs[i] = fmt.Errorf("function %s: read module: %w", fc.Name, err)
+				return
+			}
+		}
+		f, err := s.newFunction(fc, wasm)
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		loaded[i] = f
+		if !f.cacheHit || f.tier != sandbox.TierOptimized {
+			wasms[i] = wasm // for the compile, or the tier-up
+		}
+	})
+	var todo []int
+	for i, f := range loaded {
+		if f != nil && !f.cacheHit {
+			todo = append(todo, i)
+		}
+	}
+	if len(todo) > 0 {
+		// A compile keeps a core busy: one per core at once.
+		opts.Logger.Info(fmt.Sprintf("compiling %d functions…", len(todo)), "tier", firstTier())
+		var done atomic.Int32
+		parallel(len(todo), goruntime.NumCPU(), func(k int) {
+			i := todo[k]
+			start := time.Now()
+			errs[i] = loaded[i].compileAndProve(wasms[i], false)
+			if errs[i] == nil {
+				opts.Logger.Info(fmt.Sprintf("compiling %d functions… %d/%d", len(todo), done.Add(1), len(todo)),
+					"function", fns[i].Name, "took", time.Since(start).Round(time.Millisecond))
 			}
 		})
 	}
-	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
+		s.Close()
 		return nil, err
 	}
-	for _, f := range loaded {
+	for i, f := range loaded {
 		s.funcs[f.cfg.Name] = f
 		opts.Observer.Compiled(f.cfg.Name, f.cacheHit)
+		if f.tier != sandbox.TierOptimized {
+			s.startTierUp(f, wasms[i])
+		}
 	}
 	return s, nil
+}
+
+// parallel runs do(0..n-1), at most limit at once.
+func parallel(n, limit int, do func(i int)) {
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			do(i)
+		})
+	}
+	wg.Wait()
+}
+
+// firstTier is the tier a module is compiled with first: the fast one,
+// when this build of wasmer has it.
+func firstTier() sandbox.Tier {
+	if sandbox.FastTierAvailable() {
+		return sandbox.TierFast
+	}
+	return sandbox.TierOptimized
 }
 
 // ReadModule reads a module file: a regular file of at most MaxModuleSize
@@ -244,56 +308,50 @@ func ReadModule(path string) ([]byte, error) {
 }
 
 // load reads fc's module and loads it (loadModule).
-func (s *Set) load(fc config.Function, warm bool) (*function, error) {
+func (s *Set) load(fc config.Function) (*function, error) {
 	wasm, err := ReadModule(fc.Module)
 	if err != nil {
 		return nil, fmt.Errorf("function %s: read module: %w", fc.Name, err)
 	}
-	return s.loadModule(fc, wasm, warm)
+	return s.loadModule(fc, wasm)
 }
 
-// loadModule compiles wasm in a worker (so a module that crashes or hangs
-// the compiler cannot take the runtime down), unless the compile cache
-// already has it. This process stores the artifacts a compile worker
-// returns, with their digests; workers load only artifacts that match.
-//
-// A fresh compile is proved by a first worker, which instantiates the
-// module and runs its _initialize; an artifact from the cache was proved
-// when it was compiled. warm keeps that worker (and starts one for a cached
-// artifact), as a deploy or reload does; otherwise the function has no
-// worker until its first event (scale to zero).
-func (s *Set) loadModule(fc config.Function, wasm []byte, warm bool) (*function, error) {
-	f := &function{set: s, cfg: fc, version: Version(wasm)}
+// newFunction returns the function of fc and wasm with the best artifacts
+// the compile cache holds for it (cacheHit), if any: the optimized tier's,
+// or else the fast tier's.
+func (s *Set) newFunction(fc config.Function, wasm []byte) (*function, error) {
+	f := &function{set: s, cfg: fc, version: Version(wasm), tier: firstTier()}
 	paths, err := sandbox.ArtifactPaths(s.opts.CacheDir, wasm, fc.Memory)
 	if err != nil {
 		return nil, fmt.Errorf("function %s: module %s: %w", fc.Name, fc.Module, err)
 	}
-	f.artifacts.Paths = paths
-	mod, modOK := sandbox.RecordedDigest(paths.Module)
-	ad, adOK := sandbox.RecordedDigest(paths.Adapter)
-	f.cacheHit = modOK && adOK
-	if f.cacheHit {
-		f.artifacts.Module, f.artifacts.Adapter = mod, ad
-		if !warm {
-			return f, nil
+	f.paths = paths
+	for _, t := range []sandbox.Tier{sandbox.TierOptimized, sandbox.TierFast} {
+		mod, modOK := sandbox.RecordedDigest(paths[t].Module)
+		ad, adOK := sandbox.RecordedDigest(paths[t].Adapter)
+		if modOK && adOK {
+			f.tier, f.cacheHit = t, true
+			f.artifacts = worker.Artifacts{Paths: paths[t], Module: mod, Adapter: ad}
+			break
 		}
-	} else if err := f.compile(wasm); err != nil {
+	}
+	return f, nil
+}
+
+// loadModule loads a function to be swapped in while running (a deploy or
+// a reload): compiled (in the fast tier, then optimized in the background)
+// unless cached, and warm: a first worker is up, proving the module
+// instantiates.
+func (s *Set) loadModule(fc config.Function, wasm []byte) (*function, error) {
+	f, err := s.newFunction(fc, wasm)
+	if err != nil {
 		return nil, err
 	}
-	p, err := f.start()
-	if errors.Is(err, worker.ErrArtifact) && f.cacheHit {
-		// A damaged or altered artifact: compile again.
-		if err = f.compile(wasm); err == nil {
-			p, err = f.start()
-		}
+	if err := f.compileAndProve(wasm, true); err != nil {
+		return nil, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("function %s: %w", fc.Name, err)
-	}
-	if warm {
-		f.release(p)
-	} else {
-		f.discard(p)
+	if f.tier != sandbox.TierOptimized {
+		s.startTierUp(f, wasm)
 	}
 	return f, nil
 }
@@ -308,6 +366,18 @@ func (s *Set) Version(name string) (version string, cacheHit bool, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return f.version, f.cacheHit, true
+}
+
+// Tier returns the compiler tier of the artifacts the function's new
+// workers load: the fast one until its optimized compile is swapped in.
+func (s *Set) Tier(name string) (sandbox.Tier, bool) {
+	f, ok := s.lookup(name)
+	if !ok {
+		return 0, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return f.tier, true
 }
 
 // Invoke runs the function called name on ev. It returns when the guest
@@ -331,7 +401,16 @@ func (s *Set) Close() {
 		return
 	}
 	s.closed = true
+	close(s.stop)
+	compiling := make([]*worker.Process, 0, len(s.compiling))
+	for p := range s.compiling {
+		compiling = append(compiling, p)
+	}
 	s.mu.Unlock()
+	for _, p := range compiling {
+		p.Kill()
+	}
+	s.bg.Wait()
 	s.fmu.RLock()
 	var wg sync.WaitGroup
 	for _, f := range s.funcs {
@@ -355,7 +434,7 @@ func (s *Set) lookup(name string) (*function, bool) {
 // version untouched. Invocations already running finish on the old
 // version; the next ones get the new one.
 func (s *Set) Update(fc config.Function) error {
-	f, err := s.load(fc, true)
+	f, err := s.load(fc)
 	if err != nil {
 		return err
 	}
@@ -372,7 +451,7 @@ type Prepared struct{ f *function }
 // Prepare loads fc with the module's bytes in hand: nothing is read from
 // fc.Module, which only names the module in messages.
 func (s *Set) Prepare(fc config.Function, wasm []byte) (*Prepared, error) {
-	f, err := s.loadModule(fc, wasm, true)
+	f, err := s.loadModule(fc, wasm)
 	if err != nil {
 		return nil, err
 	}

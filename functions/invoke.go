@@ -21,8 +21,12 @@ type function struct {
 	cfg     config.Function
 	version string
 
-	// Guarded by set.mu: a recompile replaces the artifacts.
+	paths sandbox.TierArtifacts // its artifacts' cache keys, by tier
+
+	// Guarded by set.mu: a tier-up or a recompile replaces the artifacts.
 	artifacts worker.Artifacts
+	tier      sandbox.Tier
+	gen       int // counts artifact changes: a worker of an older one is not reused
 	cacheHit  bool
 	idle      []idleWorker // oldest first
 	live      int          // workers started and not yet stopped
@@ -38,6 +42,7 @@ type function struct {
 
 type idleWorker struct {
 	p     *worker.Process
+	gen   int
 	since time.Time
 }
 
@@ -58,71 +63,119 @@ func (f *function) idleTimeout() time.Duration {
 
 // take returns an idle worker (the most recently used, so that the others
 // age out) or starts a new one, timing it as a cold start when the
-// function had no worker at all.
-func (f *function) take() (*worker.Process, error) {
+// function had no worker at all; and the artifacts' generation it runs.
+func (f *function) take() (*worker.Process, int, error) {
 	s := f.set
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return nil, ErrClosed
+		return nil, 0, ErrClosed
 	}
 	if n := len(f.idle); n > 0 {
-		p := f.idle[n-1].p
+		w := f.idle[n-1]
 		f.idle = f.idle[:n-1]
 		s.mu.Unlock()
-		return p, nil
+		return w.p, w.gen, nil
 	}
 	cold := f.live == 0
 	s.mu.Unlock()
 	start := time.Now()
-	p, err := f.spawn()
+	p, gen, err := f.spawn()
 	if err == nil && cold {
 		f.set.opts.Observer.ColdStart(f.cfg.Name, time.Since(start))
 	}
-	return p, err
+	return p, gen, err
 }
 
 // spawn starts a worker, compiling the module again when its cached
 // artifact turns out damaged or altered.
-func (f *function) spawn() (*worker.Process, error) {
-	p, err := f.start()
+func (f *function) spawn() (*worker.Process, int, error) {
+	p, gen, err := f.start()
 	if !errors.Is(err, worker.ErrArtifact) {
-		return p, err
+		return p, gen, err
 	}
 	wasm, rerr := ReadModule(f.cfg.Module)
 	switch {
 	case rerr != nil:
-		return nil, fmt.Errorf("%w; the module could not be read to compile it again: %w", err, rerr)
+		return nil, 0, fmt.Errorf("%w; the module could not be read to compile it again: %w", err, rerr)
 	case Version(wasm) != f.version:
-		return nil, fmt.Errorf("%w; the module file changed since it was loaded", err)
+		return nil, 0, fmt.Errorf("%w; the module file changed since it was loaded", err)
 	}
-	if err := f.compile(wasm); err != nil {
-		return nil, err
+	f.set.mu.Lock()
+	tier := f.tier
+	f.set.mu.Unlock()
+	if err := f.compile(wasm, tier); err != nil {
+		return nil, 0, err
 	}
 	f.set.opts.Observer.Compiled(f.cfg.Name, false)
 	return f.start()
 }
 
-// compile compiles wasm in a compile worker and stores its artifacts.
-func (f *function) compile(wasm []byte) error {
+// compileAndProve compiles wasm in the first tier unless the cache had an
+// artifact, and proves the module with a first worker, which it keeps
+// (warm) or stops. A compile from the cache was proved when it was made.
+func (f *function) compileAndProve(wasm []byte, warm bool) error {
+	if f.cacheHit && !warm {
+		return nil
+	}
+	if !f.cacheHit {
+		if err := f.compile(wasm, f.tier); err != nil {
+			return err
+		}
+	}
+	p, gen, err := f.start()
+	if errors.Is(err, worker.ErrArtifact) && f.cacheHit {
+		// A damaged or altered artifact: compile again.
+		if err = f.compile(wasm, f.tier); err == nil {
+			p, gen, err = f.start()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("function %s: %w", f.cfg.Name, err)
+	}
+	if warm {
+		f.release(p, gen)
+	} else {
+		f.discard(p)
+	}
+	return nil
+}
+
+// compile compiles wasm with tier's compiler in a compile worker, stores
+// its artifacts and makes them the ones new workers load. Workers of the
+// previous artifacts finish their invocation and stop.
+func (f *function) compile(wasm []byte, tier sandbox.Tier) error {
 	f.compileMu.Lock()
 	defer f.compileMu.Unlock()
 	s, fc := f.set, f.cfg
-	s.mu.Lock()
-	a := f.artifacts
-	s.mu.Unlock()
 	p, err := worker.Start(s.opts.WorkerEnv...)
 	if err != nil {
 		return fmt.Errorf("function %s: %w", fc.Name, err)
 	}
-	module, adapter, err := p.Compile(wasm, fc.Memory, compileTimeout)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		p.Kill()
+		return ErrClosed
+	}
+	s.compiling[p] = struct{}{}
+	s.mu.Unlock()
+	module, adapter, err := p.Compile(wasm, fc.Memory, tier, compileTimeout)
+	s.mu.Lock()
+	delete(s.compiling, p)
+	closed := s.closed
+	s.mu.Unlock()
 	p.Close()
-	if errors.Is(err, worker.ErrTimeout) {
+	switch {
+	case closed:
+		return ErrClosed
+	case errors.Is(err, worker.ErrTimeout):
 		err = fmt.Errorf("compiling took longer than %s and was stopped", compileTimeout)
 	}
 	if err != nil {
 		return fmt.Errorf("function %s: module %s: %w", fc.Name, fc.Module, err)
 	}
+	a := worker.Artifacts{Paths: f.paths[tier]}
 	if a.Module, err = sandbox.StoreArtifact(a.Paths.Module, module); err != nil {
 		return fmt.Errorf("function %s: compile cache: %w", fc.Name, err)
 	}
@@ -130,20 +183,59 @@ func (f *function) compile(wasm []byte) error {
 		return fmt.Errorf("function %s: compile cache: %w", fc.Name, err)
 	}
 	s.mu.Lock()
-	f.artifacts, f.cacheHit = a, false
+	if tier == sandbox.TierFast && f.tier == sandbox.TierOptimized {
+		// A tier-up finished first: keep it.
+		s.mu.Unlock()
+		return nil
+	}
+	f.artifacts, f.tier, f.cacheHit = a, tier, false
+	f.gen++
+	stale := f.idle
+	f.idle = nil
 	s.mu.Unlock()
+	for _, w := range stale {
+		f.discard(w.p)
+	}
 	return nil
 }
 
-// start starts a worker with the function's current artifacts loaded.
-func (f *function) start() (*worker.Process, error) {
+// startTierUp compiles wasm with the optimizing tier in the background and
+// swaps its artifacts in: new workers load them.
+func (s *Set) startTierUp(f *function, wasm []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.bg.Go(func() {
+		select {
+		case s.tierUp <- struct{}{}:
+		case <-s.stop:
+			return
+		}
+		defer func() { <-s.tierUp }()
+		start := time.Now()
+		err := f.compile(wasm, sandbox.TierOptimized)
+		switch {
+		case errors.Is(err, ErrClosed):
+		case err != nil:
+			s.opts.Logger.Warn("optimizing compile failed; the function stays on its first tier", "function", f.cfg.Name, "error", err)
+		default:
+			s.opts.Logger.Info("function optimized", "function", f.cfg.Name, "tier", sandbox.TierOptimized, "took", time.Since(start).Round(time.Millisecond))
+		}
+	})
+}
+
+// start starts a worker with the function's current artifacts loaded, and
+// returns their generation.
+func (f *function) start() (*worker.Process, int, error) {
 	s := f.set
 	p, err := worker.Start(s.opts.WorkerEnv...)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	s.mu.Lock()
-	a := f.artifacts
+	a, gen := f.artifacts, f.gen
 	s.mu.Unlock()
 	initTimeout := s.opts.InitTimeout
 	if err := p.Load(a, f.cfg.Memory, f.cfg.Env, f.cfg.FreshInstance, initTimeout); err != nil {
@@ -152,23 +244,24 @@ func (f *function) start() (*worker.Process, error) {
 		if errors.Is(err, worker.ErrTimeout) {
 			err = fmt.Errorf("the module's _initialize did not return within %s", initTimeout)
 		}
-		return nil, fmt.Errorf("load %s in a worker: %w", f.cfg.Module, err)
+		return nil, 0, fmt.Errorf("load %s in a worker: %w", f.cfg.Module, err)
 	}
 	s.mu.Lock()
 	f.live++
 	s.mu.Unlock()
 	s.opts.Observer.WorkerStarted(f.cfg.Name)
-	return p, nil
+	return p, gen, nil
 }
 
-// release returns a healthy worker to the idle list, or stops it.
-func (f *function) release(p *worker.Process) {
+// release returns a healthy worker of generation gen to the idle list, or
+// stops it.
+func (f *function) release(p *worker.Process, gen int) {
 	retire := p.Invoked >= maxInvocationsPerWorker ||
 		(p.Invoked%rssCheckEvery == 0 && p.RSS() > f.cfg.Memory+maxWorkerOverhead)
 	s := f.set
 	s.mu.Lock()
-	if !s.closed && !retire && !f.retired {
-		f.idle = append(f.idle, idleWorker{p: p, since: time.Now()})
+	if !s.closed && !retire && !f.retired && gen == f.gen {
+		f.idle = append(f.idle, idleWorker{p: p, gen: gen, since: time.Now()})
 		if f.reaper == nil {
 			f.reaper = time.AfterFunc(f.idleTimeout(), f.reap)
 		}
@@ -247,7 +340,7 @@ func (f *function) invoke(ctx context.Context, ev Event) (Result, error) {
 	fail := func(kind Kind, reason string) (Result, error) {
 		return Result{}, &Error{Function: f.cfg.Name, Version: f.version, Kind: kind, Reason: reason}
 	}
-	p, err := f.take()
+	p, gen, err := f.take()
 	if err != nil {
 		if errors.Is(err, ErrClosed) {
 			return Result{}, err
@@ -280,7 +373,7 @@ func (f *function) invoke(ctx context.Context, ev Event) (Result, error) {
 		f.set.opts.Observer.WorkerDied(f.cfg.Name, WorkerCrash)
 		return fail(KindTrap, err.Error())
 	}
-	f.release(p)
+	f.release(p, gen)
 	if out.LogsTruncated {
 		h.logger().Warn("guest logs truncated", "limit_bytes", f.cfg.MaxLogSize)
 	}

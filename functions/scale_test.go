@@ -2,14 +2,18 @@ package functions_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/functions"
+	"github.com/sluice-run/sluice/functions/sandbox"
 	"github.com/sluice-run/sluice/internal/testenv"
 )
 
@@ -105,4 +109,74 @@ func TestIdleFunctionScalesToZero(t *testing.T) {
 		}
 		set.Close()
 	}
+}
+
+// TestTierUpDuringAStreamOfEvents: a function compiled for the first time
+// serves on the fast tier at once; its optimized compile is swapped in
+// while events keep coming, and every event runs exactly once (its effect
+// published once) with its own result, before, during and after the swap.
+func TestTierUpDuringAStreamOfEvents(t *testing.T) {
+	if !sandbox.FastTierAvailable() {
+		t.Skip("this wasmer has no fast tier")
+	}
+	pub := &spyPublisher{}
+	fc := config.Function{Name: "echo", Module: testenv.Guest(t, "internal/testguests/echo"), Timeout: 10 * time.Second,
+		Memory: 64 << 20, Publish: []string{"effects"}}
+	set, err := functions.Load([]config.Function{fc}, functions.Options{CacheDir: t.TempDir(), Publisher: pub, Logger: testenv.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	if tier, _ := set.Tier("echo"); tier != sandbox.TierFast {
+		t.Fatalf("first tier %v, want %v", tier, sandbox.TierFast)
+	}
+	var (
+		next, afterSwap atomic.Int64
+		mu              sync.Mutex
+		failures        []string
+		sent            = map[string]bool{}
+	)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			// Events until 20 have started on the optimized tier.
+			for afterSwap.Load() < 20 {
+				id := strconv.FormatInt(next.Add(1), 10)
+				optimized := false
+				if tier, _ := set.Tier("echo"); tier == sandbox.TierOptimized {
+					optimized = true
+				}
+				res, err := set.Invoke(context.Background(), "echo", functions.Event{ID: id, Attempt: 1, Data: []byte(id),
+					Headers: map[string][]string{"Reply-Effect": {"effects"}}})
+				mu.Lock()
+				sent[id] = true
+				if err != nil || string(res.Output) != id {
+					failures = append(failures, fmt.Sprintf("event %s: %q, %v", id, res.Output, err))
+				}
+				mu.Unlock()
+				if optimized {
+					afterSwap.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d events failed across the tier-up, first: %s", len(failures), failures[0])
+	}
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	runs := map[string]int{}
+	for _, s := range pub.sent {
+		runs[strings.TrimPrefix(s, "effects ")]++
+	}
+	for id := range sent {
+		if runs[id] != 1 {
+			t.Errorf("event %s ran %d times", id, runs[id])
+		}
+	}
+	if len(runs) != len(sent) {
+		t.Errorf("%d effects for %d events", len(runs), len(sent))
+	}
+	t.Logf("%d events, %d after the swap", len(sent), afterSwap.Load())
 }

@@ -49,14 +49,23 @@ type Artifacts struct {
 }
 
 // ArtifactPaths returns the cache keys in dir of wasm's artifacts under
-// memLimit. It validates only the module's framing (CapMemory).
-func ArtifactPaths(dir string, wasm []byte, memLimit int64) (Artifacts, error) {
+// memLimit, by the tier that compiles them. It validates only the module's
+// framing (CapMemory).
+func ArtifactPaths(dir string, wasm []byte, memLimit int64) (TierArtifacts, error) {
 	capped, err := CapMemory(wasm, memLimit)
 	if err != nil {
-		return Artifacts{}, err
+		return TierArtifacts{}, err
 	}
-	return Artifacts{Module: artifactPath(dir, capped), Adapter: adapterCachePath(dir)}, nil
+	var out TierArtifacts
+	for _, t := range []Tier{TierOptimized, TierFast} {
+		id := engineID(t)
+		out[t] = Artifacts{Module: artifactPath(dir, id, capped), Adapter: adapterCachePath(dir, id)}
+	}
+	return out, nil
 }
+
+// TierArtifacts are a module's cache keys, indexed by Tier.
+type TierArtifacts [2]Artifacts
 
 // ArtifactFile is the file of the artifact with digest sum under key.
 func ArtifactFile(key string, sum Digest) string {

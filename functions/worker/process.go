@@ -191,16 +191,18 @@ const (
 	maxReplyFrame    = sandbox.MaxErrText + 64
 )
 
-// Compile validates and compiles wasm in the worker, stopping it if it
-// takes longer than timeout, and returns the compiled artifacts of the
-// module and of the host-call adapter. The worker runs none of the
-// module's code; the caller stores the artifacts with their digests.
-func (p *Process) Compile(wasm []byte, memLimit int64, timeout time.Duration) (module, adapter []byte, err error) {
+// Compile validates and compiles wasm with tier's compiler in the worker,
+// stopping it if it takes longer than timeout, and returns the compiled
+// artifacts of the module and of the host-call adapter. The worker runs
+// none of the module's code; the caller stores the artifacts with their
+// digests.
+func (p *Process) Compile(wasm []byte, memLimit int64, tier sandbox.Tier, timeout time.Duration) (module, adapter []byte, err error) {
 	t := p.deadline(timeout)
 	defer t.Stop()
 	p.e.reset(msgCompile)
 	p.e.bytes(wasm)
 	p.e.i64(memLimit)
+	p.e.i64(int64(tier))
 	if err := p.e.send(p.w); err != nil {
 		return nil, nil, p.died(err)
 	}

@@ -168,7 +168,7 @@ func TestSupervisorBoundsLogs(t *testing.T) {
 // compile or a load is a violation, not a result.
 func TestOnlyTheStateAllowsCompileAndLoadReplies(t *testing.T) {
 	p := startFake(t, "done-during-compile")
-	if _, _, err := p.Compile([]byte("\x00asm\x01\x00\x00\x00"), 1<<20, 30*time.Second); !errors.Is(err, ErrProtocol) {
+	if _, _, err := p.Compile([]byte("\x00asm\x01\x00\x00\x00"), 1<<20, sandbox.TierOptimized, 30*time.Second); !errors.Is(err, ErrProtocol) {
 		t.Fatalf("Compile error = %v, want ErrProtocol", err)
 	}
 	p = startFake(t, "done-during-load")

@@ -81,11 +81,11 @@ func serve(in io.Reader, out io.Writer) int {
 func (s *server) handle(typ byte, d *dec) error {
 	switch typ {
 	case msgCompile:
-		wasm, limit, err := decodeCompile(d)
+		wasm, limit, tier, err := decodeCompile(d)
 		if err != nil {
 			return err
 		}
-		return s.compile(wasm, limit)
+		return s.compile(wasm, limit, tier)
 	case msgLoad:
 		l, err := decodeLoad(d)
 		if err != nil {
@@ -104,9 +104,21 @@ func (s *server) handle(typ byte, d *dec) error {
 	}
 }
 
-func decodeCompile(d *dec) (wasm []byte, limit int64, err error) {
-	wasm, limit = d.bytes(), d.i64()
-	return wasm, limit, d.end()
+func decodeCompile(d *dec) (wasm []byte, limit int64, tier sandbox.Tier, err error) {
+	wasm, limit, t := d.bytes(), d.i64(), d.i64()
+	if err := d.end(); err != nil {
+		return nil, 0, 0, err
+	}
+	switch tier = sandbox.Tier(t); tier {
+	case sandbox.TierOptimized:
+	case sandbox.TierFast:
+		if !sandbox.FastTierAvailable() {
+			return nil, 0, 0, errors.New("the fast tier's compiler is not in this build of wasmer")
+		}
+	default:
+		return nil, 0, 0, fmt.Errorf("unknown compiler tier %d", t)
+	}
+	return wasm, limit, tier, nil
 }
 
 type loadRequest struct {
@@ -153,8 +165,8 @@ func truncate(s string, n int) string {
 
 // compile runs no guest code: the first function worker's Load proves
 // that the module instantiates and its _initialize returns.
-func (s *server) compile(wasm []byte, limit int64) error {
-	module, adapter, err := sandbox.NewEngine("").CompileArtifacts(wasm, limit)
+func (s *server) compile(wasm []byte, limit int64, tier sandbox.Tier) error {
+	module, adapter, err := sandbox.NewTierEngine("", tier).CompileArtifacts(wasm, limit)
 	if err != nil {
 		return s.sendError(err)
 	}
