@@ -304,10 +304,11 @@ func reportCold(t *testing.T, b *strings.Builder, wasmPath, cacheDir string, fn 
 		t.Fatal(err)
 	}
 	var dep []coldResult
-	var comp, inst []float64
+	var comp, compSP, inst []float64
 	for range 3 {
 		dep = append(dep, deploy(t, fn))
-		comp = append(comp, ms(rawCompile(t, wasm, fn.Memory)))
+		comp = append(comp, ms(rawCompile(t, wasm, fn.Memory, sandbox.TierOptimized)))
+		compSP = append(compSP, ms(rawCompile(t, wasm, fn.Memory, sandbox.TierFast)))
 		inst = append(inst, ms(rawInstantiate(t, mod)))
 	}
 	raw := make([]float64, len(comp))
@@ -323,6 +324,7 @@ func reportCold(t *testing.T, b *strings.Builder, wasmPath, cacheDir string, fn 
 	row("deploy: 1 function, empty cache", dep, fmt.Sprintf("≤ 1.15× raw compile + instantiate, ≤ 1 s — measured %s×",
 		summarize(ratios(depTotal, raw)).fmt("%.2f")))
 	fmt.Fprintf(b, "| baseline: raw Cranelift compile, in process | %d | | %s | |\n", len(comp), summarize(comp).fmt("%.0f"))
+	fmt.Fprintf(b, "| baseline: raw Singlepass compile, in process | %d | | %s | |\n", len(compSP), summarize(compSP).fmt("%.0f"))
 	fmt.Fprintf(b, "| baseline: instantiate + first call, in process | %d | | %s | |\n", len(inst), summarize(inst).fmt("%.1f"))
 	fmt.Fprintf(b, "| baseline: raw compile + instantiate | %d | | %s | |\n", len(raw), summarize(raw).fmt("%.0f"))
 	for _, c := range []struct {
