@@ -49,6 +49,11 @@ var (
 	ErrUnknownFunction = errors.New("unknown function")
 	// ErrClosed is returned by Invoke after Close.
 	ErrClosed = errors.New("functions closed")
+	// ErrReleased is returned by Invoke when the event was in flight in a
+	// worker that was stopped for another event (its timeout, or its
+	// protocol violation): the event is not at fault, did not fail, and
+	// should run again without using an attempt.
+	ErrReleased = errors.New("released: the worker was stopped for another event")
 )
 
 var kindSentinels = map[Kind]error{

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,38 +21,48 @@ type function struct {
 	set     *Set
 	cfg     config.Function
 	version string
-
-	paths sandbox.TierArtifacts // its artifacts' cache keys, by tier
+	paths   sandbox.TierArtifacts // its artifacts' cache keys, by tier
 
 	// Guarded by set.mu: a tier-up or a recompile replaces the artifacts.
 	artifacts worker.Artifacts
 	tier      sandbox.Tier
-	gen       int // counts artifact changes: a worker of an older one is not reused
+	gen       int // counts artifact changes: a worker of an older one takes no new event
 	cacheHit  bool
-	idle      []idleWorker // oldest first
-	live      int          // workers started and not yet stopped
-	reaper    *time.Timer  // stops idle workers past the idle timeout
-	retired   bool         // replaced or removed
+	workers   []*proc       // the workers taking events
+	starting  chan struct{} // closed when the worker being started is up, or failed
+	live      int           // workers started and not yet stopped
+	reaper    *time.Timer   // stops workers idle past the idle timeout
+	retired   bool          // replaced or removed
 
-	compileMu sync.Mutex // one recompile at a time
+	compileMu sync.Mutex // one compile at a time
 
 	kvMu   sync.Mutex
 	kv     jetstream.KeyValue // the function's bucket, once created
 	seenKV jetstream.KeyValue // its seen bucket, once created
 }
 
-type idleWorker struct {
-	p     *worker.Process
-	gen   int
-	since time.Time
+// proc is one worker process of a function: it runs up to
+// maxInstancesPerWorker events at once, each in its own instance. Its
+// fields are guarded by set.mu.
+type proc struct {
+	p         *worker.Process
+	gen       int
+	inflight  int
+	peak      int       // most events at once: the instances it holds
+	idleSince time.Time // when inflight last fell to 0
+	out       bool      // takes no new event; stops when inflight is 0
+	dead      bool      // the process ended under an invocation
+	reported  bool      // its death was reported to the observer
 }
 
-// Worker recycling bounds: wasmer leaks a little per instantiation, and a
-// guest's memory is capped but the worker's own is not.
+// Worker bounds: instances per worker process, and recycling (wasmer
+// leaks a little per instantiation, and a guest's memory is capped but the
+// worker's own is not).
 const (
+	maxInstancesPerWorker   = 64
 	maxInvocationsPerWorker = 100_000
 	rssCheckEvery           = 64
-	maxWorkerOverhead       = 256 << 20 // allowed RSS beyond the guest's memory limit
+	maxWorkerOverhead       = 256 << 20 // allowed RSS beyond its instances' memory limits
 )
 
 func (f *function) idleTimeout() time.Duration {
@@ -61,30 +72,148 @@ func (f *function) idleTimeout() time.Duration {
 	return defaultIdleTimeout
 }
 
-// take returns an idle worker (the most recently used, so that the others
-// age out) or starts a new one, timing it as a cold start when the
-// function had no worker at all; and the artifacts' generation it runs.
-func (f *function) take() (*worker.Process, int, error) {
+// take returns a worker with room for one more event, the busiest such
+// (so that one process serves a function's concurrency), or starts one,
+// timing it as a cold start when the function had no worker at all. Events
+// arriving while a worker starts wait for it rather than start their own.
+func (f *function) take() (*proc, error) {
 	s := f.set
 	s.mu.Lock()
-	if s.closed {
+	for {
+		if s.closed {
+			s.mu.Unlock()
+			return nil, ErrClosed
+		}
+		var best *proc
+		for _, w := range f.workers {
+			if w.inflight < maxInstancesPerWorker && (best == nil || w.inflight > best.inflight) {
+				best = w
+			}
+		}
+		if best != nil {
+			best.inflight++
+			best.peak = max(best.peak, best.inflight)
+			s.mu.Unlock()
+			return best, nil
+		}
+		if f.starting == nil {
+			break
+		}
+		ch := f.starting
 		s.mu.Unlock()
-		return nil, 0, ErrClosed
+		<-ch
+		s.mu.Lock()
 	}
-	if n := len(f.idle); n > 0 {
-		w := f.idle[n-1]
-		f.idle = f.idle[:n-1]
-		s.mu.Unlock()
-		return w.p, w.gen, nil
-	}
+	ch := make(chan struct{})
+	f.starting = ch
 	cold := f.live == 0
 	s.mu.Unlock()
 	start := time.Now()
 	p, gen, err := f.spawn()
-	if err == nil && cold {
-		f.set.opts.Observer.ColdStart(f.cfg.Name, time.Since(start))
+	s.mu.Lock()
+	f.starting = nil
+	close(ch)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, err
 	}
-	return p, gen, err
+	w := &proc{p: p, gen: gen, inflight: 1, peak: 1}
+	if !s.closed && !f.retired && gen == f.gen {
+		f.workers = append(f.workers, w)
+	} else {
+		w.out = true
+	}
+	s.mu.Unlock()
+	if cold {
+		s.opts.Observer.ColdStart(f.cfg.Name, time.Since(start))
+	}
+	return w, nil
+}
+
+// release ends one event's use of w. err is the worker's error, if any:
+// then the worker is gone. A worker that is out (replaced, recycled,
+// dead) stops with its last event; a healthy one with none left becomes
+// idle.
+func (f *function) release(w *proc, err error) {
+	rss := int64(0)
+	n := w.p.Invoked()
+	if err == nil && n%rssCheckEvery == 0 {
+		rss = w.p.RSS()
+	}
+	s := f.set
+	s.mu.Lock()
+	w.inflight--
+	report := ""
+	if err != nil {
+		w.dead = true
+		if !w.reported && !errors.Is(err, worker.ErrReleased) {
+			w.reported = true
+			report = deathReason(err)
+		}
+	}
+	if w.dead || s.closed || f.retired || w.gen != f.gen || n >= maxInvocationsPerWorker ||
+		rss > f.cfg.Memory*int64(w.peak)+maxWorkerOverhead {
+		f.dropLocked(w)
+	}
+	stop := w.out && w.inflight == 0
+	if !w.out && w.inflight == 0 {
+		w.idleSince = time.Now()
+		if f.reaper == nil {
+			f.reaper = time.AfterFunc(f.idleTimeout(), f.reap)
+		}
+	}
+	s.mu.Unlock()
+	if report != "" {
+		s.opts.Observer.WorkerDied(f.cfg.Name, report)
+	}
+	if stop {
+		f.stop(w)
+	}
+}
+
+func deathReason(err error) string {
+	switch {
+	case errors.Is(err, worker.ErrTimeout):
+		return WorkerTimeout
+	case errors.Is(err, worker.ErrProtocol):
+		return WorkerProtocol
+	}
+	return WorkerCrash
+}
+
+// dropLocked takes w out of the workers taking events.
+func (f *function) dropLocked(w *proc) {
+	if w.out {
+		return
+	}
+	w.out = true
+	f.workers = slices.DeleteFunc(f.workers, func(x *proc) bool { return x == w })
+}
+
+// stop ends a worker that has no event left.
+func (f *function) stop(w *proc) {
+	if w.dead {
+		w.p.Kill()
+	} else {
+		w.p.Close()
+	}
+	f.lost()
+}
+
+// addIdle makes a worker started outside take (a deploy's first one) idle.
+func (f *function) addIdle(p *worker.Process, gen int) {
+	s := f.set
+	s.mu.Lock()
+	if s.closed || f.retired || gen != f.gen {
+		s.mu.Unlock()
+		f.discard(p)
+		return
+	}
+	f.workers = append(f.workers, &proc{p: p, gen: gen, idleSince: time.Now()})
+	if f.reaper == nil {
+		f.reaper = time.AfterFunc(f.idleTimeout(), f.reap)
+	}
+	s.mu.Unlock()
 }
 
 // spawn starts a worker, compiling the module again when its cached
@@ -134,7 +263,7 @@ func (f *function) compileAndProve(wasm []byte, warm bool) error {
 		return fmt.Errorf("function %s: %w", f.cfg.Name, err)
 	}
 	if warm {
-		f.release(p, gen)
+		f.addIdle(p, gen)
 	} else {
 		f.discard(p)
 	}
@@ -190,11 +319,10 @@ func (f *function) compile(wasm []byte, tier sandbox.Tier) error {
 	}
 	f.artifacts, f.tier, f.cacheHit = a, tier, false
 	f.gen++
-	stale := f.idle
-	f.idle = nil
+	stale := f.retireWorkersLocked()
 	s.mu.Unlock()
 	for _, w := range stale {
-		f.discard(w.p)
+		f.stop(w)
 	}
 	return nil
 }
@@ -253,26 +381,7 @@ func (f *function) start() (*worker.Process, int, error) {
 	return p, gen, nil
 }
 
-// release returns a healthy worker of generation gen to the idle list, or
-// stops it.
-func (f *function) release(p *worker.Process, gen int) {
-	retire := p.Invoked >= maxInvocationsPerWorker ||
-		(p.Invoked%rssCheckEvery == 0 && p.RSS() > f.cfg.Memory+maxWorkerOverhead)
-	s := f.set
-	s.mu.Lock()
-	if !s.closed && !retire && !f.retired && gen == f.gen {
-		f.idle = append(f.idle, idleWorker{p: p, gen: gen, since: time.Now()})
-		if f.reaper == nil {
-			f.reaper = time.AfterFunc(f.idleTimeout(), f.reap)
-		}
-		s.mu.Unlock()
-		return
-	}
-	s.mu.Unlock()
-	f.discard(p)
-}
-
-// discard stops a worker that is not idle.
+// discard stops a worker no event has.
 func (f *function) discard(p *worker.Process) {
 	p.Close()
 	f.lost()
@@ -297,32 +406,52 @@ func (f *function) reap() {
 	}
 	timeout := f.idleTimeout()
 	cutoff := time.Now().Add(-timeout)
-	n := 0
-	for n < len(f.idle) && !f.idle[n].since.After(cutoff) {
-		n++
+	var stale []*proc
+	var next time.Time
+	for _, w := range f.workers {
+		switch {
+		case w.inflight > 0:
+		case !w.idleSince.After(cutoff):
+			stale = append(stale, w)
+		case next.IsZero() || w.idleSince.Before(next):
+			next = w.idleSince
+		}
 	}
-	stale := make([]idleWorker, n)
-	copy(stale, f.idle)
-	f.idle = append(f.idle[:0], f.idle[n:]...)
-	if len(f.idle) > 0 {
-		f.reaper.Reset(time.Until(f.idle[0].since.Add(timeout)))
-	} else {
+	for _, w := range stale {
+		f.dropLocked(w)
+	}
+	if next.IsZero() {
 		f.reaper = nil
+	} else {
+		f.reaper.Reset(time.Until(next.Add(timeout)))
 	}
 	s.reaping.Add(1)
 	s.mu.Unlock()
 	defer s.reaping.Done()
 	for _, w := range stale {
-		f.discard(w.p)
+		f.stop(w)
 	}
 }
 
-// stopIdle stops the function's idle workers and its reaper.
+// retireWorkersLocked takes every worker out of service and returns the
+// idle ones, for the caller to stop; busy ones stop after their last event.
+func (f *function) retireWorkersLocked() []*proc {
+	var idle []*proc
+	for _, w := range slices.Clone(f.workers) {
+		f.dropLocked(w)
+		if w.inflight == 0 {
+			idle = append(idle, w)
+		}
+	}
+	return idle
+}
+
+// stopIdle stops the function's idle workers and its reaper; busy ones
+// stop after their last event.
 func (f *function) stopIdle() {
 	s := f.set
 	s.mu.Lock()
-	idle := f.idle
-	f.idle = nil
+	idle := f.retireWorkersLocked()
 	if f.reaper != nil {
 		f.reaper.Stop()
 		f.reaper = nil
@@ -330,7 +459,7 @@ func (f *function) stopIdle() {
 	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, w := range idle {
-		wg.Go(func() { f.discard(w.p) })
+		wg.Go(func() { f.stop(w) })
 	}
 	wg.Wait()
 }
@@ -340,7 +469,7 @@ func (f *function) invoke(ctx context.Context, ev Event) (Result, error) {
 	fail := func(kind Kind, reason string) (Result, error) {
 		return Result{}, &Error{Function: f.cfg.Name, Version: f.version, Kind: kind, Reason: reason}
 	}
-	p, gen, err := f.take()
+	w, err := f.take()
 	if err != nil {
 		if errors.Is(err, ErrClosed) {
 			return Result{}, err
@@ -355,25 +484,21 @@ func (f *function) invoke(ctx context.Context, ev Event) (Result, error) {
 		Binding: ev.Binding, Function: f.cfg.Name, Attempt: ev.Attempt,
 		Limits: sandbox.Limits{ResultBytes: int(f.cfg.MaxResultSize), LogBytes: int(f.cfg.MaxLogSize), PublishBytes: f.set.opts.MaxPublishSize},
 	}
-	out, err := p.Invoke(call, h, f.cfg.Timeout)
-	if err != nil {
-		f.lost() // the worker is dead
-	}
+	out, err := w.p.Invoke(call, h, f.cfg.Timeout)
+	f.release(w, err)
 	switch {
+	case errors.Is(err, worker.ErrReleased):
+		return Result{}, fmt.Errorf("function %s: %w", f.cfg.Name, ErrReleased)
 	case errors.Is(err, worker.ErrTimeout):
-		f.set.opts.Observer.WorkerDied(f.cfg.Name, WorkerTimeout)
 		return fail(KindTimeout, fmt.Sprintf("timed out after %s (the worker was stopped)", f.cfg.Timeout))
 	case errors.Is(err, worker.ErrProtocol):
 		// The worker runs guest code: a frame it may not send is an
 		// attack or a corrupted worker, never a guest's ordinary failure.
 		h.logger().Error("worker protocol violation; the worker was stopped", "error", err)
-		f.set.opts.Observer.WorkerDied(f.cfg.Name, WorkerProtocol)
 		return fail(KindTrap, err.Error())
 	case err != nil:
-		f.set.opts.Observer.WorkerDied(f.cfg.Name, WorkerCrash)
 		return fail(KindTrap, err.Error())
 	}
-	f.release(p, gen)
 	if out.LogsTruncated {
 		h.logger().Warn("guest logs truncated", "limit_bytes", f.cfg.MaxLogSize)
 	}

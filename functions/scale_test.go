@@ -2,6 +2,7 @@ package functions_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -179,4 +180,100 @@ func TestTierUpDuringAStreamOfEvents(t *testing.T) {
 		t.Errorf("%d effects for %d events", len(runs), len(sent))
 	}
 	t.Logf("%d events, %d after the swap", len(sent), afterSwap.Load())
+}
+
+// gatePublisher holds every publish until open is closed.
+type gatePublisher struct {
+	open    chan struct{}
+	entered atomic.Int32
+	mu      sync.Mutex
+	sent    []string
+}
+
+func (p *gatePublisher) Publish(_ context.Context, subject string, data []byte) error {
+	p.entered.Add(1)
+	<-p.open
+	p.mu.Lock()
+	p.sent = append(p.sent, string(data))
+	p.mu.Unlock()
+	return nil
+}
+
+// stallWAT loops forever on a payload starting with "L"; otherwise it
+// publishes its payload to "s" and succeeds.
+const stallWAT = `(module
+  (import "sluice" "event_get" (func $event_get (param i32 i32 i32) (result i32)))
+  (import "sluice" "publish" (func $publish (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "s")
+  (func (export "handle") (result i32) (local $n i32)
+    (local.set $n (call $event_get (i32.const 0) (i32.const 16) (i32.const 64)))
+    (if (i32.eq (i32.load8_u (i32.const 16)) (i32.const 76)) (then (loop $l (br $l))))
+    (drop (call $publish (i32.const 0) (i32.const 1) (i32.const 16) (local.get $n)))
+    (i32.const 0)))`
+
+// TestTimeoutReleasesTheOtherEventsOfItsWorker: four events in flight at
+// once run in one worker process, each in its own instance; when one of
+// them times out the worker is killed, and the other three end with
+// ErrReleased (no failure of theirs, no attempt used), then run again and
+// succeed.
+func TestTimeoutReleasesTheOtherEventsOfItsWorker(t *testing.T) {
+	pub := &gatePublisher{open: make(chan struct{})}
+	set, err := functions.Load([]config.Function{{Name: "f", Module: testenv.WAT(t, stallWAT), Timeout: 5 * time.Second,
+		Memory: 1 << 20, Publish: []string{"s"}}}, functions.Options{CacheDir: t.TempDir(), Publisher: pub, Logger: testenv.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	// A tier-up swap would send later events to a new worker.
+	testenv.Eventually(t, time.Minute, "the optimized tier", func() bool {
+		tier, _ := set.Tier("f")
+		return tier == sandbox.TierOptimized
+	})
+	invoke := func(id string) error {
+		res, err := set.Invoke(context.Background(), "f", functions.Event{ID: id, Attempt: 1, Data: []byte(id)})
+		if err == nil && len(res.Output) != 0 {
+			return fmt.Errorf("unexpected output %q", res.Output)
+		}
+		return err
+	}
+	loopErr := make(chan error, 1)
+	go func() { loopErr <- invoke("L") }()
+	testenv.Eventually(t, 10*time.Second, "the looping event in a worker", func() bool { return set.Workers("f") == 1 })
+	others := []string{"a", "b", "c"}
+	errs := make([]error, len(others))
+	var wg sync.WaitGroup
+	for i, id := range others {
+		wg.Go(func() { errs[i] = invoke(id) })
+	}
+	testenv.Eventually(t, 10*time.Second, "three more events waiting in publish", func() bool { return pub.entered.Load() == 3 })
+	if n := set.Workers("f"); n != 1 {
+		t.Fatalf("%d worker processes for four events in flight, want one", n)
+	}
+	if err := <-loopErr; !errors.Is(err, functions.ErrTimeout) {
+		t.Fatalf("the looping event: %v, want a timeout", err)
+	}
+	close(pub.open)
+	wg.Wait()
+	for i, err := range errs {
+		var fe *functions.Error
+		if !errors.Is(err, functions.ErrReleased) || errors.As(err, &fe) {
+			t.Errorf("event %s in the killed worker: %v, want ErrReleased and no failure", others[i], err)
+		}
+	}
+	// Their publishes were under way when the worker died: like any
+	// event run again, a released one may repeat an effect.
+	pub.mu.Lock()
+	before := len(pub.sent)
+	pub.mu.Unlock()
+	for _, id := range others {
+		if err := invoke(id); err != nil {
+			t.Errorf("event %s run again: %v", id, err)
+		}
+	}
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if got := strings.Join(pub.sent[before:], ","); got != "a,b,c" {
+		t.Errorf("effects of the events run again %q, want a,b,c", got)
+	}
 }

@@ -29,32 +29,64 @@ var (
 	// ErrArtifact: a compiled artifact is missing or does not match its
 	// recorded digest; compile the module again.
 	ErrArtifact = errors.New("compiled artifact missing or altered")
+	// ErrReleased: the worker was stopped for another invocation (its
+	// timeout or its protocol violation) while this one was in flight, or
+	// before it started; this invocation is not at fault.
+	ErrReleased = errors.New("worker stopped for another invocation")
 )
 
 // Host answers a worker's host calls for one invocation.
 type Host = sandbox.Host
 
-// Process is a running worker, owned by one goroutine at a time.
+// Process is a running worker. Compile and Load are for one goroutine;
+// once a module is loaded, Invoke may be called from many at once, each
+// event running in its own instance in the worker.
 //
 // The protocol runs on two pipes the worker inherits as descriptors 3 and
 // 4. Its stdin and stdout are /dev/null and its stderr is a bounded tail
 // kept for crash reports, so nothing a guest reaches through WASI (which
 // the sandbox confines to fds 0-2 anyway) touches the protocol.
+// Invocations are multiplexed by a request id the supervisor chooses; a
+// reader goroutine (started by Load) routes the worker's frames to them.
 type Process struct {
 	cmd    *exec.Cmd
 	toW    *os.File // the supervisor's end of the worker's input
 	fromW  *os.File // and of its output
 	r      *bufio.Reader
-	w      *bufio.Writer
-	e      enc
-	buf    []byte
+	buf    []byte // the reader's
 	stderr *tail
+
+	wmu sync.Mutex // guards w and e
+	w   *bufio.Writer
+	e   enc
+
+	frameLimit atomic.Int64 // bound of a frame from the worker during invocations
+	invoked    atomic.Int64
+
+	mu      sync.Mutex
+	calls   map[int64]*inflight // by request id; nil once the worker ended
+	nextID  int64
+	ended   bool
+	culprit *inflight // the invocation whose frame broke the protocol
+	broken  error     // that violation, or one no invocation can be blamed for
 
 	killed    atomic.Bool
 	waitOnce  sync.Once
 	waitErr   error
-	Invoked   int // invocations served, for recycling
 	closeOnce sync.Once
+}
+
+// inflight is one invocation in flight in a worker.
+type inflight struct {
+	frames   chan frame    // from the reader
+	ended    chan struct{} // closed when the worker ended before its done
+	gone     chan struct{} // closed when the invocation stopped listening
+	timedOut atomic.Bool
+}
+
+type frame struct {
+	typ  byte
+	body []byte
 }
 
 // Start starts a worker: this executable with EnvVar set and an explicit
@@ -91,7 +123,7 @@ func Start(extraEnv ...string) (*Process, error) {
 		return nil, fmt.Errorf("worker: start: %w", err)
 	}
 	return &Process{
-		cmd: cmd, toW: inW, fromW: outR, stderr: t,
+		cmd: cmd, toW: inW, fromW: outR, stderr: t, calls: map[int64]*inflight{},
 		r: bufio.NewReaderSize(outR, 64<<10), w: bufio.NewWriterSize(inW, 64<<10),
 	}, nil
 }
@@ -132,11 +164,17 @@ func (p *Process) wait() {
 
 // deadline kills the worker after d unless stopped.
 func (p *Process) deadline(d time.Duration) *time.Timer {
-	return time.AfterFunc(d, func() {
-		p.killed.Store(true)
-		_ = p.cmd.Process.Kill()
-	})
+	return time.AfterFunc(d, p.signalKill)
 }
+
+// signalKill kills the worker without waiting for it.
+func (p *Process) signalKill() {
+	p.killed.Store(true)
+	_ = p.cmd.Process.Kill()
+}
+
+// Invoked counts the invocations this worker was given.
+func (p *Process) Invoked() int64 { return p.invoked.Load() }
 
 // died turns a read or write failure into ErrTimeout, ErrProtocol or
 // ErrCrashed with the worker's last words.
@@ -264,6 +302,8 @@ func (p *Process) Load(a Artifacts, memLimit int64, env map[string]string, fresh
 		if err := d.end(); err != nil {
 			return p.violation("ready: %v", err)
 		}
+		p.frameLimit.Store(maxReplyFrame)
+		go p.read()
 		return nil
 	case msgError:
 		werr, err := workerError(d)
@@ -273,6 +313,67 @@ func (p *Process) Load(a Artifacts, memLimit int64, env map[string]string, fresh
 		return werr
 	}
 	return p.violation("message %d while loading", typ)
+}
+
+// read routes the worker's frames to the invocations they belong to,
+// until the worker ends; then it tells those still in flight. A frame
+// outside an invocation, for a request not in flight, or over the bound,
+// breaks the protocol and kills the worker.
+func (p *Process) read() {
+	var broken error
+	for {
+		typ, d, err := readFrame(p.r, &p.buf, int(p.frameLimit.Load()))
+		if err != nil {
+			if errors.Is(err, errFrame) || errors.Is(err, errFrameSize) {
+				broken = err
+			}
+			break
+		}
+		id := d.i64()
+		switch typ {
+		case msgLog, msgPublish, msgCall, msgDone:
+		default:
+			broken = fmt.Errorf("message %d during an invocation", typ)
+		}
+		p.mu.Lock()
+		c := p.calls[id]
+		if typ == msgDone {
+			delete(p.calls, id)
+		}
+		p.mu.Unlock()
+		if broken == nil && (d.err != nil || c == nil) {
+			broken = fmt.Errorf("message %d for request %d, which is not in flight", typ, id)
+		}
+		if broken != nil {
+			break
+		}
+		select {
+		case c.frames <- frame{typ: typ, body: append([]byte(nil), d.b...)}:
+		case <-c.gone:
+		}
+	}
+	if broken != nil {
+		p.breakProtocol(nil, broken)
+	}
+	p.mu.Lock()
+	p.ended = true
+	calls := p.calls
+	p.calls = nil
+	p.mu.Unlock()
+	for _, c := range calls {
+		close(c.ended)
+	}
+}
+
+// breakProtocol records a violation, blaming c when known, and kills the
+// worker.
+func (p *Process) breakProtocol(c *inflight, err error) {
+	p.mu.Lock()
+	if p.broken == nil {
+		p.culprit, p.broken = c, err
+	}
+	p.mu.Unlock()
+	p.signalKill()
 }
 
 // Result is a worker's answer to an invocation.
@@ -296,44 +397,82 @@ func invokeFrameLimit(l sandbox.Limits) int {
 	)
 }
 
-// Invoke runs one event in the worker, answering its host calls with host.
-// During an invocation a worker may send only logs, publishes, host calls
-// and one final done, each within c.Limits (enforced here, whatever the
-// worker claims); logs beyond LogBytes are dropped. It returns ErrTimeout
-// (the worker was killed), ErrProtocol or ErrCrashed when the worker did
-// not answer as it must; the Process is then dead.
+// Invoke runs one event in the worker, answering its host calls with host;
+// it may run while other events do, each in its own instance. During an
+// invocation a worker may send only logs, publishes, host calls and one
+// final done, each within c.Limits (enforced here, whatever the worker
+// claims); logs beyond LogBytes are dropped.
+//
+// When the worker does not answer as it must, the worker is killed and
+// every invocation in flight there ends: this one with ErrTimeout (its
+// timeout passed), ErrProtocol (its frame, or one no invocation can be
+// blamed for, broke the protocol) or ErrCrashed (the worker died on its
+// own), the others with ErrReleased when they were not at fault.
 func (p *Process) Invoke(c *sandbox.Call, host Host, timeout time.Duration) (Result, error) {
-	t := p.deadline(timeout)
-	defer t.Stop()
-	p.Invoked++
+	p.invoked.Add(1)
 	lim := c.Limits.WithDefaults()
-	frameLimit := invokeFrameLimit(lim)
-	p.e.reset(msgInvoke)
-	p.e.bytes(c.Payload)
-	p.e.str(c.Subject)
-	p.e.str(c.ID)
-	p.e.strMap(c.Headers)
-	p.e.str(c.Binding)
-	p.e.str(c.Function)
-	p.e.i64(int64(c.Attempt))
-	p.e.i64(int64(lim.ResultBytes))
-	p.e.i64(int64(lim.ReasonBytes))
-	p.e.i64(int64(lim.LogBytes))
-	p.e.i64(int64(lim.PublishBytes))
-	if err := p.e.send(p.w); err != nil {
-		return Result{}, p.died(err)
+	for limit := int64(invokeFrameLimit(lim)); ; {
+		cur := p.frameLimit.Load()
+		if cur >= limit || p.frameLimit.CompareAndSwap(cur, limit) {
+			break
+		}
+	}
+	call := &inflight{frames: make(chan frame, 4), ended: make(chan struct{}), gone: make(chan struct{})}
+	defer close(call.gone)
+	p.mu.Lock()
+	if p.ended || p.calls == nil {
+		p.mu.Unlock()
+		return Result{}, ErrReleased
+	}
+	id := p.nextID
+	p.nextID++
+	p.calls[id] = call
+	p.mu.Unlock()
+	t := time.AfterFunc(timeout, func() {
+		// An invocation already ended with its worker was released (or
+		// crashed), not timed out.
+		p.mu.Lock()
+		ended := p.ended
+		p.mu.Unlock()
+		if !ended && p.killed.CompareAndSwap(false, true) {
+			call.timedOut.Store(true)
+			_ = p.cmd.Process.Kill()
+		}
+	})
+	defer t.Stop()
+	err := p.send(func(e *enc) {
+		e.reset(msgInvoke)
+		e.i64(id)
+		e.bytes(c.Payload)
+		e.str(c.Subject)
+		e.str(c.ID)
+		e.strMap(c.Headers)
+		e.str(c.Binding)
+		e.str(c.Function)
+		e.i64(int64(c.Attempt))
+		e.i64(int64(lim.ResultBytes))
+		e.i64(int64(lim.ReasonBytes))
+		e.i64(int64(lim.LogBytes))
+		e.i64(int64(lim.PublishBytes))
+	})
+	if err != nil {
+		<-call.ended
+		return Result{}, p.endedFor(call)
 	}
 	logged, truncated := 0, false
 	for {
-		typ, d, err := readFrame(p.r, &p.buf, frameLimit)
-		if err != nil {
-			return Result{}, p.died(err)
+		var f frame
+		select {
+		case f = <-call.frames:
+		case <-call.ended:
+			return Result{}, p.endedFor(call)
 		}
-		switch typ {
+		d := &dec{b: f.body}
+		switch f.typ {
 		case msgLog:
 			level, line, err := decodeLog(d)
 			if err != nil {
-				return Result{}, p.violation("log: %v", err)
+				return Result{}, p.blame(call, "log: %v", err)
 			}
 			room := lim.LogBytes - logged - 1
 			if room < 0 {
@@ -348,37 +487,80 @@ func (p *Process) Invoke(c *sandbox.Call, host Host, timeout time.Duration) (Res
 		case msgPublish:
 			subject, data, err := decodePublish(d)
 			if err != nil {
-				return Result{}, p.violation("publish: %v", err)
+				return Result{}, p.blame(call, "publish: %v", err)
 			}
 			code := hostCode(host.Publish(subject, data))
-			p.e.reset(msgHostReply)
-			p.e.i64(code)
-			if err := p.e.send(p.w); err != nil {
-				return Result{}, p.died(err)
-			}
+			_ = p.send(func(e *enc) {
+				e.reset(msgHostReply)
+				e.i64(id)
+				e.i64(code)
+			})
 		case msgCall:
 			name, args, err := decodeCall(d)
 			if err != nil {
-				return Result{}, p.violation("host call: %v", err)
+				return Result{}, p.blame(call, "host call: %v", err)
 			}
 			code, data := dispatch(host, name, args)
-			p.e.reset(msgCallReply)
-			p.e.i64(code)
-			p.e.fields(data)
-			if err := p.e.send(p.w); err != nil {
-				return Result{}, p.died(err)
-			}
+			_ = p.send(func(e *enc) {
+				e.reset(msgCallReply)
+				e.i64(id)
+				e.i64(code)
+				e.fields(data)
+			})
 		case msgDone:
 			r, err := decodeDone(d, lim)
 			if err != nil {
-				return Result{}, p.violation("done: %v", err)
+				return Result{}, p.blame(call, "done: %v", err)
 			}
 			r.LogsTruncated = r.LogsTruncated || truncated
 			return r, nil
-		default:
-			return Result{}, p.violation("message %d during an invocation", typ)
 		}
 	}
+}
+
+// send writes one frame built by build. A failed write means the worker
+// is gone: the reader sees it too, and ends the invocations in flight.
+func (p *Process) send(build func(e *enc)) error {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	build(&p.e)
+	return p.e.send(p.w)
+}
+
+// blame kills the worker for call's bad frame and returns the error.
+func (p *Process) blame(call *inflight, format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	p.breakProtocol(call, err)
+	p.wait()
+	return fmt.Errorf("%w: %v", ErrProtocol, err)
+}
+
+// endedFor says why the worker ended under call.
+func (p *Process) endedFor(call *inflight) error {
+	p.wait()
+	p.mu.Lock()
+	culprit, broken := p.culprit, p.broken
+	p.mu.Unlock()
+	switch {
+	case call.timedOut.Load():
+		return ErrTimeout
+	case broken != nil && (culprit == nil || culprit == call):
+		return fmt.Errorf("%w: %v", ErrProtocol, broken)
+	case p.killed.Load():
+		return ErrReleased
+	}
+	detail := strings.TrimSpace(p.stderr.String())
+	status := ""
+	if p.waitErr != nil {
+		status = p.waitErr.Error()
+	}
+	switch {
+	case detail != "":
+		return fmt.Errorf("%w (%s): %s", ErrCrashed, status, lastLines(detail, 3))
+	case status != "":
+		return fmt.Errorf("%w (%s)", ErrCrashed, status)
+	}
+	return ErrCrashed
 }
 
 // Decoders of the frames a worker sends; each reads a whole body or fails.
