@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,6 +67,8 @@ type Process struct {
 	mu      sync.Mutex
 	calls   map[int64]*inflight // by request id; nil once the worker ended
 	nextID  int64
+	reading bool        // an invocation holds the reading role
+	waiters []*inflight // invocations waiting for a frame, in order
 	ended   bool
 	culprit *inflight // the invocation whose frame broke the protocol
 	broken  error     // that violation, or one no invocation can be blamed for
@@ -78,6 +81,7 @@ type Process struct {
 
 // inflight is one invocation in flight in a worker.
 type inflight struct {
+	id       int64
 	frames   chan frame    // from the reader
 	ended    chan struct{} // closed when the worker ended before its done
 	gone     chan struct{} // closed when the invocation stopped listening
@@ -303,7 +307,6 @@ func (p *Process) Load(a Artifacts, memLimit int64, env map[string]string, fresh
 			return p.violation("ready: %v", err)
 		}
 		p.frameLimit.Store(maxReplyFrame)
-		go p.read()
 		return nil
 	case msgError:
 		werr, err := workerError(d)
@@ -315,43 +318,139 @@ func (p *Process) Load(a Artifacts, memLimit int64, env map[string]string, fresh
 	return p.violation("message %d while loading", typ)
 }
 
-// read routes the worker's frames to the invocations they belong to,
-// until the worker ends; then it tells those still in flight. A frame
-// outside an invocation, for a request not in flight, or over the bound,
-// breaks the protocol and kills the worker.
-func (p *Process) read() {
-	var broken error
+// Reading the worker's frames is a role, not a goroutine: an invocation
+// waiting for a frame reads the pipe itself when no one else is (so a lone
+// invocation gets its frames with no goroutine hand-off), routes the
+// frames of others to them, and hands the role to a waiting invocation as
+// soon as it has a frame of its own. A frame outside an invocation, for a
+// request not in flight, or over the bound, breaks the protocol and kills
+// the worker.
+
+// tokenFrame hands the reading role to the invocation that receives it.
+const tokenFrame byte = 0
+
+// await returns the next frame for call, or false when the worker ended.
+func (p *Process) await(call *inflight) (frame, bool) {
+	p.mu.Lock()
+	select {
+	case f := <-call.frames:
+		p.mu.Unlock()
+		if f.typ == tokenFrame {
+			return p.readFor(call)
+		}
+		return f, true
+	default:
+	}
+	if p.ended {
+		p.mu.Unlock()
+		return frame{}, false
+	}
+	if !p.reading {
+		p.reading = true
+		p.mu.Unlock()
+		return p.readFor(call)
+	}
+	p.waiters = append(p.waiters, call)
+	p.mu.Unlock()
+	select {
+	case f := <-call.frames:
+		if f.typ == tokenFrame {
+			return p.readFor(call)
+		}
+		return f, true
+	case <-call.ended:
+		return frame{}, false
+	}
+}
+
+// readFor reads frames in the reading role until one is for call, routing
+// the others.
+func (p *Process) readFor(call *inflight) (frame, bool) {
 	for {
 		typ, d, err := readFrame(p.r, &p.buf, int(p.frameLimit.Load()))
-		if err != nil {
-			if errors.Is(err, errFrame) || errors.Is(err, errFrameSize) {
-				broken = err
+		var broken error
+		switch {
+		case errors.Is(err, errFrame) || errors.Is(err, errFrameSize):
+			broken = err
+		case err != nil:
+			p.end(nil)
+			return frame{}, false
+		}
+		var id int64
+		var c *inflight
+		if broken == nil {
+			id = d.i64()
+			switch typ {
+			case msgLog, msgPublish, msgCall, msgDone:
+			default:
+				broken = fmt.Errorf("message %d during an invocation", typ)
 			}
-			break
 		}
-		id := d.i64()
-		switch typ {
-		case msgLog, msgPublish, msgCall, msgDone:
-		default:
-			broken = fmt.Errorf("message %d during an invocation", typ)
-		}
-		p.mu.Lock()
-		c := p.calls[id]
-		if typ == msgDone {
-			delete(p.calls, id)
-		}
-		p.mu.Unlock()
-		if broken == nil && (d.err != nil || c == nil) {
-			broken = fmt.Errorf("message %d for request %d, which is not in flight", typ, id)
+		if broken == nil {
+			p.mu.Lock()
+			if c = p.calls[id]; c != nil && typ == msgDone {
+				delete(p.calls, id)
+			}
+			// Waiting no more: it will have a frame.
+			p.waiters = slices.DeleteFunc(p.waiters, func(w *inflight) bool { return w == c })
+			p.mu.Unlock()
+			if d.err != nil || c == nil {
+				broken = fmt.Errorf("message %d for request %d, which is not in flight", typ, id)
+			}
 		}
 		if broken != nil {
-			break
+			p.end(broken)
+			return frame{}, false
+		}
+		f := frame{typ: typ, body: append([]byte(nil), d.b...)}
+		if c == call {
+			p.handOff()
+			return f, true
 		}
 		select {
-		case c.frames <- frame{typ: typ, body: append([]byte(nil), d.b...)}:
+		case c.frames <- f:
 		case <-c.gone:
 		}
 	}
+}
+
+// handOff gives the reading role to a waiting invocation, if any.
+func (p *Process) handOff() {
+	p.mu.Lock()
+	if len(p.waiters) == 0 {
+		p.reading = false
+		p.mu.Unlock()
+		return
+	}
+	next := p.waiters[0]
+	p.waiters = p.waiters[1:]
+	p.mu.Unlock()
+	next.frames <- frame{typ: tokenFrame}
+}
+
+// leave ends call's part in the protocol: a reading role handed to it
+// after it stopped listening goes on to another.
+func (p *Process) leave(call *inflight) {
+	close(call.gone)
+	p.mu.Lock()
+	p.waiters = slices.DeleteFunc(p.waiters, func(w *inflight) bool { return w == call })
+	delete(p.calls, call.id)
+	p.mu.Unlock()
+	for {
+		select {
+		case f := <-call.frames:
+			if f.typ == tokenFrame {
+				p.handOff()
+			}
+		default:
+			return
+		}
+	}
+}
+
+// end records that the worker ended (broken: how it broke the protocol)
+// and tells every invocation in flight.
+func (p *Process) end(broken error) {
 	if broken != nil {
 		p.breakProtocol(nil, broken)
 	}
@@ -359,6 +458,7 @@ func (p *Process) read() {
 	p.ended = true
 	calls := p.calls
 	p.calls = nil
+	p.waiters = nil
 	p.mu.Unlock()
 	for _, c := range calls {
 		close(c.ended)
@@ -418,7 +518,6 @@ func (p *Process) Invoke(c *sandbox.Call, host Host, timeout time.Duration) (Res
 		}
 	}
 	call := &inflight{frames: make(chan frame, 4), ended: make(chan struct{}), gone: make(chan struct{})}
-	defer close(call.gone)
 	p.mu.Lock()
 	if p.ended || p.calls == nil {
 		p.mu.Unlock()
@@ -426,8 +525,10 @@ func (p *Process) Invoke(c *sandbox.Call, host Host, timeout time.Duration) (Res
 	}
 	id := p.nextID
 	p.nextID++
+	call.id = id
 	p.calls[id] = call
 	p.mu.Unlock()
+	defer p.leave(call)
 	t := time.AfterFunc(timeout, func() {
 		// An invocation already ended with its worker was released (or
 		// crashed), not timed out.
@@ -456,15 +557,17 @@ func (p *Process) Invoke(c *sandbox.Call, host Host, timeout time.Duration) (Res
 		e.i64(int64(lim.PublishBytes))
 	})
 	if err != nil {
-		<-call.ended
-		return Result{}, p.endedFor(call)
+		// The worker is gone; reading tells every invocation.
+		for {
+			if _, ok := p.await(call); !ok {
+				return Result{}, p.endedFor(call)
+			}
+		}
 	}
 	logged, truncated := 0, false
 	for {
-		var f frame
-		select {
-		case f = <-call.frames:
-		case <-call.ended:
+		f, ok := p.await(call)
+		if !ok {
 			return Result{}, p.endedFor(call)
 		}
 		d := &dec{b: f.body}
