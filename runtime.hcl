@@ -64,6 +64,7 @@ queue "emails" {
   subject     = "email.send"
   function    = "sender"
   concurrency = 4
+  rate        = "20/s"
   retry {
     max_attempts = 5
     initial      = "500ms"

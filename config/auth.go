@@ -75,7 +75,7 @@ func (d *decoder) password(pw, env *hcl.Attribute, whose string) (value, envName
 		d.errorf(env.NameRange, "Conflicting password settings",
 			"The %s sets both password (at %s) and password_env; set one.", whose, pw.NameRange)
 	case pw != nil:
-		if v, vok := d.str(pw); !vok {
+		if v, vok := d.secretStr(pw); !vok {
 			return "", "", false
 		} else if v == "" {
 			d.errorf(pw.Expr.Range(), "Empty password", "The password of the %s is empty.", whose)

@@ -38,9 +38,13 @@ func (d *decoder) decodeCluster(c *hcl.BodyContent) *Cluster {
 		}
 	}
 	if a := cc.Attributes["listen"]; a != nil {
+		d.clusterListen = a.Expr.Range()
 		if s, ok := d.str(a); ok && d.hostPort(a, s, -1) {
 			cl.Listen = s
 		}
+	}
+	if tb := d.atMostOne(cc.Blocks.ByType()["tls"], " in the cluster block"); tb != nil {
+		cl.TLS = d.decodeTLS(tb, true)
 	}
 	if a := cc.Attributes["routes"]; a != nil {
 		routes, ranges, ok := d.list(a)

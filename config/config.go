@@ -61,6 +61,15 @@ type NATS struct {
 	// Cluster, when set, makes the embedded server one of a NATS cluster
 	// of embedded servers.
 	Cluster *Cluster
+	// Creds and NKey are this node's credentials on the deployment at URL:
+	// a credentials file (user JWT and seed) or an NKEY seed file.
+	Creds, NKey string
+	// TLS is the embedded server's client listener's TLS, or in client
+	// mode (URL set) the client side of it.
+	TLS *TLS
+	// Insecure accepts users' and routes' passwords crossing a
+	// non-loopback listener without TLS.
+	Insecure bool
 }
 
 // Cluster makes embedded servers form a NATS cluster, with JetStream
@@ -81,6 +90,8 @@ type Cluster struct {
 	User        string
 	Password    string
 	PasswordEnv string
+	// TLS, when set, encrypts and authenticates the routes.
+	TLS *TLS
 }
 
 // User roles.
@@ -130,6 +141,10 @@ type Function struct {
 	Memory int64
 	// Env is the guest's whole WASI environment.
 	Env map[string]string
+	// EnvFromHost lists, sorted, the keys of Env whose value the file reads
+	// from the runtime's environment with env("NAME"): secrets, which are
+	// never recorded or shown.
+	EnvFromHost []string
 	// Publish lists the subjects (NATS wildcards allowed) the guest may
 	// publish to. Empty: none.
 	Publish []string

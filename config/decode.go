@@ -30,15 +30,16 @@ var (
 		Attributes: []hcl.AttributeSchema{
 			{Name: "listen"}, {Name: "store_dir"}, {Name: "url"}, {Name: "sync"},
 			{Name: "max_memory"}, {Name: "max_store"}, {Name: "name"}, {Name: "replicas"},
-			{Name: "reply_subjects"},
+			{Name: "reply_subjects"}, {Name: "creds"}, {Name: "nkey"}, {Name: "insecure"},
 		},
-		Blocks: []hcl.BlockHeaderSchema{{Type: "user", LabelNames: []string{"name"}}, {Type: "cluster"}},
+		Blocks: []hcl.BlockHeaderSchema{{Type: "user", LabelNames: []string{"name"}}, {Type: "cluster"}, {Type: "tls"}},
 	}
 	clusterSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
 			{Name: "name"}, {Name: "listen", Required: true}, {Name: "routes"},
 			{Name: "user"}, {Name: "password"}, {Name: "password_env"},
 		},
+		Blocks: []hcl.BlockHeaderSchema{{Type: "tls"}},
 	}
 	userSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "password"}, {Name: "password_env"}, {Name: "role", Required: true}},
@@ -157,6 +158,8 @@ type decoder struct {
 	// replies is the nats block's reply_subjects, and where each is.
 	replies     []string
 	replyRanges []hcl.Range
+	// clusterListen is where the cluster block's listen is.
+	clusterListen hcl.Range
 }
 
 func (d *decoder) errorf(rng hcl.Range, summary, detail string, args ...any) {
@@ -271,6 +274,7 @@ func (d *decoder) decodeNATS(b *hcl.Block, n *NATS) {
 	}
 	d.users = d.decodeUsers(c)
 	n.Cluster = d.decodeCluster(c)
+	d.decodeTransport(c, n)
 }
 
 func (d *decoder) decodeMetrics(b *hcl.Block, m *Metrics) {
@@ -319,7 +323,7 @@ func (d *decoder) decodeFunction(b *hcl.Block) Function {
 		}
 	}
 	if a := c.Attributes["env"]; a != nil {
-		f.Env = d.env(a)
+		f.Env, f.EnvFromHost = d.env(a)
 	}
 	if a := c.Attributes["publish"]; a != nil {
 		f.Publish = d.subjects(a)
@@ -577,10 +581,16 @@ func validName(s string) error {
 	return nil
 }
 
-// value evaluates a as a constant: no variables, no functions. ok is false
-// when the value is unusable; the reason is already a diagnostic.
+// value evaluates a as a constant: no variables, and no functions (env()
+// is refused with a diagnostic). ok is false when the value is unusable;
+// the reason is already a diagnostic.
 func (d *decoder) value(a *hcl.Attribute) (cty.Value, bool) {
-	v, diags := a.Expr.Value(nil)
+	return d.eval(a, plainContext)
+}
+
+// eval evaluates a in ctx as a constant.
+func (d *decoder) eval(a *hcl.Attribute, ctx *hcl.EvalContext) (cty.Value, bool) {
+	v, diags := a.Expr.Value(ctx)
 	d.diags = append(d.diags, diags...)
 	if diags.HasErrors() {
 		return cty.NilVal, false
@@ -884,22 +894,26 @@ func (d *decoder) hosts(a *hcl.Attribute) []string {
 }
 
 // env decodes a function's environment: a map of strings whose keys are
-// valid environment variable names.
-func (d *decoder) env(a *hcl.Attribute) map[string]string {
-	v, ok := d.value(a)
+// valid environment variable names. Values may be read from the runtime's
+// environment with env("NAME"); fromHost lists the keys whose value is.
+func (d *decoder) env(a *hcl.Attribute) (_ map[string]string, fromHost []string) {
+	v, ok := d.eval(a, secretContext)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	ty := v.Type()
 	if !ty.IsObjectType() && !ty.IsMapType() {
 		d.typeError(a, "a map of strings", ty)
-		return nil
+		return nil, nil
 	}
 	keyRanges := map[string]hcl.Range{}
 	if pairs, diags := hcl.ExprMap(a.Expr); !diags.HasErrors() {
 		for _, p := range pairs {
 			if k, diags := p.Key.Value(nil); !diags.HasErrors() && k.Type() == cty.String && k.IsKnown() && !k.IsNull() {
 				keyRanges[k.AsString()] = p.Key.Range()
+				if fromEnv(p.Value) {
+					fromHost = append(fromHost, k.AsString())
+				}
 			}
 		}
 	}
@@ -934,7 +948,8 @@ func (d *decoder) env(a *hcl.Attribute) map[string]string {
 		}
 		out[k] = ev.AsString()
 	}
-	return out
+	sort.Strings(fromHost)
+	return out, fromHost
 }
 
 func validEnvName(s string) bool {

@@ -42,6 +42,9 @@ type EffectiveFunction struct {
 	AllowedHosts  []string `json:"allowed_hosts"`
 	// EnvKeys are the names of the guest's environment variables, sorted.
 	EnvKeys []string `json:"env_keys"`
+	// EnvFromEnv are the keys of EnvKeys whose value is read from the
+	// runtime's environment (env("NAME") in the file), sorted.
+	EnvFromEnv []string `json:"env_from_env,omitempty"`
 }
 
 // EffectiveTopic is a topic's stream settings (its subscribers are
@@ -97,6 +100,9 @@ func EffectiveOf(c *Config, version func(function string) string) *Effective {
 			ef.EnvKeys = append(ef.EnvKeys, k)
 		}
 		sort.Strings(ef.EnvKeys)
+		if len(f.EnvFromHost) > 0 {
+			ef.EnvFromEnv = slices.Clone(f.EnvFromHost)
+		}
 		e.Functions = append(e.Functions, ef)
 	}
 	for _, t := range c.Topics {
@@ -372,7 +378,27 @@ func diffFunction(r, n EffectiveFunction) []Change {
 	list("publish", r.Publish, n.Publish)
 	list("allowed_hosts", r.AllowedHosts, n.AllowedHosts)
 	list("env", r.EnvKeys, n.EnvKeys)
+	for i := range out {
+		if c := &out[i]; c.Field == "env" && c.To != "" && slices.Contains(n.EnvFromEnv, c.To) {
+			c.Note = "from env"
+		}
+	}
+	for _, k := range n.EnvKeys {
+		was, is := slices.Contains(r.EnvFromEnv, k), slices.Contains(n.EnvFromEnv, k)
+		if slices.Contains(r.EnvKeys, k) && was != is {
+			out = append(out, Change{Kind: "function", Name: r.Name, Op: OpChange, Field: "env " + k, From: envSource(was), To: envSource(is)})
+		}
+	}
 	return out
+}
+
+// envSource says where an environment variable's value comes from, never
+// what it is.
+func envSource(fromEnv bool) string {
+	if fromEnv {
+		return "(from env)"
+	}
+	return "(in the file)"
 }
 
 func short(v string) string {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/functions"
+	"github.com/sluice-run/sluice/internal/version"
 	"github.com/sluice-run/sluice/triggers"
 )
 
@@ -222,7 +223,7 @@ func (a *admin) moduleFile(ctx context.Context, version string) (string, error) 
 
 func (r *Runtime) startAdmin() error {
 	svc, err := micro.AddService(r.nc, micro.Config{
-		Name: "sluice", Version: "0.1.0",
+		Name: "sluice", Version: version.SemVer(),
 		Description: "sluice runtime administration: deploy and roll back functions",
 	})
 	if err != nil {
@@ -256,7 +257,9 @@ func (r *Runtime) startAdmin() error {
 	node := micro.WithHeaders(micro.Headers{triggers.HdrNode: []string{r.node}})
 	if err := g.AddEndpoint("reload", micro.HandlerFunc(func(req micro.Request) {
 		if err := r.Reload(); err != nil {
-			_ = req.Error("400", err.Error(), nil, node)
+			// The header holds one line; the body keeps the diagnostics'
+			// line breaks.
+			_ = req.Error("400", err.Error(), []byte(err.Error()), node)
 			return
 		}
 		_ = req.Respond([]byte("reloaded"), node)

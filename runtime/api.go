@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/sluice-run/sluice/config"
+	"github.com/sluice-run/sluice/internal/version"
 	"github.com/sluice-run/sluice/triggers"
 )
 
@@ -63,7 +64,7 @@ func (r *Runtime) startAPI(ctx context.Context) error {
 		return fmt.Errorf("status API: %w", err)
 	}
 	svc, err := micro.AddService(r.nc, micro.Config{
-		Name: "sluice_api", Version: "0.1.0",
+		Name: "sluice_api", Version: version.SemVer(),
 		Description: "sluice runtime API for producers: event statuses",
 	})
 	if err != nil {

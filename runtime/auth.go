@@ -39,6 +39,10 @@ func newServerAuth(cfg *config.Config, listen string) (*serverAuth, error) {
 		}
 		return &serverAuth{}, nil
 	}
+	if !config.IsLoopback(host) && cfg.NATS.TLS == nil && !cfg.NATS.Insecure {
+		return nil, fmt.Errorf("refusing to listen on %s without TLS: it is not a loopback address, and the users' passwords would cross the network unencrypted. "+
+			`Add a tls block to the nats block (tls { cert = "server.pem"  key = "server-key.pem" }), listen on 127.0.0.1, or set insecure = true in the nats block`, listen)
+	}
 	pw := make([]byte, 24)
 	if _, err := rand.Read(pw); err != nil {
 		return nil, err

@@ -71,17 +71,26 @@ func clusterOptions(cl *config.Cluster, listen string) (server.ClusterOpts, []*u
 // can only be placed once R of them are up.
 const layoutWait = 3 * time.Minute
 
-// stepTimeout bounds one try of a layout step: in a cluster, making a
-// replicated stream includes electing its leader (seconds); a try cut
-// short is only done again.
-const stepTimeout = 30 * time.Second
+// setupRequestTimeout bounds each JetStream request of a start's steps.
+// JetStream leaves a request unanswered while the raft group that should
+// answer it has no leader: a node was killed, and the groups it led elect
+// another after 4–9 s (nats-server 2.15's election timeout). A retry is
+// answered as soon as one is elected, so a long wait only delays it:
+// with one 30 s context per step, 4 of 9 restarts of a cluster node took
+// 30–36 s. Every step is idempotent, so a request cut short is only sent
+// again.
+const setupRequestTimeout = 2 * time.Second
+
+// moduleTryTimeout bounds one try of a step that moves module bytes, which
+// may take long for a large module on a busy disk.
+const moduleTryTimeout = 30 * time.Second
 
 // waitJetStream waits until JetStream answers at all: a cluster's meta
 // group has a leader once a majority of its servers are up.
 func (r *Runtime) waitJetStream(ctx context.Context) error {
-	return r.untilReady(ctx, "reach JetStream", func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
+	// Only the meta leader answers; after it was killed, the others elect
+	// one within 4–9 s. Ask often, so that the answer comes soon after.
+	return r.untilReady(ctx, "reach JetStream", time.Second, func(ctx context.Context) error {
 		_, err := r.js.AccountInfo(ctx)
 		return err
 	})
@@ -89,14 +98,20 @@ func (r *Runtime) waitJetStream(ctx context.Context) error {
 
 // untilReady runs step until it succeeds, retrying while its error says
 // that JetStream is not (yet) able to do it: no quorum, not enough peers, a
-// leader being elected. Other errors end it at once.
-func (r *Runtime) untilReady(ctx context.Context, what string, step func(context.Context) error) error {
-	deadline := time.Now().Add(layoutWait)
+// leader being elected. Other errors end it at once. Each try has at most
+// try; with try 0 it has no deadline of its own, for a step whose every
+// request is bounded (see setupRequestTimeout).
+func (r *Runtime) untilReady(ctx context.Context, what string, try time.Duration, step func(context.Context) error) error {
+	start := time.Now()
+	deadline := start.Add(layoutWait)
 	var lastLog time.Time
-	for {
-		stepCtx, cancel := context.WithTimeout(ctx, stepTimeout)
-		err := step(stepCtx)
-		cancel()
+	for tries := 1; ; tries++ {
+		err := tryWithin(ctx, try, step)
+		if err == nil {
+			// A restart's time is the sum of these: the log says where
+			// it went.
+			r.log.Info("start step", "step", what, "took", time.Since(start).Round(time.Millisecond), "tries", tries)
+		}
 		if err == nil || !r.transient(err) {
 			return err
 		}
@@ -111,9 +126,19 @@ func (r *Runtime) untilReady(ctx context.Context, what string, step func(context
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s: %w", what, ctx.Err())
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// tryWithin runs step once, for at most d when d > 0.
+func tryWithin(ctx context.Context, d time.Duration, step func(context.Context) error) error {
+	if d <= 0 {
+		return step(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return step(ctx)
 }
 
 // transient reports whether err is JetStream saying "not now".

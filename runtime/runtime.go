@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -142,9 +143,11 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 	}
 	r.storeDir = storeDir
 	r.probe.setPhase("connecting to NATS")
+	connectStart := time.Now()
 	if err := r.connect(); err != nil {
 		return nil, err
 	}
+	r.log.Info("start step", "step", "connect to NATS", "took", time.Since(connectStart).Round(time.Millisecond), "tries", 1)
 	r.probe.mu.Lock()
 	r.probe.nc, r.probe.js, r.probe.bindings = r.nc, r.js, r.cfg.Bindings()
 	r.probe.phase = "loading functions"
@@ -154,7 +157,7 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 	}
 	var loadFns []config.Function
 	var stored map[string][]byte
-	if err := r.untilReady(ctx, "open the module store", func(ctx context.Context) (err error) {
+	if err := r.untilReady(ctx, "open the module store", moduleTryTimeout, func(ctx context.Context) (err error) {
 		loadFns, stored, err = r.resolveModules(ctx, filepath.Join(filepath.Dir(storeDir), "modules"))
 		return err
 	}); err != nil {
@@ -171,21 +174,30 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 	if err := r.admin.keepModules(loadFns, stored); err != nil {
 		return nil, err
 	}
-	if err := r.untilReady(ctx, "record function versions", r.recordModules); err != nil {
+	if err := r.untilReady(ctx, "record function versions", moduleTryTimeout, r.recordModules); err != nil {
 		return nil, fmt.Errorf("record function versions: %w", err)
 	}
 	r.probe.setPhase("laying out streams and consumers")
 	if opts.BeforeEnsure != nil {
 		opts.BeforeEnsure(r)
 	}
-	if err := r.untilReady(ctx, "lay out streams and consumers", func(ctx context.Context) error {
-		return triggers.Ensure(ctx, r.js, r.cfg)
+	// The layout is dozens of requests for a large config: bound each
+	// one rather than the step.
+	setupJS, err := jetstream.New(r.nc, jetstream.WithDefaultTimeout(setupRequestTimeout))
+	if err != nil {
+		return nil, err
+	}
+	if err := r.untilReady(ctx, "lay out streams and consumers", 0, func(ctx context.Context) error {
+		return triggers.Ensure(ctx, setupJS, r.cfg)
 	}); err != nil {
 		return nil, err
 	}
 	r.probe.setPhase("starting the bindings")
 	var runner *triggers.Runner
-	if err := r.untilReady(ctx, "look up the consumers", func(ctx context.Context) (err error) {
+	// The status bucket, then two consumers per binding: each lookup takes
+	// milliseconds when answered.
+	lookupTry := setupRequestTimeout + time.Duration(len(r.cfg.Bindings()))*300*time.Millisecond
+	if err := r.untilReady(ctx, "look up the consumers", lookupTry, func(ctx context.Context) (err error) {
 		runner, err = triggers.NewRunner(ctx, r.cfg, triggers.Options{
 			JS: r.js, Publisher: pub, Invoker: r.fns, Logger: r.log, DrainTimeout: opts.DrainTimeout,
 			Observer: r.metrics, Node: r.node,
@@ -194,13 +206,13 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	if err := r.untilReady(ctx, "record the effective config", r.publishConfig); err != nil {
+	if err := r.untilReady(ctx, "record the effective config", setupRequestTimeout, r.publishConfig); err != nil {
 		return nil, err
 	}
 	r.metrics.Watch(r.js, r.cfg)
 	r.metrics.WatchNode(r.node, runner.Loads)
 	var nodes jetstream.KeyValue
-	if err := r.untilReady(ctx, "open the nodes bucket", func(ctx context.Context) (err error) {
+	if err := r.untilReady(ctx, "open the nodes bucket", setupRequestTimeout, func(ctx context.Context) (err error) {
 		nodes, err = r.nodesBucket(ctx)
 		return err
 	}); err != nil {
@@ -209,7 +221,7 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 	if err := r.startAdmin(); err != nil {
 		return nil, err
 	}
-	if err := r.untilReady(ctx, "serve the status API", r.startAPI); err != nil {
+	if err := r.untilReady(ctx, "serve the status API", setupRequestTimeout, r.startAPI); err != nil {
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -326,11 +338,16 @@ const RuntimeInboxPrefix = "_SLUICE_INBOX"
 func (r *Runtime) connect() error {
 	n := r.cfg.NATS
 	if n.URL != "" {
-		nc, err := nats.Connect(n.URL, r.connOptions()...)
+		r.clientURL = redactURLs(n.URL)
+		auth, err := clientOptions(n)
 		if err != nil {
-			return fmt.Errorf("connect to %s: %w", n.URL, err)
+			return err
 		}
-		r.nc, r.clientURL = nc, n.URL
+		nc, err := nats.Connect(n.URL, append(r.connOptions(), auth...)...)
+		if err != nil {
+			return fmt.Errorf("connect to %s: %w", r.clientURL, err)
+		}
+		r.nc = nc
 	} else {
 		listen := n.Listen
 		if r.opts.Listen != "" {
@@ -346,7 +363,10 @@ func (r *Runtime) connect() error {
 		}
 		r.auth = auth
 		r.srv, r.clientURL = srv, srv.ClientURL()
-		nc, err := nats.Connect(r.clientURL, append(r.connOptions(), nats.InProcessServer(srv), auth.option())...)
+		// An in-process connection does not use TLS (the server does not
+		// offer it there): its URL must not ask for it.
+		inProcess := strings.Replace(r.clientURL, "tls://", "nats://", 1)
+		nc, err := nats.Connect(inProcess, append(r.connOptions(), nats.InProcessServer(srv), auth.option())...)
 		if err != nil {
 			return fmt.Errorf("connect to the embedded server: %w", err)
 		}
@@ -397,6 +417,9 @@ func (r *Runtime) startServer(listen string, auth *serverAuth) (*server.Server, 
 		if err != nil {
 			return nil, err
 		}
+	}
+	if err := serverTLS(opts, cfg.NATS); err != nil {
+		return nil, err
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

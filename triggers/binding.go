@@ -375,13 +375,22 @@ type binding struct {
 	rnd   *rand.Rand
 }
 
+// pullExpiry is how long each pull request waits at the server. A waiting
+// request the server forgets to serve is only replaced when it expires (or
+// its heartbeat, half of it, is missed): nats-server 2.15.2 does not wake
+// the waiting requests of a consumer resumed without its pause timer
+// (chaos.TestUpstreamResumeWakesNoWaitingPull), which held a backlog for
+// 15–30 s with nats.go's 30 s default. Idle, this costs a pull request per
+// binding every few seconds.
+const pullExpiry = 5 * time.Second
+
 // open starts pulling from the binding's event and replay consumers.
 func (b *binding) open() (events, replays jetstream.MessagesContext, err error) {
-	events, err = b.cons.Messages(jetstream.PullMaxMessages(Prefetch(b.cfg)))
+	events, err = b.cons.Messages(jetstream.PullMaxMessages(Prefetch(b.cfg)), jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		return nil, nil, fmt.Errorf("binding %s: consume: %w", b.cfg.Name, err)
 	}
-	replays, err = b.replays.Messages(jetstream.PullMaxMessages(b.cfg.Concurrency))
+	replays, err = b.replays.Messages(jetstream.PullMaxMessages(b.cfg.Concurrency), jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		events.Stop()
 		return nil, nil, fmt.Errorf("binding %s: consume replays: %w", b.cfg.Name, err)

@@ -64,7 +64,7 @@ func (a *authFlags) options() []nats.Option {
 func (a *authFlags) connectError(server string, err error) error {
 	if errors.Is(err, nats.ErrAuthorization) {
 		if a.user == "" {
-			return usage(fmt.Errorf("connect to %s: the server needs credentials: pass --user and --password (or set SLUICE_USER and SLUICE_PASSWORD)", server))
+			return usage(fmt.Errorf("connect to %s: the server needs credentials: pass --user and --password (or set SLUICE_USER and SLUICE_PASSWORD), --creds, --nkey, or a --context that has them", server))
 		}
 		return usage(fmt.Errorf("connect to %s as %s: authorization failed: check --user and --password (SLUICE_USER, SLUICE_PASSWORD)", server, a.user))
 	}

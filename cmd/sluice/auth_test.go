@@ -125,13 +125,13 @@ func TestRolesOfUsers(t *testing.T) {
 		return err == nil && info.State.Msgs == 1
 	})
 
-	for _, args := range [][]string{{"dlq", "purge", "bad", "--all"}, {"pause", "ok"}} {
+	for _, args := range [][]string{{"dlq", "purge", "bad", "--all", "--yes"}, {"pause", "ok"}} {
 		code, out, errOut := run(app, args...)
 		if code != 2 || !strings.Contains(errOut, "permission denied") || !strings.Contains(errOut, `role "admin"`) {
 			t.Errorf("app %v: exit %d\n%s%s", args, code, out, errOut)
 		}
 	}
-	if code, out, errOut := run(admin, "dlq", "purge", "bad", "--all"); code != 0 || !strings.Contains(out, "purged 1") {
+	if code, out, errOut := run(admin, "dlq", "purge", "bad", "--all", "--yes"); code != 0 || !strings.Contains(out, "purged 1") {
 		t.Errorf("admin purge: exit %d\n%s%s", code, out, errOut)
 	}
 	if code, out, errOut := run(admin, "pause", "ok"); code != 0 {

@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
+
+	"github.com/sluice-run/sluice/internal/version"
 )
 
 // Exit codes of the CLI contract.
@@ -17,6 +19,7 @@ const (
 	exitOK      = 0
 	exitFailed  = 1 // an outcome failed, or the command's work did
 	exitUsage   = 2 // bad usage or no connection
+	exitChanges = 2 // plan --detailed-exitcode: there are changes
 	defaultAddr = "nats://127.0.0.1:4222"
 )
 
@@ -36,9 +39,9 @@ func usage(err error) error  { return &exitError{code: exitUsage, err: err} }
 var errSilent = errors.New("")
 
 type globals struct {
-	server string
-	stdin  io.Reader
-	auth   authFlags
+	conn  connFlags
+	stdin io.Reader
+	auth  authFlags
 	// reload delivers the signals asking `sluice run` to reload its
 	// config (SIGHUP, see main); nil when none do.
 	reload <-chan os.Signal
@@ -51,18 +54,16 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		Short:         "sluice runs WebAssembly functions when events arrive on NATS JetStream",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.String(),
 	}
+	root.SetVersionTemplate(versionLine())
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	server := os.Getenv("SLUICE_SERVER")
-	if server == "" {
-		server = defaultAddr
-	}
-	root.PersistentFlags().StringVar(&g.server, "server", server, "NATS URL of the runtime (env SLUICE_SERVER)")
+	g.conn.register(root)
 	g.auth.register(root)
-	root.AddCommand(runCmd(g), publishCmd(g), statusCmd(g), invokeCmd(g), bindingsCmd(g), nodesCmd(g), pauseCmd(g), resumeCmd(g), dlqCmd(g), deployCmd(g), functionsCmd(g), rollbackCmd(g), reloadCmd(g), validateCmd(), planCmd(g), fmtCmd())
+	root.AddCommand(runCmd(g), publishCmd(g), statusCmd(g), invokeCmd(g), bindingsCmd(g), nodesCmd(g), pauseCmd(g), resumeCmd(g), dlqCmd(g), deployCmd(g), functionsCmd(g), rollbackCmd(g), reloadCmd(g), validateCmd(), planCmd(g), fmtCmd(), versionCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
 
 	err := g.auth.explain(root.ExecuteContext(g.auth.watch(ctx)))
@@ -96,12 +97,16 @@ func (g *globals) jetStream() (*nats.Conn, jetstream.JetStream, error) {
 }
 
 func (g *globals) connect() (*nats.Conn, error) {
-	nc, err := nats.Connect(g.server, g.auth.options()...)
-	if aerr := g.auth.connectError(g.server, err); aerr != nil {
+	server, opts, err := g.conn.resolve(&g.auth)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(server, opts...)
+	if aerr := g.auth.connectError(server, err); aerr != nil {
 		return nil, aerr
 	}
 	if err != nil {
-		return nil, usage(fmt.Errorf("connect to %s: %w (is `sluice run` running? set --server or SLUICE_SERVER)", g.server, err))
+		return nil, usage(fmt.Errorf("connect to %s: %w (is `sluice run` running? set --server, SLUICE_SERVER, NATS_URL or --context)", server, err))
 	}
 	return nc, nil
 }

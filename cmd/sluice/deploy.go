@@ -23,8 +23,18 @@ import (
 	"github.com/sluice-run/sluice/triggers"
 )
 
+// versionChange is what deploy and rollback changed, for --json.
+type versionChange struct {
+	Function string `json:"function"`
+	Version  string `json:"version"`
+	Previous string `json:"previous"`
+}
+
 func deployCmd(g *globals) *cobra.Command {
-	var timeout time.Duration
+	var (
+		timeout time.Duration
+		asJSON  bool
+	)
 	cmd := &cobra.Command{
 		Use:   "deploy NAME FILE.wasm",
 		Short: "Deploy a new version of a function to the running runtime, without dropping an event",
@@ -62,15 +72,21 @@ func deployCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return failed(fmt.Errorf("deploy %s: %w", name, err))
 			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), versionChange{name, rep.Version, rep.Previous})
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deployed %s version %s (was %s)\n", name, shortVersion(rep.Version), shortVersion(rep.Previous))
 			return nil
 		},
+		ValidArgsFunction: completeFunctions(g, 1),
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Minute, "how long to wait for validation, compilation and the swap")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: function, version, previous")
 	return cmd
 }
 
 func rollbackCmd(g *globals) *cobra.Command {
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "rollback NAME [VERSION]",
 		Short: "Make an earlier version of a function live again (default: the one before the live one)",
@@ -89,10 +105,15 @@ func rollbackCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return failed(fmt.Errorf("rollback %s: %w", args[0], err))
 			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), versionChange{args[0], rep.Version, rep.Previous})
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "rolled %s back to version %s (was %s)\n", args[0], shortVersion(rep.Version), shortVersion(rep.Previous))
 			return nil
 		},
+		ValidArgsFunction: completeFunctions(g, 1),
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: function, version, previous")
 	return cmd
 }
 
@@ -156,8 +177,16 @@ func functionsCmd(g *globals) *cobra.Command {
 		})
 }
 
+// nodeReload is one node's answer to reload, for --json.
+type nodeReload struct {
+	Node     string `json:"node"`
+	Reloaded bool   `json:"reloaded"`
+	Error    string `json:"error,omitempty"`
+}
+
 func reloadCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "reload",
 		Short: "Make every running node read its config file again and apply what changed",
 		Long: "Ask every running node to re-read its runtime.hcl (as on a file change or SIGHUP),\n" +
@@ -188,26 +217,39 @@ func reloadCmd(g *globals) *cobra.Command {
 				return failed(err)
 			}
 			var problems []string
-			answered := 0
-			for answered < expect {
+			nodes := []nodeReload{}
+			for len(nodes) < expect {
 				msg, err := sub.NextMsgWithContext(ctx)
 				if err != nil {
-					if answered == 0 {
+					if len(nodes) == 0 {
 						return failed(fmt.Errorf("no runtime answered: %w", err))
 					}
-					problems = append(problems, fmt.Sprintf("only %d of %d nodes answered: %v", answered, expect, err))
+					problems = append(problems, fmt.Sprintf("only %d of %d nodes answered: %v", len(nodes), expect, err))
 					break
 				}
 				if msg.Header.Get("Status") == "503" {
 					return failed(errors.New("no runtime answers (is `sluice run` running, and are you connected to it?)"))
 				}
-				answered++
-				node := msg.Header.Get(triggers.HdrNode)
+				n := nodeReload{Node: msg.Header.Get(triggers.HdrNode), Reloaded: true}
 				if desc := msg.Header.Get(micro.ErrorHeader); desc != "" {
-					problems = append(problems, fmt.Sprintf("%s: not reloaded; its running config stays:\n%s", node, desc))
-					continue
+					// The body has the diagnostics with their line
+					// breaks; a header cannot.
+					n.Reloaded, n.Error = false, desc
+					if len(msg.Data) > 0 {
+						n.Error = string(msg.Data)
+					}
+					problems = append(problems, fmt.Sprintf("%s: not reloaded; its running config stays:\n%s", n.Node, n.Error))
+				} else if !asJSON {
+					fmt.Fprintf(cmd.OutOrStdout(), "reloaded %s\n", n.Node)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "reloaded %s\n", node)
+				nodes = append(nodes, n)
+			}
+			if asJSON {
+				if err := writeJSON(cmd.OutOrStdout(), struct {
+					Nodes []nodeReload `json:"nodes"`
+				}{nodes}); err != nil {
+					return err
+				}
 			}
 			if len(problems) > 0 {
 				return failed(errors.New(strings.Join(problems, "\n")))
@@ -215,4 +257,6 @@ func reloadCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: every node's answer (node, reloaded, error)")
+	return cmd
 }

@@ -184,6 +184,12 @@ queue "q" {
 		if !strings.Contains(out, v1[:12]) || !strings.Contains(out, v2[:12]) {
 			t.Fatalf("functions does not list both versions:\n%s", out)
 		}
+		// --json reports what changed.
+		code, out, errOut = cli(t, server, "rollback", "f", v2, "--json")
+		var change struct{ Function, Version, Previous string }
+		if code != 0 || json.Unmarshal([]byte(out), &change) != nil || change != (struct{ Function, Version, Previous string }{"f", v2, v1}) {
+			t.Fatalf("rollback --json: exit %d %s %s", code, out, errOut)
+		}
 	})
 }
 

@@ -143,9 +143,10 @@ func decodeDeadLetter(binding string, seq uint64, h nats.Header, data []byte) de
 func dlqLsCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "ls [BINDING]",
-		Short: "List dead letters: of one binding, or of all",
-		Args:  cobra.MaximumNArgs(1),
+		Use:               "ls [BINDING]",
+		Short:             "List dead letters: of one binding, or of all",
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeBindings(g, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			nc, js, err := g.jetStream()
 			if err != nil {
@@ -300,7 +301,8 @@ func dlqReplayCmd(g *globals) *cobra.Command {
 		Short: "Put dead letters back to the binding that failed them, and only to it",
 		Long: "Re-deliver dead letters to their binding only: other subscribers of a topic do not see\n" +
 			"the event again. Each dead letter is removed once its replay is durably queued.",
-		Args: cobra.MinimumNArgs(1),
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: completeBindings(g, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			binding, ids := args[0], args[1:]
 			if !all && len(ids) == 0 {
@@ -385,7 +387,7 @@ func replayOne(ctx context.Context, js jetstream.JetStream, dlq jetstream.Stream
 }
 
 func dlqPurgeCmd(g *globals) *cobra.Command {
-	var all bool
+	var all, yes, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "purge BINDING [EVENT_ID…] [--all]",
 		Short: "Delete dead letters for good",
@@ -410,15 +412,31 @@ func dlqPurgeCmd(g *globals) *cobra.Command {
 				return failed(err)
 			}
 			chosen := selectDeadLetters(dls, ids, all, 0, "")
+			if all && !yes && len(chosen) > 0 {
+				if err := confirm(cmd, g.stdin, fmt.Sprintf("Delete all %d dead letters of %s for good?", len(chosen), binding)); err != nil {
+					return err
+				}
+			}
+			purged := []string{}
 			for _, d := range chosen {
 				if err := stream.DeleteMsg(ctx, d.Seq); err != nil {
 					return failed(fmt.Errorf("purge %s: %w", d.EventID, err))
 				}
+				purged = append(purged, d.EventID)
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), struct {
+					Binding string   `json:"binding"`
+					Purged  []string `json:"purged"`
+				}{binding, purged})
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "purged %d dead letters of %s\n", len(chosen), binding)
 			return nil
 		},
+		ValidArgsFunction: completeBindings(g, 1),
 	}
-	cmd.Flags().BoolVar(&all, "all", false, "every dead letter of the binding")
+	cmd.Flags().BoolVar(&all, "all", false, "every dead letter of the binding (asks first, unless --yes)")
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: binding, purged (event ids)")
 	return cmd
 }

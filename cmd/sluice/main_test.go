@@ -135,9 +135,9 @@ func TestExamplesThroughTheCLI(t *testing.T) {
 	})
 
 	t.Run("human output shows progress and the table", func(t *testing.T) {
-		code, out, _ := cli(t, server, "publish", "email.send", `{"to":"b@example.com"}`, "--wait")
-		if code != 0 || !strings.Contains(out, "processing…") || !strings.Contains(out, "succeeded") {
-			t.Fatalf("exit %d, output:\n%s", code, out)
+		code, out, errOut := cli(t, server, "publish", "email.send", `{"to":"b@example.com"}`, "--wait")
+		if code != 0 || !strings.Contains(errOut, "processing…") || !strings.Contains(out, "succeeded") {
+			t.Fatalf("exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
 		}
 	})
 

@@ -30,8 +30,9 @@ type planChange struct {
 
 func planCmd(g *globals) *cobra.Command {
 	var (
-		cfgPath string
-		asJSON  bool
+		cfgPath  string
+		asJSON   bool
+		detailed bool
 	)
 	cmd := &cobra.Command{
 		Use:   "plan [-c FILE] [--json]",
@@ -66,24 +67,40 @@ func planCmd(g *globals) *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				return writeJSON(out, struct {
+				if err := writeJSON(out, struct {
 					Config  string       `json:"config"`
 					Changes []planChange `json:"changes"`
-				}{cfgPath, changes})
-			}
-			if len(changes) == 0 {
+				}{cfgPath, changes}); err != nil {
+					return err
+				}
+			} else if len(changes) == 0 {
 				fmt.Fprintln(out, "no changes")
-				return nil
+			} else {
+				for _, c := range changes {
+					fmt.Fprintln(out, c.Text)
+				}
+				fmt.Fprintf(out, "%d %s; nothing was applied\n", len(changes), plural(len(changes), "change", "changes"))
 			}
-			for _, c := range changes {
-				fmt.Fprintln(out, c.Text)
+			if detailed && len(changes) > 0 {
+				return &exitError{code: exitChanges, err: errSilent}
 			}
-			fmt.Fprintf(out, "%d %s; nothing was applied\n", len(changes), plural(len(changes), "change", "changes"))
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "runtime.hcl", "config file")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	// With --detailed-exitcode 2 means changes only: every error,
+	// a connection's too, exits 1.
+	run := cmd.RunE
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		err := run(cmd, args)
+		var ee *exitError
+		if detailed && errors.As(err, &ee) && ee.code == exitUsage && !errors.Is(err, errSilent) {
+			return failed(ee.err)
+		}
+		return err
+	}
+	cmd.Flags().BoolVar(&detailed, "detailed-exitcode", false, "exit 0 without changes, 2 with changes, 1 on an error (as terraform plan does)")
 	return cmd
 }
 

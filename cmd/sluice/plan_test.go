@@ -144,6 +144,22 @@ func TestPlanShowsPendingEventsOfARemovedSubscriber(t *testing.T) {
 		t.Fatalf("plan of a bad file: exit %d, %s", code, errOut)
 	}
 
+	// --detailed-exitcode: 0 no changes, 2 changes, 1 an error (a
+	// connection's too).
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{server, "plan", "-c", same, "--detailed-exitcode"}, 0},
+		{[]string{server, "plan", "-c", next, "--detailed-exitcode"}, 2},
+		{[]string{server, "plan", "-c", bad, "--detailed-exitcode"}, 1},
+		{[]string{"--server=nats://127.0.0.1:1", "plan", "-c", same, "--detailed-exitcode"}, 1},
+	} {
+		if code, _, errOut := cli(t, c.args...); code != c.code {
+			t.Errorf("%v: exit %d, want %d (%s)", c.args, code, c.code, errOut)
+		}
+	}
+
 	// Nothing was applied.
 	crm, err := js.Consumer(ctx, "SLUICE_T_signup", "sluice_signup__crm_sync")
 	if err != nil {

@@ -107,7 +107,8 @@ func publishCmd(g *globals) *cobra.Command {
 				}
 				return nil
 			}
-			outcomes, werr := waitOutcomes(cmd.Context(), nc, replies, res, timeout, asJSON, out)
+			// Progress goes to stderr: stdout holds only the result.
+			outcomes, werr := waitOutcomes(cmd.Context(), nc, replies, res, timeout, asJSON, cmd.ErrOrStderr())
 			res.Outcomes = outcomes
 			if asJSON {
 				if err := writeJSON(out, res); err != nil {
@@ -138,7 +139,7 @@ func publishCmd(g *globals) *cobra.Command {
 const statusPoll = 250 * time.Millisecond
 
 // waitOutcomes waits until every binding of the event's stream has a final
-// outcome, showing progress unless quiet. Final outcomes arrive on
+// outcome, showing progress on out unless quiet. Final outcomes arrive on
 // replies (the Sluice-Reply inbox); the status API gives the bindings and
 // the states in between, and the final ones too when a reply is missed.
 func waitOutcomes(ctx context.Context, nc *nats.Conn, replies <-chan *nats.Msg, res publishResult, timeout time.Duration, quiet bool, out io.Writer) ([]outcome, error) {

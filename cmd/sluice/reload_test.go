@@ -113,6 +113,22 @@ queue "q" {
 	if code != 1 || !strings.Contains(errOut, path+":4:") || !strings.Contains(errOut, "running config stays") {
 		t.Fatalf("invalid reload: exit %d\n%s", code, errOut)
 	}
+	// The diagnostics keep their line breaks: the source line and the
+	// caret under it are lines of their own.
+	if !strings.Contains(errOut, "\n     4:   function = \"nope\"\n") {
+		t.Errorf("reload diagnostics lost their line breaks:\n%s", errOut)
+	}
+	code, out, _ := cli(t, server, "reload", "--json")
+	var answers struct {
+		Nodes []struct {
+			Node     string
+			Reloaded bool
+			Error    string
+		}
+	}
+	if code != 1 || json.Unmarshal([]byte(out), &answers) != nil || len(answers.Nodes) != 1 || answers.Nodes[0].Reloaded || !strings.Contains(answers.Nodes[0].Error, path+":4:") {
+		t.Errorf("invalid reload --json: exit %d\n%s", code, out)
+	}
 	withQueue := good + `queue "r" {
   subject  = "r.in"
   function = "noop"
@@ -124,7 +140,7 @@ queue "q" {
 	if code, out, errOut := cli(t, server, "reload"); code != 0 || !strings.Contains(out, "reloaded") {
 		t.Fatalf("valid reload: exit %d %s %s", code, out, errOut)
 	}
-	code, out, _ := cli(t, server, "bindings", "--json")
+	code, out, _ = cli(t, server, "bindings", "--json")
 	if code != 0 || !strings.Contains(out, `"binding": "r"`) {
 		t.Fatalf("the added queue is not bound:\n%s", out)
 	}

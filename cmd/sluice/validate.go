@@ -2,30 +2,83 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-run/sluice/config"
 )
 
+// validation is validate's --json output.
+type validation struct {
+	Config      string       `json:"config"`
+	OK          bool         `json:"ok"`
+	Functions   int          `json:"functions"`
+	Bindings    int          `json:"bindings"`
+	Diagnostics []diagnostic `json:"diagnostics"`
+}
+
+// diagnostic is one problem of a config file, where it is.
+type diagnostic struct {
+	Severity string `json:"severity"` // "error" or "warning"
+	Summary  string `json:"summary"`
+	Detail   string `json:"detail"`
+	File     string `json:"file,omitempty"`
+	Line     int    `json:"line,omitempty"`
+	Column   int    `json:"column,omitempty"`
+}
+
 func validateCmd() *cobra.Command {
-	var cfgPath string
+	var (
+		cfgPath string
+		asJSON  bool
+	)
 	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Check a config file; exit 1 with diagnostics when it has errors",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(cfgPath)
-			if err != nil {
-				return failed(err)
+			if !asJSON {
+				if err != nil {
+					return failed(err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d functions, %d bindings)\n", cfgPath, len(cfg.Functions), len(cfg.Bindings()))
+				return nil
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d functions, %d bindings)\n", cfgPath, len(cfg.Functions), len(cfg.Bindings()))
+			v := validation{Config: cfgPath, OK: err == nil, Diagnostics: []diagnostic{}}
+			var derr *config.DiagnosticsError
+			switch {
+			case err == nil:
+				v.Functions, v.Bindings = len(cfg.Functions), len(cfg.Bindings())
+			case errors.As(err, &derr):
+				for _, d := range derr.Diags {
+					jd := diagnostic{Severity: "error", Summary: d.Summary, Detail: d.Detail}
+					if d.Severity == hcl.DiagWarning {
+						jd.Severity = "warning"
+					}
+					if d.Subject != nil {
+						jd.File, jd.Line, jd.Column = d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column
+					}
+					v.Diagnostics = append(v.Diagnostics, jd)
+				}
+			default:
+				v.Diagnostics = append(v.Diagnostics, diagnostic{Severity: "error", Summary: err.Error()})
+			}
+			if werr := writeJSON(cmd.OutOrStdout(), v); werr != nil {
+				return werr
+			}
+			if err != nil {
+				return failed(errSilent)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", "runtime.hcl", "config file")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: ok, counts, and every diagnostic with file, line and column")
 	return cmd
 }
 

@@ -116,6 +116,14 @@ const natsServerStartTimeout = 30 * time.Second
 // is no window in which another process could take a port chosen here.
 func StartNATSServer(t testing.TB, args ...string) (url string) {
 	t.Helper()
+	return StartSecureNATSServer(t, nil, args...)
+}
+
+// StartSecureNATSServer is StartNATSServer for a server that requires
+// credentials or TLS: ready is how the readiness check connects (its
+// identity needs JetStream).
+func StartSecureNATSServer(t testing.TB, ready []nats.Option, args ...string) (url string) {
+	t.Helper()
 	bin := NATSServerBinary(t)
 	dir := t.TempDir()
 	portsDir := filepath.Join(dir, "ports")
@@ -159,7 +167,7 @@ func StartNATSServer(t testing.TB, args ...string) (url string) {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		url, err = natsServerReady(portsDir)
+		url, err = natsServerReady(portsDir, ready)
 		if err == nil {
 			return url
 		}
@@ -176,7 +184,7 @@ func StartNATSServer(t testing.TB, args ...string) (url string) {
 
 // natsServerReady returns the client URL from the server's ports file once
 // a client can connect there and get the JetStream account information.
-func natsServerReady(portsDir string) (string, error) {
+func natsServerReady(portsDir string, opts []nats.Option) (string, error) {
 	files, err := filepath.Glob(filepath.Join(portsDir, "*.ports"))
 	if err != nil {
 		return "", err
@@ -197,7 +205,7 @@ func natsServerReady(portsDir string) (string, error) {
 		return "", fmt.Errorf("ports file %s has no client URL: %s", files[0], b)
 	}
 	url := ports.Nats[0]
-	nc, err := nats.Connect(url, nats.Timeout(2*time.Second), nats.MaxReconnects(0))
+	nc, err := nats.Connect(url, append([]nats.Option{nats.Timeout(2 * time.Second), nats.MaxReconnects(0)}, opts...)...)
 	if err != nil {
 		return "", fmt.Errorf("connect %s: %w", url, err)
 	}

@@ -9,6 +9,7 @@ package metrics
 import (
 	"context"
 	"net/http"
+	goruntime "runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/functions"
+	"github.com/sluice-run/sluice/internal/version"
 	"github.com/sluice-run/sluice/triggers"
 )
 
@@ -33,6 +35,10 @@ var Outcomes = []string{
 	string(functions.KindTimeout),
 	string(functions.KindMemory),
 }
+
+// workerDeathReasons are the values of the reason label of
+// sluice_worker_crashes_total.
+var workerDeathReasons = []string{functions.WorkerTimeout, functions.WorkerCrash, functions.WorkerLoad, functions.WorkerProtocol}
 
 // ScrapeTimeout bounds the JetStream requests of one scrape: a backlog gauge
 // whose binding does not answer in time is left out of that scrape.
@@ -122,7 +128,12 @@ func New() *Metrics {
 			Help: "Functions loaded whose module had to be compiled.",
 		}, []string{"function"}),
 	}
-	m.reg.MustRegister(m.invocations, m.duration, m.retries, m.deadLetters, m.repliesDropped,
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sluice_build_info",
+		Help: "Always 1; labels the build: sluice's version and the Go release that compiled it.",
+	}, []string{"version", "go_version"})
+	buildInfo.WithLabelValues(version.String(), goruntime.Version()).Set(1)
+	m.reg.MustRegister(buildInfo, m.invocations, m.duration, m.retries, m.deadLetters, m.repliesDropped,
 		m.workerStarts, m.workerCrashes, m.workers, m.coldStarts, m.coldStartDuration, m.cacheHits, m.cacheMisses,
 		backlogCollector{m}, nodeCollector{m},
 		collectors.NewGoCollector(),
@@ -156,6 +167,11 @@ func (m *Metrics) Watch(js jetstream.JetStream, cfg *config.Config) {
 		m.workerStarts.WithLabelValues(f.Name)
 		m.workers.WithLabelValues(f.Name)
 		m.coldStarts.WithLabelValues(f.Name)
+		for _, reason := range workerDeathReasons {
+			m.workerCrashes.WithLabelValues(f.Name, reason)
+		}
+		m.cacheHits.WithLabelValues(f.Name)
+		m.cacheMisses.WithLabelValues(f.Name)
 	}
 	m.backlog.Store(&backlogSource{js: js, bindings: bindings})
 }

@@ -5,11 +5,13 @@
 // the "id" field of the event's JSON payload (the event's id if it has
 // none), and returns what it published. Several functions made of this one
 // module, told apart by their environment, let a test count each binding's
-// effects.
+// effects. An event whose payload has "fail": true fails (retryably) without
+// an effect, so a test can make some events dead-letter.
 package main
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 
 	"github.com/sluice-run/sluice/sdk"
@@ -18,10 +20,14 @@ import (
 func init() {
 	sluice.Handle(func(e sluice.Event) ([]byte, error) {
 		var in struct {
-			ID string `json:"id"`
+			ID   string `json:"id"`
+			Fail bool   `json:"fail"`
 		}
 		if json.Unmarshal(e.Data, &in) != nil || in.ID == "" {
 			in.ID = e.ID
+		}
+		if in.Fail {
+			return nil, errors.New("the event asked to fail")
 		}
 		out, err := json.Marshal(map[string]string{"id": in.ID, "by": os.Getenv("EFFECT_BY")})
 		if err != nil {

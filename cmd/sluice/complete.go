@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-run/sluice/config"
+)
+
+// completionTimeout bounds the runtime look-up behind a shell completion:
+// a completion that hangs is worse than none.
+const completionTimeout = 2 * time.Second
+
+// completeNames completes the first n arguments with names read from the
+// config the running runtime recorded; without a runtime it offers none.
+func completeNames(g *globals, n int, names func(*config.Effective) []string) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) >= n {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		nc, js, err := g.jetStream()
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		defer nc.Close()
+		ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)
+		defer cancel()
+		eff, err := runningConfig(ctx, js)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		return names(eff), cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+// completeBindings completes binding names.
+func completeBindings(g *globals, n int) cobra.CompletionFunc {
+	return completeNames(g, n, func(e *config.Effective) []string {
+		var out []string
+		for _, b := range e.Bindings {
+			out = append(out, b.Name)
+		}
+		return out
+	})
+}
+
+// completeFunctions completes function names.
+func completeFunctions(g *globals, n int) cobra.CompletionFunc {
+	return completeNames(g, n, func(e *config.Effective) []string {
+		var out []string
+		for _, f := range e.Functions {
+			out = append(out, f.Name)
+		}
+		return out
+	})
+}
