@@ -94,6 +94,11 @@ func fakeWorker(scenario string) int {
 		done([]byte("forged"), "")
 	case "honest-done":
 		done([]byte("ok"), "")
+	case "unknown-request":
+		frame(msgLog, func() { e.i64(7); e.i64(sandbox.LevelInfo); e.str("not yours") })
+	case "second-done":
+		done([]byte("ok"), "")
+		done([]byte("again"), "")
 	}
 	_, _ = r.ReadByte() // until the supervisor closes or kills us
 	return 0
@@ -146,7 +151,7 @@ func exited(p *Process) bool { return p.cmd.ProcessState != nil }
 func TestSupervisorKillsProtocolViolations(t *testing.T) {
 	for _, scenario := range []string{
 		"compiled-during-invoke", "ready-during-invoke", "oversized-result", "oversized-reason",
-		"trailing-bytes", "bad-log-level", "huge-frame",
+		"trailing-bytes", "bad-log-level", "huge-frame", "unknown-request",
 	} {
 		t.Run(scenario, func(t *testing.T) {
 			p := loadFake(t, scenario)
@@ -159,6 +164,27 @@ func TestSupervisorKillsProtocolViolations(t *testing.T) {
 				t.Fatal("the worker still runs after its protocol violation")
 			}
 		})
+	}
+}
+
+// TestSecondDoneBreaksTheProtocol: a request's done ends it; another frame
+// for it, such as a second done, names a request not in flight and kills
+// the worker; the invocation that read it fails with ErrProtocol, as no
+// invocation can be blamed for it.
+func TestSecondDoneBreaksTheProtocol(t *testing.T) {
+	p := loadFake(t, "second-done")
+	res, err := p.Invoke(&sandbox.Call{Limits: sandbox.Limits{ResultBytes: 1 << 10}}, &logHost{}, 30*time.Second)
+	if err != nil || string(res.Result) != "ok" {
+		t.Fatalf("first done: %q, %v", res.Result, err)
+	}
+	// The second done is read by the next invocation's wait for a frame.
+	_, err = p.Invoke(&sandbox.Call{Limits: sandbox.Limits{ResultBytes: 1 << 10}}, &logHost{}, 30*time.Second)
+	if !errors.Is(err, ErrProtocol) {
+		t.Fatalf("after a second done: %v, want ErrProtocol", err)
+	}
+	p.wait()
+	if !exited(p) {
+		t.Fatal("the worker still runs after a second done")
 	}
 }
 
