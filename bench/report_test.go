@@ -23,7 +23,7 @@ var (
 	report      = flag.Bool("report", false, "run the benchmark report (TestReport)")
 	reps        = flag.Int("report.reps", 5, "repetitions of each throughput and warm-invocation measurement")
 	latReps     = flag.Int("report.latreps", 3, "repetitions of each latency point")
-	sections    = flag.String("report.sections", "tput,lat,warm,cold", "sections to run: tput, lat, warm, cold, scale (scale is not in the default: it takes longer than the rest together)")
+	sections    = flag.String("report.sections", "tput,lat,warm,cold", "sections to run: tput, lat, warm, cold, density, scale (density and scale are not in the default: each takes longer than the rest together)")
 	nFast       = flag.Int("report.n.fast", 15000, "events per throughput run, fast storage")
 	nDurable    = flag.Int("report.n.durable", 2000, "events per throughput run, durable storage")
 	latDur      = flag.Duration("report.latdur", 1500*time.Millisecond, "duration of each open-loop latency run")
@@ -86,6 +86,9 @@ func TestReport(t *testing.T) {
 	}
 	if run("cold") {
 		reportCold(t, &b, wasmPath, cacheDir, fn)
+	}
+	if run("density") {
+		reportDensity(t, &b, cacheDir, fn)
 	}
 	if run("scale") {
 		reportScale(t, &b, wasmPath)
