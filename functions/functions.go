@@ -9,6 +9,7 @@ package functions
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -239,11 +240,7 @@ func Load(fns []config.Function, opts Options) (*Set, error) {
 				return
 			}
 		}
-		f, err := s.newFunction(fc, wasm)
-		if err != nil {
-			errs[i] = err
-			return
-		}
+		f := s.newFunction(fc, wasm)
 		loaded[i] = f
 		if !f.cacheHit || f.tier != sandbox.TierOptimized {
 			wasms[i] = wasm // for the compile, or the tier-up
@@ -324,12 +321,10 @@ func (s *Set) load(fc config.Function) (*function, error) {
 // newFunction returns the function of fc and wasm with the best artifacts
 // the compile cache holds for it (cacheHit), if any: the optimized tier's,
 // or else the fast tier's.
-func (s *Set) newFunction(fc config.Function, wasm []byte) (*function, error) {
-	f := &function{set: s, cfg: fc, version: Version(wasm), tier: firstTier()}
-	paths, err := sandbox.ArtifactPaths(s.opts.CacheDir, wasm, fc.Memory)
-	if err != nil {
-		return nil, fmt.Errorf("function %s: module %s: %w", fc.Name, fc.Module, err)
-	}
+func (s *Set) newFunction(fc config.Function, wasm []byte) *function {
+	sum := sandbox.DigestOf(wasm)
+	f := &function{set: s, cfg: fc, version: hex.EncodeToString(sum[:]), tier: firstTier()}
+	paths := sandbox.ArtifactPaths(s.opts.CacheDir, sum, fc.Memory)
 	f.paths = paths
 	for _, t := range []sandbox.Tier{sandbox.TierOptimized, sandbox.TierFast} {
 		mod, modOK := sandbox.RecordedDigest(paths[t].Module)
@@ -340,7 +335,7 @@ func (s *Set) newFunction(fc config.Function, wasm []byte) (*function, error) {
 			break
 		}
 	}
-	return f, nil
+	return f
 }
 
 // loadModule loads a function to be swapped in while running (a deploy or
@@ -348,10 +343,7 @@ func (s *Set) newFunction(fc config.Function, wasm []byte) (*function, error) {
 // unless cached, and warm: a first worker is up, proving the module
 // instantiates.
 func (s *Set) loadModule(fc config.Function, wasm []byte) (*function, error) {
-	f, err := s.newFunction(fc, wasm)
-	if err != nil {
-		return nil, err
-	}
+	f := s.newFunction(fc, wasm)
 	if err := f.compileAndProve(wasm, true); err != nil {
 		return nil, err
 	}

@@ -382,6 +382,7 @@ func TestInitializeThatLoopsIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer set.Close()
+	optimized(t, set, "stuck")
 	_, err = set.Invoke(context.Background(), "stuck", functions.Event{ID: "e", Attempt: 1})
 	if !errors.Is(err, functions.ErrTrap) || !strings.Contains(err.Error(), "_initialize did not return within 500ms") {
 		t.Fatalf("first event: %v; want a trap saying _initialize did not return within 500ms", err)

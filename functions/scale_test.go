@@ -79,6 +79,7 @@ func TestIdleFunctionScalesToZero(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		optimized(t, set, "f")
 		if n := set.Workers("f"); n != 0 {
 			t.Fatalf("%s: %d workers right after Load, want none", phase, n)
 		}
@@ -226,10 +227,7 @@ func TestTimeoutReleasesTheOtherEventsOfItsWorker(t *testing.T) {
 	}
 	defer set.Close()
 	// A tier-up swap would send later events to a new worker.
-	testenv.Eventually(t, time.Minute, "the optimized tier", func() bool {
-		tier, _ := set.Tier("f")
-		return tier == sandbox.TierOptimized
-	})
+	optimized(t, set, "f")
 	invoke := func(id string) error {
 		res, err := set.Invoke(context.Background(), "f", functions.Event{ID: id, Attempt: 1, Data: []byte(id)})
 		if err == nil && len(res.Output) != 0 {

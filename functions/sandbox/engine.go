@@ -105,7 +105,7 @@ func (e *Engine) Compile(wasm []byte, memLimit int64) (*Module, error) {
 	if err != nil {
 		return nil, err
 	}
-	cachePath := e.cachePath(capped)
+	cachePath := artifactPath(e.cacheDir, e.id, sum, memLimit)
 	m.ArtifactPath = cachePath
 	if cachePath != "" {
 		if digest, ok := RecordedDigest(cachePath); ok {
@@ -193,15 +193,11 @@ func (e *Engine) LoadArtifacts(paths Artifacts, module, adapter Digest, memLimit
 	return m, nil
 }
 
-func (e *Engine) cachePath(capped []byte) string {
-	return artifactPath(e.cacheDir, e.id, capped)
-}
-
-func artifactPath(cacheDir, engineID string, capped []byte) string {
+func artifactPath(cacheDir, engineID string, module Digest, memLimit int64) string {
 	if cacheDir == "" {
 		return ""
 	}
-	sum := sha256.Sum256(append([]byte(engineID+"\x00"+artifactFormat+"\x00"), capped...))
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%x\x00%d", engineID, artifactFormat, module, memLimit))
 	return filepath.Join(cacheDir, hex.EncodeToString(sum[:]))
 }
 
