@@ -70,7 +70,9 @@ func deployCmd(g *globals) *cobra.Command {
 			}
 			rep, err := adminRequest(ctx, nc, "deploy", runtime.DeployRequest{Function: name, Version: version, By: g.identity()}, timeout)
 			if err != nil {
-				return failed(fmt.Errorf("deploy %s: %w", name, err))
+				// The runtime knows the module by its stored copy: name the
+				// file the user gave.
+				return failed(fmt.Errorf("deploy %s: %s: %w", name, file, err))
 			}
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), versionChange{name, rep.Version, rep.Previous})
