@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/internal/jsx"
 	"github.com/sluice-run/sluice/triggers"
 )
@@ -18,7 +19,7 @@ import (
 const (
 	// NodesBucket holds a NodeState per running node, keyed by node name
 	// (memory storage: it describes the present only).
-	NodesBucket = "sluice_nodes"
+	NodesBucket = client.NodesBucket
 	// NodeHeartbeat is how often a node rewrites its state.
 	NodeHeartbeat = 2 * time.Second
 	// NodeTTL is how long a node's state outlives its last heartbeat: a
