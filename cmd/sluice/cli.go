@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/internal/version"
 )
 
@@ -94,6 +95,19 @@ func (g *globals) jetStream() (*nats.Conn, jetstream.JetStream, error) {
 		return nil, nil, usage(err)
 	}
 	return nc, js, nil
+}
+
+// client connects to the runtime; the caller calls done.
+func (g *globals) client() (c *client.Client, done func(), err error) {
+	nc, err := g.connect()
+	if err != nil {
+		return nil, nil, err
+	}
+	if c, err = client.New(nc); err != nil {
+		nc.Close()
+		return nil, nil, usage(err)
+	}
+	return c, nc.Close, nil
 }
 
 func (g *globals) connect() (*nats.Conn, error) {
