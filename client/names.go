@@ -18,6 +18,10 @@ const (
 	ModulesBucket = "sluice_modules"
 	// FunctionsBucket is the KV bucket of function version records.
 	FunctionsBucket = "sluice_functions"
+	// StateBucket is the KV bucket of the runtime's own state; ConfigKey
+	// in it holds the effective config the runtime runs, as JSON.
+	StateBucket = "sluice_runtime"
+	ConfigKey   = "config"
 
 	queueStreamPrefix      = "SLUICE_Q_"
 	topicStreamPrefix      = "SLUICE_T_"
@@ -149,3 +153,8 @@ func StatusPrefix(eventID string) string {
 	sum := sha256.Sum256([]byte(eventID))
 	return "h" + hex.EncodeToString(sum[:16])
 }
+
+// UserInbox is the inbox prefix of a configured user's connections: a
+// publish-role user may subscribe below it only, so its clients set it as
+// their inbox prefix (nats.CustomInboxPrefix).
+func UserInbox(user string) string { return "_INBOX." + user }

@@ -369,3 +369,43 @@ func reloadAnswer(msg *nats.Msg) NodeReload {
 	}
 	return n
 }
+
+// Pending is a binding's backlog: its consumer's undelivered and
+// unacknowledged events, and its waiting replays; ok is false when the
+// binding has no consumer here.
+func (c *Client) Pending(ctx context.Context, binding string) (n uint64, ok bool) {
+	for _, t := range [][2]string{
+		{BindingStreamName(binding), BindingConsumerName(binding)},
+		{ReplayStreamName(binding), ReplayConsumerName(binding)},
+	} {
+		cons, err := c.js.Consumer(ctx, t[0], t[1])
+		if err != nil {
+			continue
+		}
+		info := cons.CachedInfo()
+		n += info.NumPending + uint64(info.NumAckPending)
+		ok = true
+	}
+	return n, ok
+}
+
+// ErrNoRunningConfig: no runtime recorded its config on this server.
+var ErrNoRunningConfig = errors.New("the runtime has not recorded its config (KV bucket " + StateBucket + " is missing): is it a sluice older than this client?")
+
+// RunningConfig is the effective config the runtime records (the JSON of
+// a config.Effective, which the client leaves to its caller to decode, so
+// that producers do not link the config parser).
+func (c *Client) RunningConfig(ctx context.Context) (json.RawMessage, error) {
+	kv, err := c.js.KeyValue(ctx, StateBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, ErrNoRunningConfig
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the running config: %w", err)
+	}
+	e, err := kv.Get(ctx, ConfigKey)
+	if err != nil {
+		return nil, fmt.Errorf("read the running config (%s/%s): %w", StateBucket, ConfigKey, err)
+	}
+	return e.Value(), nil
+}

@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
-	"github.com/sluice-run/sluice/runtime"
+	"github.com/sluice-run/sluice/client"
 )
 
 // authFlags are the CLI's credentials (--user, --password) and what the
@@ -55,7 +55,7 @@ func (a *authFlags) options() []nats.Option {
 	})}
 	if a.user != "" {
 		// A publish-role user receives only on inboxes under its name.
-		opts = append(opts, nats.UserInfo(a.user, a.password), nats.CustomInboxPrefix(runtime.UserInbox(a.user)))
+		opts = append(opts, nats.UserInfo(a.user, a.password), nats.CustomInboxPrefix(client.UserInbox(a.user)))
 	}
 	return opts
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-run/sluice/client"
@@ -80,21 +79,6 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		fmt.Fprintf(stderr, "sluice: %v\n", err)
 	}
 	return code
-}
-
-// jetStream connects to the server and opens JetStream on the connection;
-// the caller closes the connection.
-func (g *globals) jetStream() (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := g.connect()
-	if err != nil {
-		return nil, nil, err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, nil, usage(err)
-	}
-	return nc, js, nil
 }
 
 // client connects to the runtime; the caller calls done.
