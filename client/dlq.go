@@ -166,6 +166,10 @@ func (c *Client) DeadLetterOf(ctx context.Context, id string) ([]DeadLetter, err
 			if s.State != StateDeadLettered {
 				continue
 			}
+			if s.UpdatedAt.IsZero() {
+				where[s.Binding] = window{} // no time known: the whole stream
+				continue
+			}
 			from := s.UpdatedAt
 			if n := len(s.History); n > 0 {
 				from = s.History[n-1].At
