@@ -160,3 +160,54 @@ func TestDeadLetterOfFindsTheEvent(t *testing.T) {
 		t.Errorf("dead letters of an unknown binding: %v, want ErrNoDeadLetters", err)
 	}
 }
+
+// TestOperatorCalls: the operators' reads and changes through the client
+// see and change the running runtime.
+func TestOperatorCalls(t *testing.T) {
+	c := start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	paused := func(name string) bool {
+		t.Helper()
+		bs, err := c.Bindings(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range bs {
+			if b.Name == name {
+				return b.Paused
+			}
+		}
+		t.Fatalf("binding %s not listed among %+v", name, bs)
+		return false
+	}
+	if err := c.Pause(ctx, "emails", time.Now().Add(time.Hour)); err != nil || !paused("emails") {
+		t.Fatalf("pause: %v, paused %v", err, paused("emails"))
+	}
+	if err := c.Resume(ctx, "emails"); err != nil {
+		t.Fatal(err)
+	}
+	// Resume moves the pause's end just ahead (see resume), so the
+	// consumer says paused until then.
+	for deadline := time.Now().Add(10 * time.Second); paused("emails"); {
+		if time.Now().After(deadline) {
+			t.Fatal("still paused 10s after resume")
+		}
+	}
+	fns, err := c.Functions(ctx)
+	if err != nil || len(fns) == 0 || fns[0].Live == "" {
+		t.Fatalf("functions: %+v, %v", fns, err)
+	}
+	nodes, err := c.Nodes(ctx)
+	if err != nil || len(nodes) != 1 {
+		t.Fatalf("nodes: %+v, %v", nodes, err)
+	}
+	raw, err := c.RunningConfig(ctx)
+	if err != nil || !bytes.Contains(raw, []byte(`"emails"`)) {
+		t.Fatalf("running config: %.200s, %v", raw, err)
+	}
+	reloads, err := c.Reload(ctx)
+	if err != nil || len(reloads) != 1 || !reloads[0].Reloaded || reloads[0].Node != nodes[0].Name {
+		t.Fatalf("reload: %+v, %v", reloads, err)
+	}
+}
