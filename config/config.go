@@ -6,7 +6,10 @@
 // and every function a binding names exists.
 package config
 
-import "time"
+import (
+	"path/filepath"
+	"time"
+)
 
 // Config is a whole runtime.hcl, validated and with defaults applied.
 type Config struct {
@@ -121,15 +124,22 @@ type Metrics struct {
 	Disabled bool
 }
 
+// DefaultModule is the module built from source when a function gives no
+// module: <source>/<base name of source>.wasm.
+func DefaultModule(source string) string {
+	return filepath.Join(source, filepath.Base(source)+".wasm")
+}
+
 // Function is a WebAssembly module and its sandbox limits and capabilities.
 type Function struct {
 	Name string
 	// Module is the path of the .wasm file, resolved against the config's
 	// directory.
 	Module string
-	// Source, when set, is a directory holding a Go guest (package main built
-	// with the sluice SDK); the runtime builds Module from it when Module is
-	// missing or older than the sources.
+	// Source, when set, is a directory holding a guest (Go, C, Rust or
+	// AssemblyScript, detected from its files); the runtime builds Module
+	// from it when Module is missing or older than the sources. Without a
+	// module attribute, Module is DefaultModule(Source).
 	Source string
 	// Timeout is the wall-clock limit of one invocation. Default 30s.
 	Timeout time.Duration

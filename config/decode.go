@@ -49,7 +49,7 @@ var (
 	}
 	functionSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
-			{Name: "module", Required: true}, {Name: "source"}, {Name: "timeout"},
+			{Name: "module"}, {Name: "source"}, {Name: "timeout"},
 			{Name: "memory"}, {Name: "env"}, {Name: "publish"}, {Name: "allowed_hosts"},
 			{Name: "instance"}, {Name: "max_result_size"}, {Name: "max_log_size"},
 		},
@@ -305,6 +305,12 @@ func (d *decoder) decodeFunction(b *hcl.Block) Function {
 		if s, ok := d.path(a); ok {
 			f.Source = s
 		}
+	}
+	if c.Attributes["module"] == nil && c.Attributes["source"] == nil {
+		d.errorf(b.DefRange, "Function has no module",
+			"A function needs module (a .wasm file) or source (a directory sluice builds it from: Go, C, Rust or AssemblyScript), or both.")
+	} else if c.Attributes["module"] == nil && f.Source != "" {
+		f.Module = DefaultModule(f.Source)
 	}
 	if a := c.Attributes["timeout"]; a != nil {
 		if v, ok := d.duration(a, maxTimeout); ok {

@@ -72,7 +72,7 @@
 // Publish sends a message to a subject allowed by the function's "publish"
 // list in runtime.hcl; it returns ErrDenied, ErrInvalid, ErrTooLarge or
 // ErrFailed (compare with errors.Is; the error's text names the call, as in
-// "publish: denied"). Log and Logf write log lines tagged by
+// `publish "greet.audit": denied`). Log and Logf write log lines tagged by
 // the host with the function, binding, event id and attempt; anything
 // written to stdout or stderr is logged too. The environment (os.Getenv)
 // holds exactly the function's env from runtime.hcl.

@@ -93,7 +93,7 @@ func RetryAfter(d time.Duration, err error) error { return &RetryAfterError{Dela
 
 // Errors returned by host calls (Publish, HTTP, Fetch, KVGet, KVPut,
 // KVDelete, Seen); compare with errors.Is. The error returned names the
-// call too ("publish: denied").
+// call too (`publish "greet.audit": denied`).
 var (
 	// ErrDenied: not allowed by the function's configuration (a subject
 	// outside its publish list, a URL outside its allowed_hosts).
@@ -149,7 +149,7 @@ func codeError(op string, rc int32) error {
 // publishes at once: a retried invocation publishes again, so consumers
 // should de-duplicate on the event id.
 func Publish(subject string, data []byte) error {
-	return codeError("publish", hostPublish(stringPtr(subject), int32(len(subject)), bytesPtr(data), int32(len(data))))
+	return codeError("publish "+strconv.Quote(subject), hostPublish(stringPtr(subject), int32(len(subject)), bytesPtr(data), int32(len(data))))
 }
 
 // Level is a log level.

@@ -48,7 +48,9 @@ func deployCmd(g *globals) *cobra.Command {
 			defer done()
 			rep, err := c.Deploy(cmd.Context(), name, wasm, g.identity(), timeout)
 			if err != nil {
-				return failed(fmt.Errorf("deploy %s: %w", name, err))
+				// The runtime knows the module by its stored copy: name the
+				// file the user gave.
+				return failed(fmt.Errorf("deploy %s: %s: %w", name, file, err))
 			}
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), rep)

@@ -154,11 +154,15 @@ queue "q" {
 			"no handle":      {write("nohandle.wasm", wat(`(module (memory (export "memory") 1))`)), "does not export a function named handle"},
 			"unknown import": {write("import.wasm", wat(`(module (import "sluice" "format_disk" (func)) (memory (export "memory") 1) (func (export "handle") (result i32) (i32.const 0)))`)), "sluice.format_disk"},
 			"missing file":   {filepath.Join(dir, "nope.wasm"), "no such file"},
+			"command module": {write("command.wasm", wat(`(module (memory (export "memory") 1) (func (export "_start")) (func (export "handle") (result i32) (i32.const 0)))`)), "--exportStart _initialize"},
 		}
 		for name, c := range cases {
 			code, _, errOut := cli(t, server, "deploy", "f", c.file)
 			if code == 0 || !strings.Contains(errOut, c.want) {
 				t.Errorf("%s: exit %d, stderr %q, want a refusal mentioning %q", name, code, errOut, c.want)
+			}
+			if !strings.Contains(errOut, c.file) {
+				t.Errorf("%s: stderr %q does not name the file deployed, %s", name, errOut, c.file)
 			}
 		}
 		if code, _, errOut := cli(t, server, "deploy", "ghost", v2Path); code == 0 || !strings.Contains(errOut, "not in") {

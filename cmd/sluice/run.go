@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,7 +18,7 @@ func runCmd(g *globals) *cobra.Command {
 		cfgPath, data, listen, metricsListen, logLevel, logFormat string
 		name, clusterListen                                       string
 		drain                                                     time.Duration
-		noWatch                                                   bool
+		noWatch, watchSources                                     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -41,6 +42,15 @@ func runCmd(g *globals) *cobra.Command {
 				return failed(fmt.Errorf("start: %w", err))
 			}
 			rt.PrintBanner(cmd.OutOrStdout())
+			if watchSources {
+				wctx, stop := context.WithCancel(cmd.Context())
+				watched := make(chan struct{})
+				go func() {
+					defer close(watched)
+					rt.WatchSources(wctx, 300*time.Millisecond, nil)
+				}()
+				defer func() { stop(); <-watched }()
+			}
 		serve:
 			for {
 				select {
@@ -70,6 +80,7 @@ func runCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().StringVar(&logFormat, "log-format", "text", "text or json")
 	cmd.Flags().DurationVar(&drain, "drain-timeout", 30*time.Second, "how long shutdown waits for in-flight invocations")
+	cmd.Flags().BoolVar(&watchSources, "watch", false, "rebuild a function when a file of its source changes and swap it in, as deploy does (a dev loop)")
 	cmd.Flags().BoolVar(&noWatch, "no-watch", false, "do not reload the config when its file changes (SIGHUP still reloads it)")
 	return cmd
 }

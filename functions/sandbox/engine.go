@@ -243,9 +243,13 @@ func checkABI(mod *wasmer.Module) error {
 			problems = append(problems, fmt.Errorf("it imports %s.%s; only the %q and %q modules are offered", imp.Module(), imp.Name(), hostModule, wasiModule))
 		}
 	}
-	var hasHandle, hasMemory bool
+	var hasHandle, hasMemory, hasStart, hasInit bool
 	for _, exp := range mod.Exports() {
 		switch exp.Name() {
+		case "_start":
+			hasStart = true
+		case "_initialize":
+			hasInit = true
 		case "handle":
 			hasHandle = true
 			if exp.Type().Kind() != wasmer.FUNCTION {
@@ -265,6 +269,12 @@ func checkABI(mod *wasmer.Module) error {
 	}
 	if !hasMemory {
 		problems = append(problems, errors.New("it does not export its memory as \"memory\""))
+	}
+	if hasStart && !hasInit {
+		// A command's initialization lives in _start, which a reactor
+		// host never calls: every event would run uninitialized.
+		problems = append(problems, errors.New("it exports _start (a WASI command), which sluice never calls: build a reactor that exports _initialize instead "+
+			"(C: clang -mexec-model=reactor; AssemblyScript: asc --exportStart _initialize; Rust: a cdylib crate; Go: -buildmode=c-shared)"))
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%w: %w", ErrBadABI, errors.Join(problems...))

@@ -194,12 +194,16 @@ type Instance struct {
 	adapter    *wasmer.Instance
 	regs       *wasmer.Memory
 
-	call     *Call
-	out      *Outcome
-	logged   int
-	lineBuf  [3]bytes.Buffer // partial stdout/stderr lines, by fd
-	oomHints bool
-	httpResp *HTTPResponse // the invocation's last HTTP response
+	call    *Call
+	out     *Outcome
+	logged  int
+	lineBuf [3]bytes.Buffer // partial stdout/stderr lines, by fd
+	// lastStderr is the invocation's last non-empty stderr line: a guest
+	// that exits (proc_exit) usually said why there, and the exit's error
+	// carries it to the outcome instead of only to the log.
+	lastStderr string
+	oomHints   bool
+	httpResp   *HTTPResponse // the invocation's last HTTP response
 }
 
 // Instantiate creates an instance and runs its _initialize export, if any.
@@ -265,6 +269,9 @@ func (in *Instance) instantiate(env map[string]string, adapter []byte) error {
 	wasi["proc_exit"] = wasmer.NewFunction(in.store,
 		wasmer.NewFunctionType(wasmer.NewValueTypes(wasmer.I32), wasmer.NewValueTypes()),
 		func(args []wasmer.Value) ([]wasmer.Value, error) {
+			if line := in.stderrTail(); line != "" {
+				return nil, fmt.Errorf("guest exited with code %d: %s", args[0].I32(), line)
+			}
 			return nil, fmt.Errorf("guest exited with code %d", args[0].I32())
 		})
 	imports.Register(wasiModule, wasi)
@@ -299,7 +306,7 @@ func (in *Instance) instantiate(env map[string]string, adapter []byte) error {
 func (in *Instance) Handle(c *Call) Outcome {
 	c.Limits = c.Limits.WithDefaults()
 	var out Outcome
-	in.call, in.out, in.logged, in.oomHints, in.httpResp = c, &out, 0, false, nil
+	in.call, in.out, in.logged, in.oomHints, in.httpResp, in.lastStderr = c, &out, 0, false, nil, ""
 	ret, err := in.handle()
 	runtime.KeepAlive(in.inst)
 	runtime.KeepAlive(in.adapter)
@@ -609,10 +616,26 @@ func (in *Instance) writeStream(fd int, b []byte) {
 			return
 		}
 		buf.Write(b[:i])
+		if fd == 2 && len(bytes.TrimSpace(buf.Bytes())) > 0 {
+			in.lastStderr = string(buf.Bytes()[:min(buf.Len(), maxStderrTail)])
+		}
 		in.emit(level, buf.Bytes())
 		buf.Reset()
 		b = b[i+1:]
 	}
+}
+
+// maxStderrTail bounds the stderr line an exit error carries.
+const maxStderrTail = 256
+
+// stderrTail returns the stderr line an exit explains itself with: the
+// pending partial line if it has text, else the last complete one.
+func (in *Instance) stderrTail() string {
+	line := in.lastStderr
+	if p := bytes.TrimSpace(in.lineBuf[2].Bytes()); len(p) > 0 {
+		line = string(p[:min(len(p), maxStderrTail)])
+	}
+	return strings.ToValidUTF8(strings.TrimSpace(line), "\uFFFD")
 }
 
 func (in *Instance) flushLines() {

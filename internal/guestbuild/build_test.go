@@ -3,6 +3,7 @@ package guestbuild
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,5 +113,69 @@ func TestBuildError(t *testing.T) {
 	}
 	if _, err := Build(context.Background(), t.TempDir(), out); err == nil {
 		t.Error("Build of a directory without Go files succeeded")
+	}
+}
+
+func TestDetect(t *testing.T) {
+	root := ModuleRoot(".")
+	for dir, want := range map[string]Language{
+		"examples/emails/sender": Go,
+		"examples/emails-c":      C,
+		"examples/emails-rust":   Rust,
+	} {
+		got, err := Detect(filepath.Join(root, dir))
+		if err != nil || got != want {
+			t.Errorf("Detect(%s) = %q, %v; want %q", dir, got, err, want)
+		}
+	}
+	empty := t.TempDir()
+	if _, err := Detect(empty); !errors.Is(err, ErrUnknownLanguage) || !strings.Contains(err.Error(), empty) {
+		t.Errorf("Detect(empty dir) = %v, want ErrUnknownLanguage naming the directory", err)
+	}
+}
+
+// TestBuildCRebuildsOnlyOnChange builds a C guest, then again with nothing
+// changed (no build), then after touching its source (a build), and shows
+// the compiler's message for a syntax error.
+func TestBuildCRebuildsOnlyOnChange(t *testing.T) {
+	if err := Toolchain(C); err != nil {
+		if os.Getenv("SLUICE_REQUIRE_TOOLCHAINS") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "fn.c")
+	code := "#include \"sluice.h\"\nstatic int h(const sluice_event *e) { return sluice_ok_str(\"ok\"); }\nSLUICE_HANDLER(h)\n"
+	if err := os.WriteFile(src, []byte(code), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "fn.wasm")
+	for i, want := range []bool{true, false} {
+		built, err := Build(ctx, dir, out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if built != want {
+			t.Fatalf("build %d: built = %v, want %v", i+1, built, want)
+		}
+	}
+	later := time.Now().Add(2 * time.Second)
+	if err := os.Chtimes(src, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if built, err := Build(ctx, dir, out); err != nil || !built {
+		t.Fatalf("after touching the source: built = %v, %v; want a build", built, err)
+	}
+	if err := os.WriteFile(src, []byte("int handle( {"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(src, later.Add(time.Second), later.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Build(ctx, dir, out)
+	if err == nil || !strings.Contains(err.Error(), "fn.c:1:") || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("syntax error: %v; want the compiler's message naming fn.c:1 and the directory", err)
 	}
 }

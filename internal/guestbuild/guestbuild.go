@@ -1,6 +1,6 @@
-// Package guestbuild compiles Go guest packages (main packages written with
-// the sluice SDK) to WebAssembly reactor modules, rebuilding only when the
-// sources changed.
+// Package guestbuild compiles guest sources (Go, C, Rust and AssemblyScript
+// functions written with the sluice SDKs) to WebAssembly reactor modules,
+// rebuilding only when the sources changed.
 package guestbuild
 
 import (
@@ -18,11 +18,15 @@ import (
 	"time"
 )
 
-// Build compiles the Go guest package in dir to out (a wasm reactor module,
-// GOOS=wasip1 GOARCH=wasm -buildmode=c-shared) when out is missing or older
-// than any .go file in dir, any .go file in the sdk directory of the
-// enclosing module (<module root>/sdk), or that module's go.mod and go.sum.
-// Other local packages the guest imports are not tracked.
+// Build compiles the guest in dir to out (a wasm reactor module) when out is
+// missing or older than any of its inputs. The language is detected from
+// dir (see Detect). Go: GOOS=wasip1 GOARCH=wasm -buildmode=c-shared; the
+// inputs are the .go files in dir, every .go file in the sdk directory of
+// the enclosing module (<module root>/sdk), and that module's go.mod and
+// go.sum (other local packages the guest imports are not tracked). C, Rust
+// and AssemblyScript: see the build functions of each; the inputs are every
+// file under dir except .wasm files and the toolchains' own directories,
+// and the SDK is the one built into this program.
 //
 // It reports whether it built. It is safe to call concurrently, from several
 // goroutines or processes, for the same out: each build writes to a
@@ -38,6 +42,10 @@ func Build(ctx context.Context, dir, out string) (built bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	lang, err := Detect(dir)
+	if err != nil {
+		return false, err
+	}
 	lock := lockFor(out)
 	select {
 	case lock <- struct{}{}:
@@ -46,7 +54,7 @@ func Build(ctx context.Context, dir, out string) (built bool, err error) {
 		return false, ctx.Err()
 	}
 
-	stale, err := isStale(dir, out)
+	stale, err := isStale(lang, dir, out)
 	if err != nil || !stale {
 		return false, err
 	}
@@ -60,25 +68,24 @@ func Build(ctx context.Context, dir, out string) (built bool, err error) {
 	defer os.RemoveAll(tmpDir)
 	tmp := filepath.Join(tmpDir, filepath.Base(out))
 
-	goCmd, err := goTool()
+	cmds, err := commands(ctx, lang, dir, tmp, tmpDir)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("build %s guest %s: %w", lang, dir, err)
 	}
 	// The module's mtime is set to when the build started, so that a source
 	// edited while compiling still counts as newer than the module.
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, goCmd, "build", "-buildmode=c-shared", "-trimpath", "-o", tmp, ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
-	var output bytes.Buffer
-	cmd.Stdout = &output
-	cmd.Stderr = &output
-	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(output.String())
-		if ctx.Err() != nil {
-			return false, fmt.Errorf("build guest %s: %w", dir, ctx.Err())
+	for _, cmd := range cmds {
+		var output bytes.Buffer
+		cmd.Stdout = &output
+		cmd.Stderr = &output
+		if err := cmd.Run(); err != nil {
+			msg := strings.TrimSpace(output.String())
+			if ctx.Err() != nil {
+				return false, fmt.Errorf("build %s guest %s: %w", lang, dir, ctx.Err())
+			}
+			return false, fmt.Errorf("build %s guest %s: %s: %v\n%s", lang, dir, filepath.Base(cmd.Path), err, msg)
 		}
-		return false, fmt.Errorf("build guest %s: %v\n%s", dir, err, msg)
 	}
 	if err := os.Chtimes(tmp, start, start); err != nil {
 		return false, err
@@ -108,7 +115,7 @@ func ModuleRoot(dir string) string {
 }
 
 // isStale reports whether out is missing or older than any input.
-func isStale(dir, out string) (bool, error) {
+func isStale(lang Language, dir, out string) (bool, error) {
 	fi, err := os.Stat(out)
 	if errors.Is(err, fs.ErrNotExist) {
 		return true, nil
@@ -126,6 +133,9 @@ func isStale(dir, out string) (bool, error) {
 			return false, err
 		}
 		return fi.ModTime().After(built), nil
+	}
+	if lang != Go {
+		return treeNewer(dir, out, built)
 	}
 
 	// The package's own files.

@@ -2,7 +2,7 @@
 
 // Command publisher publishes the payload to the subject named by the
 // "Target" header and returns "published to SUBJECT". A failed publish fails
-// the invocation with the error's text as reason ("publish: denied", ...).
+// the invocation with the error's text as reason (`publish "x": denied`, ...).
 package main
 
 import (
