@@ -64,6 +64,9 @@ type env struct {
 	conJS jetstream.JetStream
 	cfg   *config.Config
 	bc    config.Binding
+	// syncAcks is what sluice run sets for this storage: confirmed acks
+	// with durable storage.
+	syncAcks bool
 }
 
 func queueConfig(t testing.TB, module string, concurrency int) *config.Config {
@@ -94,7 +97,7 @@ func newEnv(t testing.TB, st storage, cfg *config.Config) *env {
 	if !srv.ReadyForConnections(10 * time.Second) {
 		t.Fatal("nats server not ready")
 	}
-	e := &env{srv: srv, dir: dir, cfg: cfg, bc: cfg.Bindings()[0]}
+	e := &env{srv: srv, dir: dir, cfg: cfg, bc: cfg.Bindings()[0], syncAcks: st.syncAlways}
 	connect := func() (*nats.Conn, jetstream.JetStream) {
 		nc, err := nats.Connect(srv.ClientURL())
 		if err != nil {
@@ -174,7 +177,7 @@ func (e *env) start(t testing.TB, variant string, set *functions.Set, onEntry, o
 	}
 	runner, err := triggers.NewRunner(ctx, e.cfg, triggers.Options{
 		JS: e.conJS, Publisher: triggers.NewPublisher(e.conNC, e.conJS), Invoker: inv,
-		Logger: slog.New(slog.DiscardHandler), DrainTimeout: 10 * time.Second,
+		Logger: slog.New(slog.DiscardHandler), DrainTimeout: 10 * time.Second, SyncAcks: e.syncAcks,
 	})
 	if err != nil {
 		t.Fatal(err)

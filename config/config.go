@@ -207,6 +207,10 @@ type Queue struct {
 	DeadLetter string
 	OnSuccess  string // optional subject for the function's result
 	OnFailure  string // optional subject for the failure record
+	// Dedupe, when not zero, makes the binding effectively-once: an event
+	// whose id already succeeded at this binding within this window is
+	// acknowledged without running the function again. At most MaxDedupe.
+	Dedupe time.Duration
 	// MaxEventSize bounds one event's payload (the stream's max message
 	// size). Default 1 MiB.
 	MaxEventSize int64
@@ -234,6 +238,8 @@ type Subscriber struct {
 	DeadLetter  string // default "sluice.dlq.<topic>.<subscriber>"
 	OnSuccess   string
 	OnFailure   string
+	// Dedupe is as in Queue.
+	Dedupe time.Duration
 	// StartFrom is "new" (default: events published after the subscriber is
 	// first created) or "all" (everything the topic still retains).
 	StartFrom string
@@ -261,7 +267,8 @@ type Binding struct {
 	DeadLetter   string
 	OnSuccess    string
 	OnFailure    string
-	StartFrom    string // topics only
+	Dedupe       time.Duration // 0: off
+	StartFrom    string        // topics only
 	MaxEventSize int64
 }
 
@@ -273,7 +280,7 @@ func (c *Config) Bindings() []Binding {
 			Name: q.Name, Kind: KindQueue, Source: q.Name, Subject: q.Subject,
 			Function: q.Function, Concurrency: q.Concurrency, Rate: q.Rate,
 			Retry: q.Retry, DeadLetter: q.DeadLetter, OnSuccess: q.OnSuccess,
-			OnFailure: q.OnFailure, MaxEventSize: q.MaxEventSize,
+			OnFailure: q.OnFailure, Dedupe: q.Dedupe, MaxEventSize: q.MaxEventSize,
 		})
 	}
 	for _, t := range c.Topics {
@@ -282,7 +289,7 @@ func (c *Config) Bindings() []Binding {
 				Name: t.Name + "/" + s.Name, Kind: KindTopic, Source: t.Name,
 				Subject: t.Subject, Function: s.Function, Concurrency: s.Concurrency,
 				Rate: s.Rate, Retry: s.Retry, DeadLetter: s.DeadLetter,
-				OnSuccess: s.OnSuccess, OnFailure: s.OnFailure,
+				OnSuccess: s.OnSuccess, OnFailure: s.OnFailure, Dedupe: s.Dedupe,
 				StartFrom: s.StartFrom, MaxEventSize: t.MaxEventSize,
 			})
 		}

@@ -776,3 +776,30 @@ nats {
 		t.Errorf("name %q replicas %d, want n2 and the cluster default 3", cfg.NATS.Name, cfg.NATS.Replicas)
 	}
 }
+
+func TestDedupe(t *testing.T) {
+	cfg, err := Parse("", []byte(`
+function "f" { module = "f.wasm" }
+queue "q" {
+  subject  = "q"
+  function = "f"
+  dedupe   = "24h"
+}
+topic "t" {
+  subject = "t"
+  subscriber "on"  {
+    function = "f"
+    dedupe   = "90m"
+  }
+  subscriber "off" { function = "f" }
+}`))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	want := map[string]time.Duration{"q": 24 * time.Hour, "t/on": 90 * time.Minute, "t/off": 0}
+	for _, b := range cfg.Bindings() {
+		if b.Dedupe != want[b.Name] {
+			t.Errorf("binding %s: dedupe %s, want %s", b.Name, b.Dedupe, want[b.Name])
+		}
+	}
+}

@@ -58,7 +58,7 @@ var (
 		Attributes: []hcl.AttributeSchema{
 			{Name: "subject", Required: true}, {Name: "function", Required: true},
 			{Name: "concurrency"}, {Name: "rate"}, {Name: "max_event_size"},
-			{Name: "dead_letter"}, {Name: "on_success"}, {Name: "on_failure"},
+			{Name: "dead_letter"}, {Name: "on_success"}, {Name: "on_failure"}, {Name: "dedupe"},
 		},
 		Blocks: []hcl.BlockHeaderSchema{{Type: "retry"}},
 	}
@@ -72,6 +72,7 @@ var (
 		Attributes: []hcl.AttributeSchema{
 			{Name: "function", Required: true}, {Name: "concurrency"}, {Name: "rate"},
 			{Name: "start_from"}, {Name: "dead_letter"}, {Name: "on_success"}, {Name: "on_failure"},
+			{Name: "dedupe"},
 		},
 		Blocks: []hcl.BlockHeaderSchema{{Type: "retry"}},
 	}
@@ -90,6 +91,10 @@ const (
 	maxEventSizeLimit = 64 << 20
 	maxMaxAttempts    = 100
 )
+
+// MaxDedupe bounds a binding's dedupe window: the runtime keeps statuses,
+// which de-duplication reads, for this long (triggers.StatusTTL).
+const MaxDedupe = 24 * time.Hour
 
 // MaxResultSize is the largest max_result_size: a result travels base64
 // encoded inside a JSON status record (the status bucket, a Sluice-Reply
@@ -371,6 +376,7 @@ func (d *decoder) decodeQueue(b *hcl.Block) Queue {
 	p := d.decodePolicy(e, c)
 	q.Function, q.Concurrency, q.Rate, q.Retry = p.Function, p.Concurrency, p.Rate, p.Retry
 	q.DeadLetter, q.OnSuccess, q.OnFailure = p.DeadLetter, p.OnSuccess, p.OnFailure
+	q.Dedupe = p.Dedupe
 	return q
 }
 
@@ -403,6 +409,7 @@ func (d *decoder) decodeTopic(b *hcl.Block) Topic {
 		p := d.decodePolicy(se, sc)
 		s.Function, s.Concurrency, s.Rate, s.Retry = p.Function, p.Concurrency, p.Rate, p.Retry
 		s.DeadLetter, s.OnSuccess, s.OnFailure = p.DeadLetter, p.OnSuccess, p.OnFailure
+		s.Dedupe = p.Dedupe
 		if a := sc.Attributes["start_from"]; a != nil {
 			if v, ok := d.str(a); ok {
 				if v == "new" || v == "all" {
@@ -442,6 +449,11 @@ func (d *decoder) decodePolicy(e *entity, c *hcl.BodyContent) Binding {
 			} else {
 				p.Rate = r
 			}
+		}
+	}
+	if a := c.Attributes["dedupe"]; a != nil {
+		if v, ok := d.duration(a, MaxDedupe); ok {
+			p.Dedupe = v
 		}
 	}
 	for _, name := range []string{"dead_letter", "on_success", "on_failure"} {

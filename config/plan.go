@@ -75,6 +75,7 @@ type EffectiveBinding struct {
 	DeadLetter   string         `json:"dead_letter"`
 	OnSuccess    string         `json:"on_success,omitempty"`
 	OnFailure    string         `json:"on_failure,omitempty"`
+	Dedupe       string         `json:"dedupe,omitempty"`
 	StartFrom    string         `json:"start_from,omitempty"`
 	MaxEventSize int64          `json:"max_event_size"`
 }
@@ -117,7 +118,7 @@ func EffectiveOf(c *Config, version func(function string) string) *Effective {
 				MaxAttempts: b.Retry.MaxAttempts, Initial: b.Retry.Initial.String(), Max: b.Retry.Max.String(),
 			},
 			DeadLetter: b.DeadLetter, OnSuccess: b.OnSuccess, OnFailure: b.OnFailure,
-			StartFrom: b.StartFrom, MaxEventSize: b.MaxEventSize,
+			Dedupe: dedupeText(b.Dedupe), StartFrom: b.StartFrom, MaxEventSize: b.MaxEventSize,
 		})
 	}
 	return e
@@ -341,6 +342,7 @@ func diffBinding(what string, r, n EffectiveBinding) []Change {
 	field("dead_letter", r.DeadLetter, n.DeadLetter, "dead letters so far stay where they are")
 	field("on_success", r.OnSuccess, n.OnSuccess, "")
 	field("on_failure", r.OnFailure, n.OnFailure, "")
+	field("dedupe", orOff(r.Dedupe), orOff(n.Dedupe), "")
 	field("start_from", r.StartFrom, n.StartFrom, "no effect: where a subscriber starts is fixed when it is created")
 	return out
 }
@@ -456,4 +458,19 @@ func sortedKeys[V any](m map[string]V) []string {
 // DiffConfigs is Diff of two configs, without module versions.
 func DiffConfigs(running, next *Config) []Change {
 	return Diff(EffectiveOf(running, nil), EffectiveOf(next, nil))
+}
+
+// dedupeText is a binding's dedupe window as the plan shows it ("" off).
+func dedupeText(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return durationText(d.String())
+}
+
+func orOff(s string) string {
+	if s == "" {
+		return "off"
+	}
+	return s
 }

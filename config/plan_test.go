@@ -38,6 +38,7 @@ function "crm" { module = "crm.wasm" }
 queue "emails" {
   subject  = "emails.send"
   function = "sender"
+  dedupe   = "1h"
   retry { max_attempts = 8 }
 }
 topic "signup" {
@@ -91,6 +92,7 @@ func TestDiffDescribesEveryChange(t *testing.T) {
 		"function sender: publish + audit.*",
 		"function sender: env + REGION",
 		"queue emails: retry max_attempts 5 -> 8",
+		"queue emails: dedupe off -> 1h",
 		"topic signup: subscriber crm_sync removed",
 		"topic signup: new subscriber audit (start_from all)",
 	}

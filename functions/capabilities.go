@@ -27,8 +27,10 @@ const (
 	maxHTTPResponse = 1 << 20
 	maxHTTPRequest  = 1 << 20
 	maxKVTimeout    = 10 * time.Second
-	maxKVValue      = 1 << 20
-	maxKVKey        = 1024
+	// maxPublishTimeout bounds a guest publish waiting for its stream.
+	maxPublishTimeout = 10 * time.Second
+	maxKVValue        = 1 << 20
+	maxKVKey          = 1024
 	// kvOverhead is what a KV message needs besides its value, kept free
 	// under the broker's max_payload.
 	kvOverhead = 4 << 10

@@ -48,6 +48,9 @@ var (
 	ErrUnknownFunction = errors.New("unknown function")
 	// ErrClosed is returned by Invoke after Close.
 	ErrClosed = errors.New("functions closed")
+	// ErrNoWorker is returned by Invoke when no worker could be started
+	// for the invocation: the guest did not run.
+	ErrNoWorker = errors.New("no worker for the invocation")
 )
 
 var kindSentinels = map[Kind]error{

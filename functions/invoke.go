@@ -96,10 +96,9 @@ func (f *function) invoke(ctx context.Context, ev Event) (Result, error) {
 	}
 	p, err := f.take()
 	if err != nil {
-		if errors.Is(err, ErrClosed) {
-			return Result{}, err
-		}
-		return fail(KindTrap, err.Error())
+		// The guest did not run: not the function's failure (the caller
+		// puts the event back without counting an attempt).
+		return Result{}, fmt.Errorf("%w: %w", ErrNoWorker, err)
 	}
 	h := &host{ctx: ctx, f: f, ev: ev, deadline: start.Add(f.cfg.Timeout)}
 	call := &sandbox.Call{
@@ -194,7 +193,14 @@ func (h *host) Publish(subject string, data []byte) error {
 	if h.f.set.opts.Publisher == nil {
 		return errors.New("no publisher")
 	}
-	if err := h.f.set.opts.Publisher.Publish(h.ctx, subject, data); err != nil {
+	// A stream without a leader is waited for, within the invocation's
+	// deadline; a publish not stored by then fails the call.
+	ctx, cancel, err := h.callContext(maxPublishTimeout)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if err := h.f.set.opts.Publisher.Publish(ctx, subject, data); err != nil {
 		h.logger().Warn("publish failed", "subject", subject, "error", err)
 		return err
 	}

@@ -201,6 +201,9 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 		runner, err = triggers.NewRunner(ctx, r.cfg, triggers.Options{
 			JS: r.js, Publisher: pub, Invoker: r.fns, Logger: r.log, DrainTimeout: opts.DrainTimeout,
 			Observer: r.metrics, Node: r.node,
+			// Durable storage (the default, and assumed of an external
+			// server) gets confirmed acks: see triggers.Options.
+			SyncAcks: r.cfg.NATS.SyncInterval == 0,
 		})
 		return err
 	}); err != nil {

@@ -109,7 +109,8 @@ func runBench(b *testing.B, hcl string, syncAlways bool, handler, subject string
 	}
 	// The runtime's own connection, apart from the producer's.
 	rnc, rjs := testenv.Connect(b, srv.ClientURL())
-	runner, err := triggers.NewRunner(ctx, cfg, triggers.Options{JS: rjs, Publisher: triggers.NewPublisher(rnc, rjs), Invoker: inv})
+	// Confirmed acks with durable storage, as sluice run does.
+	runner, err := triggers.NewRunner(ctx, cfg, triggers.Options{JS: rjs, Publisher: triggers.NewPublisher(rnc, rjs), Invoker: inv, SyncAcks: syncAlways})
 	if err != nil {
 		b.Fatal(err)
 	}

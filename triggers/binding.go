@@ -40,6 +40,12 @@ type Options struct {
 	Observer Observer
 	// Node names this runtime in attempt histories. Default: the host name.
 	Node string
+	// SyncAcks has the server confirm acks, with at most Prefetch acks of
+	// a binding unconfirmed at a time, so that a crash re-runs at most
+	// concurrency + prefetch finished events (an ack sent but not applied
+	// is otherwise redelivered after AckWait, and under load the server
+	// can hold hundreds). Set it with durable storage.
+	SyncAcks bool
 }
 
 // Observer hears what happens to events, for metrics. Its methods must be
@@ -52,6 +58,13 @@ type Observer interface {
 	Retried(binding, function string)
 	// DeadLettered reports an event stored as a dead letter.
 	DeadLettered(binding, function string)
+	// NotStored reports a publish that had to be stored and was not: what
+	// is "dead_letter", "result" (on_success) or "failure" (on_failure).
+	// The event stays pending and is settled again later.
+	NotStored(binding, function, what string)
+	// Deduplicated reports an event acknowledged without running, since
+	// it already succeeded at the binding (dedupe).
+	Deduplicated(binding, function string)
 }
 
 type noObserver struct{}
@@ -59,6 +72,8 @@ type noObserver struct{}
 func (noObserver) Invoked(string, string, string, int, time.Duration) {}
 func (noObserver) Retried(string, string)                             {}
 func (noObserver) DeadLettered(string, string)                        {}
+func (noObserver) NotStored(string, string, string)                   {}
+func (noObserver) Deduplicated(string, string)                        {}
 
 // Runner consumes every binding of a config. Apply changes the bindings
 // while it runs.
@@ -200,6 +215,7 @@ func (r *Runner) prepare(ctx context.Context, b config.Binding) (*binding, error
 		slots: make(chan struct{}, b.Concurrency),
 		log:   r.opts.Logger.With("binding", b.Name, "function", b.Function),
 		rnd:   rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		acks:  newAcker(Prefetch(b)), replayAcks: newAcker(b.Concurrency),
 	}
 	if perSec := b.Rate.PerSecond(); perSec > 0 {
 		bb.limiter = rate.NewLimiter(rate.Limit(perSec/float64(max(1, r.shares[b.Name]))), max(1, b.Concurrency))
@@ -348,6 +364,8 @@ func (r *Runner) stopLocked(names []string) {
 	}
 	for _, lb := range stopping {
 		<-lb.done
+		lb.b.acks.wg.Wait()
+		lb.b.replayAcks.wg.Wait()
 	}
 }
 
@@ -370,6 +388,9 @@ type binding struct {
 	log     *slog.Logger
 	limiter *rate.Limiter
 	load    *load
+	// acks and replayAcks count the unconfirmed acks of the event and
+	// replay consumers.
+	acks, replayAcks *acker
 
 	rndMu sync.Mutex
 	rnd   *rand.Rand
@@ -492,118 +513,218 @@ func (b *binding) eventOrigin(msg jetstream.Msg, md *jetstream.MsgMetadata) (id,
 	return id, msg.Subject()
 }
 
-// handle invokes the function on one message and settles it.
+// delivery is one delivery of an event being handled: the status it
+// builds, and the stored one as last seen, for compare-and-set.
+type delivery struct {
+	msg    jetstream.Msg
+	st     Status
+	last   Revision
+	replay bool // from the binding's replay stream
+}
+
+// handle runs one delivery through the settle policy (settle.go): Admit
+// finishes what an earlier delivery of the same message decided, or
+// names the attempt to run; Settle decides on its outcome.
 func (b *binding) handle(ctx context.Context, msg jetstream.Msg) {
 	md, err := msg.Metadata()
 	if err != nil {
 		b.log.Error("message without metadata", "error", err)
 		return
 	}
-	attempt := int(md.NumDelivered)
 	id, subject := b.eventOrigin(msg, md)
-	st := Status{
-		ID: id, Binding: b.cfg.Name, Function: b.cfg.Function,
-		State: StateRunning, Attempts: attempt, MaxAttempts: b.cfg.Retry.MaxAttempts,
-		Subject: subject, Stream: md.Stream, Sequence: md.Sequence.Stream,
-	}
-	if attempt > b.cfg.Retry.MaxAttempts {
-		// Delivered again after its last attempt: the runtime stopped
-		// between the last invocation and its settlement.
-		prev, _, _ := b.r.status.Get(ctx, st.ID, b.cfg.Name)
-		fe := &functions.Error{Function: b.cfg.Function, Version: prev.Version, Kind: functions.Kind(prev.ErrorKind), Reason: prev.Error}
-		if fe.Reason == "" {
-			fe.Kind = functions.KindFailed
-			fe.Reason = fmt.Sprintf("no outcome after %d deliveries (the runtime stopped during the invocation)", attempt-1)
+	d := &delivery{msg: msg, st: Status{
+		ID: id, Binding: b.cfg.Name, Function: b.cfg.Function, MaxAttempts: b.cfg.Retry.MaxAttempts,
+		Subject: subject, Stream: md.Stream, Sequence: md.Sequence.Stream, Round: md.Timestamp.UnixNano(),
+	}}
+	var h History
+	// A first delivery has no history in its round, so its status is
+	// read only when the binding de-duplicates, or for a replay (which
+	// adds to the history of the event's earlier rounds).
+	replay := md.Stream != b.stream
+	d.replay = replay
+	if md.NumDelivered > 1 || b.cfg.Dedupe > 0 || replay {
+		prev, rev, ok, err := b.r.status.get(ctx, StatusKey(id, b.cfg.Name))
+		if err != nil {
+			b.release(d, "status store unavailable: "+err.Error())
+			return
 		}
-		st.Attempts = attempt - 1
-		st.FirstFailAt, st.History = prev.FirstFailAt, prev.History
-		b.deadLetter(ctx, msg, st, fe)
+		if ok {
+			d.last = Revision{Status: prev, Rev: rev}
+		}
+		switch {
+		case !ok:
+		case prev.Round == d.st.Round:
+			h = History{Found: true, State: prev.State, Attempts: prev.Attempts, LastKind: functions.Kind(prev.ErrorKind),
+				LastError: prev.Error, Interrupted: prev.Interrupted}
+			d.st = prev
+			d.st.MaxAttempts = b.cfg.Retry.MaxAttempts
+		case b.cfg.Dedupe > 0 && prev.State == StateSucceeded && time.Since(prev.UpdatedAt) < b.cfg.Dedupe:
+			b.r.opts.Observer.Deduplicated(b.cfg.Name, b.cfg.Function)
+			b.log.Info("event already succeeded; not run again (dedupe)", "event", id, "succeeded_at", prev.UpdatedAt)
+			b.reply(ctx, msg, prev)
+			b.ack(ctx, d)
+			return
+		case replay:
+			d.st.History = prev.History
+		}
+	}
+	dec := Admit(h, b.cfg.Retry, b.backoff)
+	switch dec.Action {
+	case Ack:
+		// Succeeded and recorded before; its settlement was cut short.
+		b.finishSuccess(ctx, d)
+		return
+	case Term:
+		b.term(d)
+		return
+	case Retry, DeadLetter:
+		fe := &functions.Error{Function: b.cfg.Function, Version: d.st.Version, Kind: functions.Kind(d.st.ErrorKind), Reason: dec.Reason}
+		if dec.Interrupted {
+			fe.Kind = functions.KindFailed
+			b.failed(d, dec.Attempt, fe, 0)
+		}
+		b.settleFailure(ctx, d, dec, fe)
 		return
 	}
+	attempt := dec.Attempt
+	if h.State == StateRunning {
+		// The last run of this attempt lost its outcome.
+		d.st.Interrupted++
+	}
+	d.st.State, d.st.Attempts, d.st.NextTryAt = StateRunning, attempt, nil
 	ev := functions.Event{
-		ID: st.ID, Subject: st.Subject, Binding: b.cfg.Name, Data: msg.Data(),
+		ID: id, Subject: subject, Binding: b.cfg.Name, Data: msg.Data(),
 		Headers: msg.Headers(), Attempt: attempt,
 	}
-	running := b.markRunning(ctx, st)
+	running := b.markRunning(ctx, d)
 	b.load.invocations.Add(1)
 	started := time.Now()
 	res, err := b.r.opts.Invoker.Invoke(ctx, b.cfg.Function, ev)
 	took := time.Since(started)
 	running.stop()
-	if err == nil {
-		b.r.opts.Observer.Invoked(b.cfg.Name, b.cfg.Function, StateSucceeded, attempt, took)
-		b.succeed(ctx, msg, st, res)
-		return
-	}
+	var o Outcome
 	var fe *functions.Error
-	if !errors.As(err, &fe) {
-		// Not the function's failure (the runtime is closing, say): put the
-		// event back without recording an attempt.
-		b.log.Warn("invocation not run", "event", st.ID, "error", err)
-		_ = msg.NakWithDelay(time.Second)
-		return
+	switch {
+	case err == nil:
+	case errors.As(err, &fe):
+		o.Err = fe
+	default:
+		o.NotRun = err.Error()
 	}
-	b.r.opts.Observer.Invoked(b.cfg.Name, b.cfg.Function, string(fe.Kind), attempt, took)
-	now := time.Now().UTC()
-	st.Version, st.Error, st.ErrorKind = fe.Version, fe.Reason, string(fe.Kind)
-	prev, _, _ := b.r.status.Get(ctx, st.ID, b.cfg.Name)
-	st.FirstFailAt = prev.FirstFailAt
-	if st.FirstFailAt == nil {
-		st.FirstFailAt = &now
-	}
-	st.History = append(prev.History, AttemptRecord{
-		Attempt: attempt, Kind: string(fe.Kind), Error: fe.Reason, Duration: took.String(),
-		Version: fe.Version, Node: b.r.opts.Node, At: now,
-	})
-	if n := len(st.History); n > MaxHistory {
-		st.History = st.History[n-MaxHistory:]
-	}
-	if fe.Kind == functions.KindPermanent || attempt >= b.cfg.Retry.MaxAttempts {
-		b.deadLetter(ctx, msg, st, fe)
-		return
-	}
-	delay := b.backoff(attempt)
-	if fe.RetryAfter > 0 {
-		delay = min(fe.RetryAfter, b.cfg.Retry.Max)
-	}
-	next := now.Add(delay)
-	st.State, st.NextTryAt = StateRetrying, &next
-	b.log.Warn("invocation failed, will retry", "event", st.ID, "attempt", attempt,
-		"max_attempts", b.cfg.Retry.MaxAttempts, "kind", fe.Kind, "error", fe.Reason, "retry_in", delay)
-	b.putStatus(ctx, st)
-	b.r.opts.Observer.Retried(b.cfg.Name, b.cfg.Function)
-	if err := msg.NakWithDelay(delay); err != nil {
-		b.log.Error("nak", "event", st.ID, "error", err)
+	dec = Settle(o, attempt, b.cfg.Retry, b.backoff)
+	switch dec.Action {
+	case Release:
+		b.release(d, "not run: "+dec.Reason)
+	case Ack:
+		b.r.opts.Observer.Invoked(b.cfg.Name, b.cfg.Function, StateSucceeded, attempt, took)
+		d.st.State, d.st.Version, d.st.Result = StateSucceeded, res.Version, res.Output
+		d.st.Error, d.st.ErrorKind = "", ""
+		d.st.History = appendAttempt(d.st.History, AttemptRecord{
+			Attempt: attempt, Kind: StateSucceeded, Duration: took.String(), Version: res.Version,
+			Node: b.r.opts.Node, At: time.Now().UTC(),
+		})
+		b.succeed(ctx, d)
+	default:
+		b.r.opts.Observer.Invoked(b.cfg.Name, b.cfg.Function, string(fe.Kind), attempt, took)
+		b.failed(d, attempt, fe, took)
+		b.settleFailure(ctx, d, dec, fe)
 	}
 }
 
-func (b *binding) succeed(ctx context.Context, msg jetstream.Msg, st Status, res functions.Result) {
-	st.State, st.Version, st.Result = StateSucceeded, res.Version, res.Output
+// failed adds a failed attempt to the status being built.
+func (b *binding) failed(d *delivery, attempt int, fe *functions.Error, took time.Duration) {
+	now := time.Now().UTC()
+	d.st.Attempts, d.st.Version, d.st.Error, d.st.ErrorKind = attempt, fe.Version, fe.Reason, string(fe.Kind)
+	if d.st.FirstFailAt == nil {
+		d.st.FirstFailAt = &now
+	}
+	d.st.History = appendAttempt(d.st.History, AttemptRecord{
+		Attempt: attempt, Kind: string(fe.Kind), Error: fe.Reason, Duration: took.String(),
+		Version: fe.Version, Node: b.r.opts.Node, At: now,
+	})
+}
+
+func appendAttempt(h []AttemptRecord, a AttemptRecord) []AttemptRecord {
+	h = append(slices.Clip(h), a)
+	if n := len(h); n > MaxHistory {
+		h = h[n-MaxHistory:]
+	}
+	return h
+}
+
+// settleFailure records a failed attempt, then puts the event back for
+// the next one or dead-letters it. The attempt is recorded first: if that
+// fails, the event is released and the attempt runs again, uncounted; if
+// the dead letter then fails, the redelivery dead-letters it without
+// running the function again.
+func (b *binding) settleFailure(ctx context.Context, d *delivery, dec Decision, fe *functions.Error) {
+	d.st.State, d.st.NextTryAt = StateRetrying, nil
+	if dec.Action == Retry {
+		next := time.Now().UTC().Add(dec.Delay)
+		d.st.NextTryAt = &next
+	}
+	if err := b.record(ctx, d); err != nil {
+		b.release(d, "failed attempt not recorded: "+err.Error())
+		return
+	}
+	if dec.Action == DeadLetter {
+		b.deadLetter(ctx, d, fe)
+		return
+	}
+	b.log.Warn("invocation failed, will retry", "event", d.st.ID, "attempt", dec.Attempt,
+		"max_attempts", b.cfg.Retry.MaxAttempts, "kind", fe.Kind, "error", fe.Reason, "retry_in", dec.Delay)
+	b.r.opts.Observer.Retried(b.cfg.Name, b.cfg.Function)
+	b.nak(d, dec.Delay)
+}
+
+// succeed records a success, then publishes its result and acknowledges
+// the event. The status write does not wait for the broker (a success is
+// the common case, and a round trip per event costs throughput), but it
+// is on the connection before the ack. A status that cannot be recorded
+// does not undo the success.
+func (b *binding) succeed(ctx context.Context, d *delivery) {
+	d.st.UpdatedAt = time.Now().UTC()
+	err := b.r.status.AdvanceAsync(d.st, d.last)
+	if errors.Is(err, errStatusBacklog) {
+		err = b.record(ctx, d)
+	}
+	if err != nil {
+		b.log.Warn("status not recorded", "event", d.st.ID, "state", d.st.State, "error", err)
+	}
+	b.finishSuccess(ctx, d)
+}
+
+// finishSuccess publishes a recorded success's result and acknowledges
+// the event. A result that is not stored leaves the event pending: its
+// next delivery publishes the result again, from the status, without
+// running the function.
+func (b *binding) finishSuccess(ctx context.Context, d *delivery) {
+	st := d.st
 	if b.cfg.OnSuccess != "" {
-		out := &nats.Msg{Subject: b.cfg.OnSuccess, Data: res.Output, Header: nats.Header{}}
+		out := &nats.Msg{Subject: b.cfg.OnSuccess, Data: st.Result, Header: nats.Header{}}
 		out.Header.Set(HdrEventID, st.ID)
 		out.Header.Set(HdrBinding, b.cfg.Name)
 		out.Header.Set(HdrNode, b.r.opts.Node)
 		out.Header.Set(HdrFunction, b.cfg.Function)
 		if err := b.publish(ctx, out, fmt.Sprintf("ok:%s:%d:%s", st.Stream, st.Sequence, b.cfg.Name)); err != nil {
-			// The result must not be lost: run the event again later.
-			b.log.Error("on_success publish failed; the event will be retried", "event", st.ID, "error", err)
-			_ = msg.NakWithDelay(b.backoff(st.Attempts))
+			b.log.Error("on_success result not stored; the event stays pending", "event", st.ID, "error", err)
+			b.r.opts.Observer.NotStored(b.cfg.Name, b.cfg.Function, "result")
+			b.nak(d, b.backoff(max(1, st.Attempts)))
 			return
 		}
 	}
-	b.putStatusAsync(ctx, st)
-	b.reply(ctx, msg, st)
-	if err := msg.Ack(); err != nil {
-		b.log.Error("ack", "event", st.ID, "error", err)
-	}
+	b.reply(ctx, d.msg, st)
+	b.ack(ctx, d)
 	b.load.succeeded.Add(1)
 }
 
 // deadLetter stores the event in the binding's dead-letter stream, and only
 // once that is acknowledged terminates the original. The message id makes
-// a redo after a crash a duplicate the stream drops.
-func (b *binding) deadLetter(ctx context.Context, msg jetstream.Msg, st Status, fe *functions.Error) {
+// a redo after a crash a duplicate the stream drops. A dead letter (or
+// failure record) that is not stored leaves the event pending, with no
+// attempt used: its next delivery dead-letters it again.
+func (b *binding) deadLetter(ctx context.Context, d *delivery, fe *functions.Error) {
+	msg, st := d.msg, d.st
 	now := time.Now().UTC()
 	dl := &nats.Msg{Subject: b.cfg.DeadLetter, Data: msg.Data(), Header: ProducerHeaders(msg.Headers())}
 	first := now
@@ -624,14 +745,12 @@ func (b *binding) deadLetter(ctx context.Context, msg jetstream.Msg, st Status, 
 	dl.Header.Set(HdrStream, st.Stream)
 	dl.Header.Set(HdrSequence, strconv.FormatUint(st.Sequence, 10))
 	dl.Header.Set(HdrHistory, historyHeader(st.History))
-	if err := b.publish(ctx, dl, fmt.Sprintf("%s:%d", st.Stream, st.Sequence)); err != nil {
-		b.log.Error("dead letter not stored; the event stays pending", "event", st.ID, "error", err)
-		_ = msg.NakWithDelay(b.backoff(st.Attempts))
+	if err := b.r.opts.Publisher.Store(ctx, dl, fmt.Sprintf("%s:%d", st.Stream, st.Sequence)); err != nil {
+		b.log.Error("dead letter not stored; the event stays pending", "event", st.ID, "dead_letter", b.cfg.DeadLetter, "error", err)
+		b.r.opts.Observer.NotStored(b.cfg.Name, b.cfg.Function, "dead_letter")
+		b.nak(d, b.backoff(max(1, st.Attempts)))
 		return
 	}
-	b.r.opts.Observer.DeadLettered(b.cfg.Name, b.cfg.Function)
-	b.log.Error("event dead-lettered", "event", st.ID, "attempts", st.Attempts,
-		"kind", fe.Kind, "error", fe.Reason, "dead_letter", b.cfg.DeadLetter)
 	st.State, st.NextTryAt, st.DeadLetter = StateDeadLettered, nil, b.cfg.DeadLetter
 	st.Error, st.ErrorKind, st.Version = fe.Reason, string(fe.Kind), fe.Version
 	if b.cfg.OnFailure != "" {
@@ -641,47 +760,141 @@ func (b *binding) deadLetter(ctx context.Context, msg jetstream.Msg, st Status, 
 		out.Header.Set(HdrBinding, b.cfg.Name)
 		out.Header.Set(HdrNode, b.r.opts.Node)
 		if err := b.publish(ctx, out, fmt.Sprintf("fail:%s:%d:%s", st.Stream, st.Sequence, b.cfg.Name)); err != nil {
-			b.log.Error("on_failure publish failed", "event", st.ID, "error", err)
+			b.log.Error("on_failure record not stored; the event stays pending", "event", st.ID, "error", err)
+			b.r.opts.Observer.NotStored(b.cfg.Name, b.cfg.Function, "failure")
+			b.nak(d, b.backoff(max(1, st.Attempts)))
+			return
 		}
 	}
-	b.putStatus(ctx, st)
-	b.reply(ctx, msg, st)
-	if err := msg.TermWithReason("dead-lettered to " + b.cfg.DeadLetter); err != nil {
-		b.log.Error("term", "event", st.ID, "error", err)
+	d.st = st
+	if err := b.record(ctx, d); err != nil {
+		// Settled only once the status says so: the redelivery records it.
+		b.log.Error("dead-lettered status not recorded; the event stays pending", "event", st.ID, "error", err)
+		b.nak(d, ReleaseDelay)
+		return
 	}
+	b.r.opts.Observer.DeadLettered(b.cfg.Name, b.cfg.Function)
+	b.log.Error("event dead-lettered", "event", st.ID, "attempts", st.Attempts,
+		"kind", fe.Kind, "error", fe.Reason, "dead_letter", b.cfg.DeadLetter)
+	b.reply(ctx, msg, st)
+	b.term(d)
 }
 
 func (b *binding) publish(ctx context.Context, m *nats.Msg, msgID string) error {
 	return b.r.opts.Publisher.PublishMsg(ctx, m, msgID)
 }
 
-func (b *binding) putStatus(ctx context.Context, st Status) {
-	st.UpdatedAt = time.Now().UTC()
+// record stores the status being built, unless a newer one is stored.
+func (b *binding) record(ctx context.Context, d *delivery) error {
+	d.st.UpdatedAt = time.Now().UTC()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := b.r.status.Put(ctx, st); err != nil {
-		b.log.Warn("status not recorded", "event", st.ID, "state", st.State, "error", err)
+	last, stored, err := b.r.status.Advance(ctx, d.st, d.last)
+	if err != nil {
+		return err
+	}
+	if !stored {
+		b.log.Debug("status not recorded: a newer one is stored", "event", d.st.ID, "state", d.st.State, "attempt", d.st.Attempts)
+	}
+	d.last = last
+	return nil
+}
+
+// ack settles a succeeded event. With SyncAcks, at most Prefetch acks of
+// a binding are unconfirmed at a time, so that a crash re-runs at most
+// concurrency + prefetch finished events. Acks are plain; once half the
+// window is unconfirmed, one is sent as AckSync: the server applies a
+// consumer's acks in the order a connection sent them, so its answer
+// confirms every ack sent before it. Workers wait only when the window is
+// full.
+func (b *binding) ack(ctx context.Context, d *delivery) {
+	if !b.r.opts.SyncAcks {
+		if err := d.msg.Ack(); err != nil {
+			b.log.Error("ack", "event", d.st.ID, "error", err)
+		}
+		return
+	}
+	// A confirmation covers the acks of its own consumer only.
+	a := b.acks
+	if d.replay {
+		a = b.replayAcks
+	}
+	a.mu.Lock()
+	for a.unconfirmed >= a.window {
+		a.cond.Wait()
+	}
+	a.unconfirmed++
+	covered := a.unconfirmed
+	confirm := !a.confirming && 2*covered >= a.window
+	if !confirm {
+		// Sent under the lock, so that every ack counted before a
+		// confirmation is on the connection before it.
+		err := d.msg.Ack()
+		a.mu.Unlock()
+		if err != nil {
+			b.log.Error("ack", "event", d.st.ID, "error", err)
+		}
+		return
+	}
+	a.confirming = true
+	a.mu.Unlock()
+	a.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := d.msg.DoubleAck(ctx); err != nil {
+			// Unconfirmed, not lost: the window opens again, and an
+			// ack that did not apply is redelivered and finished from
+			// the status.
+			b.log.Warn("ack not confirmed", "event", d.st.ID, "error", err)
+		}
+		a.mu.Lock()
+		a.unconfirmed -= covered
+		a.confirming = false
+		a.cond.Broadcast()
+		a.mu.Unlock()
+	})
+}
+
+// acker counts a binding's acks that the server has not confirmed; the
+// binding's stop waits for the confirmation in flight.
+type acker struct {
+	mu          sync.Mutex
+	cond        *sync.Cond
+	window      int
+	unconfirmed int
+	confirming  bool
+	wg          sync.WaitGroup
+}
+
+func newAcker(window int) *acker {
+	a := &acker{window: window}
+	a.cond = sync.NewCond(&a.mu)
+	return a
+}
+
+// nak puts the event back for a later delivery.
+func (b *binding) nak(d *delivery, delay time.Duration) {
+	if err := d.msg.NakWithDelay(delay); err != nil {
+		b.log.Error("nak", "event", d.st.ID, "error", err)
 	}
 }
 
-// putStatusAsync records a state without waiting for the broker; writes
-// on one connection land in order. When the client has too many writes
-// outstanding it falls back to a synchronous write for final states, which
-// `publish --wait` must see, and drops transient ones.
-func (b *binding) putStatusAsync(ctx context.Context, st Status) {
-	st.UpdatedAt = time.Now().UTC()
-	err := b.r.status.PutAsync(st)
-	switch {
-	case err == nil:
-	case st.Final():
-		b.putStatus(ctx, st)
-	default:
-		b.log.Debug("status not recorded", "event", st.ID, "state", st.State, "error", err)
+// release puts back an event whose function did not run, or whose
+// attempt could not be recorded: no attempt is used.
+func (b *binding) release(d *delivery, why string) {
+	b.log.Warn("event released without using an attempt", "event", d.st.ID, "reason", why, "retry_in", ReleaseDelay)
+	b.nak(d, ReleaseDelay)
+}
+
+// term terminates an event whose dead letter is stored.
+func (b *binding) term(d *delivery) {
+	if err := d.msg.TermWithReason("dead-lettered to " + b.cfg.DeadLetter); err != nil {
+		b.log.Error("term", "event", d.st.ID, "error", err)
 	}
 }
 
 // runningAfter is how long an invocation runs before its status says so:
-// a quick one goes straight to its final state, saving a write per event.
+// a quick one goes straight to its outcome, saving a write per event.
 const runningAfter = 50 * time.Millisecond
 
 // runningMark writes the "running" status of a slow invocation.
@@ -691,26 +904,33 @@ type runningMark struct {
 	timer *time.Timer
 }
 
-func (b *binding) markRunning(ctx context.Context, st Status) *runningMark {
+// markRunning records d's status as running once the invocation has run
+// for runningAfter. The write updates d.last; the caller reads d again
+// only after stop.
+func (b *binding) markRunning(ctx context.Context, d *delivery) *runningMark {
 	m := &runningMark{}
+	st := d.st
 	m.timer = time.AfterFunc(runningAfter, func() {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		if m.done {
 			return
 		}
-		// The record it replaces may hold earlier attempts, which the
-		// failure path reads back: keep them.
-		if prev, ok, _ := b.r.status.Get(ctx, st.ID, b.cfg.Name); ok {
-			st.History, st.FirstFailAt = prev.History, prev.FirstFailAt
+		st.UpdatedAt = time.Now().UTC()
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		last, _, err := b.r.status.Advance(wctx, st, d.last)
+		if err != nil {
+			b.log.Debug("running status not recorded", "event", st.ID, "error", err)
+			return
 		}
-		b.putStatusAsync(ctx, st)
+		d.last = last
 	})
 	return m
 }
 
-// stop cancels the write, or waits until it is on the connection, so that
-// the final status is written after it.
+// stop cancels the write, or waits until it is done, so that the next
+// status is written after it.
 func (m *runningMark) stop() {
 	m.timer.Stop()
 	m.mu.Lock()

@@ -18,14 +18,17 @@ import (
 const (
 	// DeadLetterMaxAge is how long dead letters are kept for inspection.
 	DeadLetterMaxAge = 14 * 24 * time.Hour
-	// StatusTTL is how long an event's status stays readable.
+	// StatusTTL is how long an event's status stays readable; a binding's
+	// dedupe window is at most this (config.MaxDedupe).
 	StatusTTL = 24 * time.Hour
 	// StatusMaxBytes bounds the status bucket; the oldest statuses go
-	// first. An embedded server holds the bucket in the node's memory, at
-	// about 2.4 times its size (measured: 64 MiB of statuses took 152 MB
-	// of heap), so this is most of what a backlog can add to a node's RSS:
-	// 16 MiB keeps about 45,000 statuses.
-	StatusMaxBytes = 16 << 20
+	// first. At about 650 bytes a status it keeps some 50,000, which also
+	// bounds how far back dedupe remembers. The bucket is on disk, but
+	// the server indexes every key in memory, about 1 KiB of RSS per
+	// status (measured with a 200,000-event burst: node RSS 153 MiB with
+	// 16 MiB of statuses, 187 MiB with 32, 221 MiB with 64), so this
+	// bounds what statuses add to a node's memory.
+	StatusMaxBytes = 32 << 20
 	// dedupWindow of the dead-letter streams: longer than any redelivery
 	// after a crash, so a redone dead letter is recognised as a duplicate.
 	deadLetterDedupWindow = 30 * time.Minute
@@ -55,10 +58,17 @@ const ensureParallel = 8
 // consumer the config's bindings need. It never deletes anything.
 func Ensure(ctx context.Context, js jetstream.JetStream, cfg *config.Config) error {
 	replicas := max(1, cfg.NATS.Replicas)
+	// Before anything is created: nats-server 2.15.2 can fail to create a
+	// file stream ("could not create storage directory") while the
+	// account's only other stream is being deleted.
+	statusCfg, err := retireStatusBucket(ctx, js, replicas)
+	if err != nil {
+		return fmt.Errorf("status bucket: %w", err)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(ensureParallel)
 	g.Go(func() error {
-		if err := ensureStatusBucket(gctx, js, replicas); err != nil {
+		if _, err := jsx.Stream(gctx, js, statusCfg); err != nil {
 			return fmt.Errorf("status bucket: %w", err)
 		}
 		return nil
@@ -106,37 +116,53 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg *config.Config) err
 	return g.Wait()
 }
 
-// ensureStatusBucket keeps statuses in memory, bounded, oldest dropped
-// first. Statuses are informational (the streams hold the events), and on
-// disk their writes would cost two fsyncs per event with sync = always,
-// halving throughput; the price is that an embedded server's restart
-// forgets the statuses of events settled before it.
-func ensureStatusBucket(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	cfg := jetstream.KeyValueConfig{
-		Bucket: StatusBucket, Description: "sluice: status of every event per binding",
-		History: 1, TTL: StatusTTL, Storage: jetstream.MemoryStorage, MaxBytes: StatusMaxBytes,
-		Replicas: replicas,
+// retireStatusBucket returns the config of the status bucket's stream,
+// after deleting a bucket whose settings cannot change in place.
+//
+// Statuses are kept on disk, bounded, oldest dropped first, so that
+// statuses of settled events (and dedupe) survive a restart of the server.
+// The bucket's stream is made by sluice rather than by CreateKeyValue, for
+// a setting KV configs lack: with one replica it is flushed asynchronously
+// (PersistMode async), so that a status write costs no fsync under
+// sync = "always"; a replicated one has its Raft log. Statuses describe
+// events, the streams hold them: a power cut may lose the last statuses
+// written, never an event.
+func retireStatusBucket(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.StreamConfig, error) {
+	cfg := statusStreamConfig(replicas)
+	old, err := js.Stream(ctx, cfg.Name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return cfg, nil
+	case err != nil:
+		return cfg, err
 	}
-	if old, err := js.Stream(ctx, "KV_"+StatusBucket); err == nil && old.CachedInfo().Config.Storage != cfg.Storage {
-		// Made by an older sluice on disk; storage cannot change in place,
-		// and statuses are disposable: start the bucket anew.
-		if err := js.DeleteKeyValue(ctx, StatusBucket); err != nil {
-			return err
-		}
+	oc := old.CachedInfo().Config
+	// Made by an older sluice (in memory), or flushed asynchronously and
+	// now replicated: neither setting changes in place. (A bucket that
+	// lacks async persistence keeps it: a server too old for the setting
+	// would otherwise lose the bucket at every start.)
+	if oc.Storage != cfg.Storage || oc.PersistMode == jetstream.AsyncPersistMode && cfg.PersistMode != oc.PersistMode {
+		return cfg, js.DeleteStream(ctx, cfg.Name)
 	}
-	if _, err := jsx.KeyValue(ctx, js, cfg); err != nil {
-		return err
+	cfg.PersistMode = oc.PersistMode
+	return cfg, nil
+}
+
+// statusStreamConfig is the stream of a KV bucket (as nats.go lays one
+// out) holding one status per key, for StatusTTL, at most StatusMaxBytes,
+// the oldest dropped first.
+func statusStreamConfig(replicas int) jetstream.StreamConfig {
+	cfg := jetstream.StreamConfig{
+		Name: "KV_" + StatusBucket, Description: "sluice: status of every event per binding",
+		Subjects: []string{"$KV." + StatusBucket + ".>"}, Storage: jetstream.FileStorage, Replicas: replicas,
+		MaxMsgsPerSubject: 1, MaxAge: StatusTTL, MaxBytes: StatusMaxBytes, MaxMsgs: -1, MaxMsgSize: -1,
+		MaxConsumers: -1, Discard: jetstream.DiscardOld, Duplicates: 2 * time.Minute,
+		AllowRollup: true, DenyDelete: true, AllowDirect: true,
 	}
-	stream, err := js.Stream(ctx, "KV_"+StatusBucket)
-	if err != nil {
-		return err
+	if replicas == 1 {
+		cfg.PersistMode = jetstream.AsyncPersistMode
 	}
-	sc := stream.CachedInfo().Config
-	if sc.Discard != jetstream.DiscardOld {
-		sc.Discard = jetstream.DiscardOld
-		_, err = js.UpdateStream(ctx, sc)
-	}
-	return err
+	return cfg
 }
 
 func ensureBinding(ctx context.Context, js jetstream.JetStream, b config.Binding, fn config.Function, replicas int) error {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -36,12 +38,22 @@ type Status struct {
 	Stream      string     `json:"stream"`
 	Sequence    uint64     `json:"seq"`
 	DeadLetter  string     `json:"dead_letter,omitempty"`
-	// History lists the failed attempts (the last MaxHistory).
+	// Round is the delivered message's store time (Unix ns): a replay, or
+	// a new publish with the same id, starts a new round, and statuses of
+	// an earlier round never replace those of a later one.
+	Round int64 `json:"round,omitempty"`
+	// Interrupted counts runs of the current attempt whose outcome was
+	// lost (the runtime stopped during the invocation); they use no
+	// attempt.
+	Interrupted int `json:"interrupted,omitempty"`
+	// History lists the function's attempts of this round, each with its
+	// outcome (the last MaxHistory).
 	History   []AttemptRecord `json:"history,omitempty"`
 	UpdatedAt time.Time       `json:"updated_at"`
 }
 
-// AttemptRecord is one failed attempt.
+// AttemptRecord is one attempt of the function: Kind is "succeeded" or
+// the failure's functions.Kind.
 type AttemptRecord struct {
 	Attempt  int       `json:"attempt"`
 	Kind     string    `json:"kind"`
@@ -64,8 +76,8 @@ func (s Status) Final() bool {
 // StatusStore reads and writes statuses.
 type StatusStore struct {
 	kv jetstream.KeyValue
-	// async has its own bound on outstanding writes, so that status
-	// writes never wait behind (or stall) other asynchronous publishes.
+	// async sends AdvanceAsync's writes: its own context bounds the
+	// writes outstanding, and its error handler settles their conflicts.
 	async jetstream.JetStream
 }
 
@@ -75,51 +87,98 @@ func NewStatusStore(ctx context.Context, js jetstream.JetStream) (*StatusStore, 
 	if err != nil {
 		return nil, err
 	}
-	async, err := jetstream.New(js.Conn(), jetstream.WithPublishAsyncMaxPending(2*maxStatusPending),
+	st := &StatusStore{kv: kv}
+	st.async, err = jetstream.New(js.Conn(), jetstream.WithPublishAsyncMaxPending(2*maxStatusPending),
 		// An acknowledgement lost (to a slow-consumer drop, say) must not
 		// hold its slot forever.
-		jetstream.WithPublishAsyncTimeout(5*time.Second))
+		jetstream.WithPublishAsyncTimeout(5*time.Second),
+		jetstream.WithPublishAsyncErrHandler(st.asyncFailed))
 	if err != nil {
 		return nil, err
 	}
-	return &StatusStore{kv: kv, async: async}, nil
-}
-
-// Put stores s.
-func (st *StatusStore) Put(ctx context.Context, s Status) error {
-	b, err := json.Marshal(s)
-	if err != nil {
-		return err
-	}
-	_, err = st.kv.Put(ctx, StatusKey(s.ID, s.Binding), b)
-	return err
+	return st, nil
 }
 
 // Get returns the status of event id at binding; ok is false when none is
 // recorded yet.
 func (st *StatusStore) Get(ctx context.Context, id, binding string) (Status, bool, error) {
-	e, err := st.kv.Get(ctx, StatusKey(id, binding))
+	s, _, ok, err := st.get(ctx, StatusKey(id, binding))
+	return s, ok, err
+}
+
+// get returns the status under key and its revision (0 when absent).
+func (st *StatusStore) get(ctx context.Context, key string) (Status, uint64, bool, error) {
+	e, err := st.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return Status{}, false, nil
+		return Status{}, 0, false, nil
 	}
 	if err != nil {
-		return Status{}, false, err
+		return Status{}, 0, false, err
 	}
 	var s Status
 	if err := json.Unmarshal(e.Value(), &s); err != nil {
-		return Status{}, false, err
+		return Status{}, 0, false, fmt.Errorf("status %s: %w", key, err)
 	}
-	return s, true, nil
+	return s, e.Revision(), true, nil
 }
 
-// Watch streams every status of event id, current ones first.
-func (st *StatusStore) Watch(ctx context.Context, id string) (jetstream.KeyWatcher, error) {
-	return st.kv.Watch(ctx, StatusPrefix(id)+".>")
+// Revision is a status as stored, with its KV revision (0: none).
+type Revision struct {
+	Status Status
+	Rev    uint64
 }
 
-// PutAsync stores s without waiting for the broker's acknowledgement. It
-// fails at once, rather than waiting, when too many writes are outstanding.
-func (st *StatusStore) PutAsync(s Status) error {
+// Advance stores s unless the stored status is ahead of it (see behind),
+// by compare-and-set on the key's revision, reading again after a
+// conflict. last is the stored status as the caller last saw it (the zero
+// Revision: none, or unknown); a right guess saves a read. It returns the
+// status stored: s, or the one ahead of it with stored false.
+func (st *StatusStore) Advance(ctx context.Context, s Status, last Revision) (now Revision, stored bool, err error) {
+	key := StatusKey(s.ID, s.Binding)
+	b, err := json.Marshal(s)
+	if err != nil {
+		return last, false, err
+	}
+	for range maxStatusConflicts {
+		if last.Rev != 0 && behind(s, last.Status) {
+			return last, false, nil
+		}
+		var rev uint64
+		if last.Rev == 0 {
+			rev, err = st.kv.Create(ctx, key, b)
+		} else {
+			rev, err = st.kv.Update(ctx, key, b, last.Rev)
+		}
+		if err == nil {
+			return Revision{Status: s, Rev: rev}, true, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return last, false, err
+		}
+		cur, curRev, ok, err := st.get(ctx, key)
+		if err != nil {
+			return last, false, err
+		}
+		if !ok {
+			last = Revision{}
+			continue
+		}
+		last = Revision{Status: cur, Rev: curRev}
+	}
+	return last, false, fmt.Errorf("status %s: %w", key, errStatusContended)
+}
+
+// AdvanceAsync is Advance without waiting for the broker: the write is
+// on the connection when it returns, ahead of anything sent after it (an
+// ack, a nak). It carries the compare-and-set condition; a conflict is
+// settled by a synchronous Advance in the background, and a write that
+// fails otherwise is lost (the event's next delivery does not depend on
+// it: see Admit). It fails at once, rather than waiting, when too many
+// writes are outstanding.
+func (st *StatusStore) AdvanceAsync(s Status, last Revision) error {
+	if last.Rev != 0 && behind(s, last.Status) {
+		return nil
+	}
 	b, err := json.Marshal(s)
 	if err != nil {
 		return err
@@ -127,12 +186,41 @@ func (st *StatusStore) PutAsync(s Status) error {
 	if st.async.PublishAsyncPending() >= maxStatusPending {
 		return errStatusBacklog
 	}
-	_, err = st.async.PublishAsync("$KV."+StatusBucket+"."+StatusKey(s.ID, s.Binding), b)
+	m := &nats.Msg{Subject: "$KV." + StatusBucket + "." + StatusKey(s.ID, s.Binding), Data: b}
+	_, err = st.async.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(last.Rev))
 	return err
 }
 
+// asyncFailed settles an AdvanceAsync write that lost its compare-and-set:
+// it reads the stored status and writes again unless that one is ahead.
+func (st *StatusStore) asyncFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || (apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence &&
+		apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return
+	}
+	var s Status
+	if json.Unmarshal(m.Data, &s) != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _, _ = st.Advance(ctx, s, Revision{})
+}
+
 // maxStatusPending bounds status writes awaiting the broker. Past it,
-// PutAsync fails at once instead of stalling the caller.
+// AdvanceAsync fails at once instead of stalling the caller.
 const maxStatusPending = 8192
 
 var errStatusBacklog = errors.New("too many status writes outstanding")
+
+// Watch streams every status of event id, current ones first.
+func (st *StatusStore) Watch(ctx context.Context, id string) (jetstream.KeyWatcher, error) {
+	return st.kv.Watch(ctx, StatusPrefix(id)+".>")
+}
+
+// maxStatusConflicts bounds the compare-and-set rounds of one write; only
+// deliveries of the same event at the same binding contend.
+const maxStatusConflicts = 8
+
+var errStatusContended = errors.New("still changing after repeated compare-and-set conflicts")

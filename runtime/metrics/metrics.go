@@ -53,6 +53,8 @@ type Metrics struct {
 	duration       *prometheus.HistogramVec
 	retries        *prometheus.CounterVec
 	deadLetters    *prometheus.CounterVec
+	notStored      *prometheus.CounterVec
+	deduplicated   *prometheus.CounterVec
 	repliesDropped *prometheus.CounterVec
 	workerStarts   *prometheus.CounterVec
 	workerCrashes  *prometheus.CounterVec
@@ -91,6 +93,14 @@ func New() *Metrics {
 			Name: "sluice_dead_letters_total",
 			Help: "Events stored as dead letters, by binding and function.",
 		}, []string{"binding", "function"}),
+		notStored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_not_stored_total",
+			Help: "Publishes that had to be stored and were not, by binding, function and what (dead_letter, result, failure); each leaves its event pending, to be settled again.",
+		}, []string{"binding", "function", "what"}),
+		deduplicated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_deduplicated_total",
+			Help: "Events acknowledged without running, since they already succeeded at the binding (dedupe), by binding and function.",
+		}, []string{"binding", "function"}),
 		repliesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_replies_dropped_total",
 			Help: "Outcomes not sent to the subject a producer named in Sluice-Reply, by binding and reason: too_long, invalid, not_allowed (outside _INBOX.> and reply_subjects).",
@@ -117,7 +127,7 @@ func New() *Metrics {
 		Help: "Always 1; labels the build: sluice's version and the Go release that compiled it.",
 	}, []string{"version", "go_version"})
 	buildInfo.WithLabelValues(version.String(), goruntime.Version()).Set(1)
-	m.reg.MustRegister(buildInfo, m.invocations, m.duration, m.retries, m.deadLetters, m.repliesDropped,
+	m.reg.MustRegister(buildInfo, m.invocations, m.duration, m.retries, m.deadLetters, m.notStored, m.deduplicated, m.repliesDropped,
 		m.workerStarts, m.workerCrashes, m.cacheHits, m.cacheMisses,
 		backlogCollector{m}, nodeCollector{m},
 		collectors.NewGoCollector(),
@@ -146,6 +156,7 @@ func (m *Metrics) Watch(js jetstream.JetStream, cfg *config.Config) {
 		}
 		m.retries.WithLabelValues(b.Name, b.Function)
 		m.deadLetters.WithLabelValues(b.Name, b.Function)
+		m.deduplicated.WithLabelValues(b.Name, b.Function)
 	}
 	for _, f := range cfg.Functions {
 		m.workerStarts.WithLabelValues(f.Name)
@@ -172,6 +183,16 @@ func (m *Metrics) Retried(binding, function string) {
 // DeadLettered counts a dead letter (triggers.Observer).
 func (m *Metrics) DeadLettered(binding, function string) {
 	m.deadLetters.WithLabelValues(binding, function).Inc()
+}
+
+// NotStored counts a publish not stored (triggers.Observer).
+func (m *Metrics) NotStored(binding, function, what string) {
+	m.notStored.WithLabelValues(binding, function, what).Inc()
+}
+
+// Deduplicated counts an event not run again (triggers.Observer).
+func (m *Metrics) Deduplicated(binding, function string) {
+	m.deduplicated.WithLabelValues(binding, function).Inc()
 }
 
 // ReplyDropped counts a refused Sluice-Reply (triggers.ReplyObserver).
