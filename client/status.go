@@ -13,7 +13,7 @@ const (
 
 // Status is an event's state at one binding: the value in StatusBucket,
 // the body of a Sluice-Reply and an entry of a StatusReply, all encoded
-// alike (Result as base64, the JSON encoding of bytes).
+// alike (see MarshalJSON).
 type Status struct {
 	ID          string     `json:"id"`
 	Binding     string     `json:"binding"`
@@ -31,12 +31,22 @@ type Status struct {
 	Stream      string     `json:"stream"`
 	Sequence    uint64     `json:"seq"`
 	DeadLetter  string     `json:"dead_letter,omitempty"`
-	// History lists the failed attempts (the last MaxHistory).
+	// Round is the delivered message's store time (Unix ns): a replay, or
+	// a new publish with the same id, starts a new round, and statuses of
+	// an earlier round never replace those of a later one.
+	Round int64 `json:"round,omitempty"`
+	// Interrupted counts runs of the current attempt whose outcome was
+	// lost (the runtime stopped during the invocation); they use no
+	// attempt.
+	Interrupted int `json:"interrupted,omitempty"`
+	// History lists the function's attempts of this round, each with its
+	// outcome (the last MaxHistory).
 	History   []AttemptRecord `json:"history,omitempty"`
 	UpdatedAt time.Time       `json:"updated_at"`
 }
 
-// AttemptRecord is one failed attempt.
+// AttemptRecord is one attempt of the function: Kind is "succeeded" or
+// the failure's kind.
 type AttemptRecord struct {
 	Attempt  int       `json:"attempt"`
 	Kind     string    `json:"kind"`

@@ -41,13 +41,7 @@ const (
 type StatusRequest = client.StatusRequest
 
 // StatusReply is the answer to a StatusRequest.
-type StatusReply struct {
-	ID       string            `json:"id"`
-	Statuses []triggers.Status `json:"statuses"`
-	// Omitted names the bindings whose result was left out so that the
-	// answer fits in one message; ask again with Binding set for each.
-	Omitted []string `json:"omitted,omitempty"`
-}
+type StatusReply = client.StatusReply
 
 // startAPI serves StatusSubject from the status bucket.
 func (r *Runtime) startAPI(ctx context.Context) error {

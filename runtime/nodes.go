@@ -28,14 +28,7 @@ const (
 )
 
 // NodeState is what a node says about itself.
-type NodeState struct {
-	Name    string    `json:"name"`
-	URL     string    `json:"url"`
-	Started time.Time `json:"started"`
-	Updated time.Time `json:"updated"`
-	// Bindings is this node's work per binding.
-	Bindings map[string]triggers.Load `json:"bindings"`
-}
+type NodeState = client.NodeState
 
 // announce writes this node's state every NodeHeartbeat until stop is
 // closed (the bindings drained), then deletes it: a node that stops cleanly

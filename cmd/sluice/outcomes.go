@@ -11,36 +11,8 @@ import (
 	"github.com/sluice-run/sluice/client"
 )
 
-// outcome is one binding's view of an event, as printed by publish --wait
-// and status (the CLI contract's JSON): a client.Status with its result
-// as text, or base64 when it is not UTF-8.
-type outcome struct {
-	Binding        string     `json:"binding"`
-	Function       string     `json:"function"`
-	State          string     `json:"state"`
-	Attempts       int        `json:"attempts"`
-	MaxAttempts    int        `json:"max_attempts,omitempty"`
-	Error          string     `json:"error,omitempty"`
-	ErrorKind      string     `json:"error_kind,omitempty"`
-	Result         string     `json:"result,omitempty"`
-	ResultEncoding string     `json:"result_encoding,omitempty"`
-	NextTryAt      *time.Time `json:"next_try_at,omitempty"`
-	DeadLetter     string     `json:"dead_letter,omitempty"`
-	Version        string     `json:"version,omitempty"`
-}
-
-func outcomeOf(s client.Status) outcome {
-	o := outcome{
-		Binding: s.Binding, Function: s.Function, State: s.State, Attempts: s.Attempts,
-		MaxAttempts: s.MaxAttempts, Error: s.Error, ErrorKind: s.ErrorKind,
-		NextTryAt: s.NextTryAt, DeadLetter: s.DeadLetter, Version: s.Version,
-	}
-	o.Result, o.ResultEncoding = client.TextOrBase64(s.Result)
-	return o
-}
-
 // anyDeadLettered reports whether an outcome failed for good.
-func anyDeadLettered(os []outcome) bool {
+func anyDeadLettered(os []client.Status) bool {
 	for _, o := range os {
 		if o.State == client.StateDeadLettered {
 			return true
@@ -49,13 +21,13 @@ func anyDeadLettered(os []outcome) bool {
 	return false
 }
 
-func printOutcomes(w io.Writer, os []outcome) {
+func printOutcomes(w io.Writer, os []client.Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BINDING\tFUNCTION\tSTATE\tATTEMPTS\tDETAIL")
 	for _, o := range os {
-		detail := o.Result
-		if o.ResultEncoding != "" {
-			detail = "(binary result, base64) " + o.Result
+		detail, encoding := client.TextOrBase64(o.Result)
+		if encoding != "" {
+			detail = "(binary result, base64) " + detail
 		}
 		switch o.State {
 		case client.StateDeadLettered:

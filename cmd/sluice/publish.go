@@ -16,7 +16,7 @@ import (
 
 type publishResult struct {
 	client.Published
-	Outcomes []outcome `json:"outcomes,omitempty"`
+	Outcomes []client.Status `json:"outcomes,omitempty"`
 }
 
 func publishCmd(g *globals) *cobra.Command {
@@ -83,10 +83,7 @@ func publishCmd(g *globals) *cobra.Command {
 			if p.Stream == "" {
 				return failed(publishError(ev.Subject, werr))
 			}
-			res.Published = p
-			for _, s := range sts {
-				res.Outcomes = append(res.Outcomes, outcomeOf(s))
-			}
+			res.Published, res.Outcomes = p, sts
 			if asJSON {
 				if err := writeJSON(out, res); err != nil {
 					return err

@@ -32,22 +32,18 @@ func statusCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return failed(err)
 			}
-			var os []outcome
-			for _, s := range sts {
-				os = append(os, outcomeOf(s))
-			}
 			out := cmd.OutOrStdout()
 			if asJSON {
 				if err := writeJSON(out, struct {
-					ID       string    `json:"id"`
-					Outcomes []outcome `json:"outcomes"`
-				}{args[0], os}); err != nil {
+					ID       string          `json:"id"`
+					Outcomes []client.Status `json:"outcomes"`
+				}{args[0], sts}); err != nil {
 					return err
 				}
 			} else {
-				printOutcomes(out, os)
+				printOutcomes(out, sts)
 			}
-			if anyDeadLettered(os) {
+			if anyDeadLettered(sts) {
 				return failed(errSilent)
 			}
 			return nil
