@@ -60,16 +60,20 @@ func restart(t testing.TB, fn config.Function, n int, cacheDir string) coldResul
 	return coldStart(t, fns, cacheDir)
 }
 
-// rawCompile is wasmer's Cranelift compile of the (memory-capped) module in
-// this process, nothing else: the baseline of a deploy.
-func rawCompile(t testing.TB, wasm []byte, memLimit int64) time.Duration {
+// rawCompile is wasmer's compile of the (memory-capped) module with tier's
+// compiler in this process, nothing else: the baseline of a deploy.
+func rawCompile(t testing.TB, wasm []byte, memLimit int64, tier sandbox.Tier) time.Duration {
 	capped, err := sandbox.CapMemory(wasm, memLimit)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var d time.Duration
 	inThread(func() {
-		engine := wasmer.NewEngineWithConfig(wasmer.NewConfig().UseCraneliftCompiler().UseUniversalEngine())
+		cfg := wasmer.NewConfig().UseCraneliftCompiler().UseUniversalEngine()
+		if tier == sandbox.TierFast {
+			cfg = wasmer.NewConfig().UseSinglepassCompiler().UseUniversalEngine()
+		}
+		engine := wasmer.NewEngineWithConfig(cfg)
 		store := wasmer.NewStore(engine)
 		defer store.Close()
 		start := time.Now()

@@ -23,7 +23,7 @@ var (
 	report      = flag.Bool("report", false, "run the benchmark report (TestReport)")
 	reps        = flag.Int("report.reps", 5, "repetitions of each throughput and warm-invocation measurement")
 	latReps     = flag.Int("report.latreps", 3, "repetitions of each latency point")
-	sections    = flag.String("report.sections", "tput,lat,warm,cold", "sections to run: tput, lat, warm, cold, scale (scale is not in the default: it takes longer than the rest together)")
+	sections    = flag.String("report.sections", "tput,lat,warm,cold", "sections to run: tput, lat, warm, cold, density, scale (density and scale are not in the default: each takes longer than the rest together)")
 	nFast       = flag.Int("report.n.fast", 15000, "events per throughput run, fast storage")
 	nDurable    = flag.Int("report.n.durable", 2000, "events per throughput run, durable storage")
 	latDur      = flag.Duration("report.latdur", 1500*time.Millisecond, "duration of each open-loop latency run")
@@ -58,6 +58,7 @@ func TestReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer set.Close()
+	awaitTierUp(t, set, "noop")
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() { warmInvoke(t, set, 500) })
@@ -85,6 +86,9 @@ func TestReport(t *testing.T) {
 	}
 	if run("cold") {
 		reportCold(t, &b, wasmPath, cacheDir, fn)
+	}
+	if run("density") {
+		reportDensity(t, &b, cacheDir, fn)
 	}
 	if run("scale") {
 		reportScale(t, &b, wasmPath)
@@ -227,13 +231,26 @@ func reportWarm(t *testing.T, b *strings.Builder, set *functions.Set, wasmPath, 
 	defer echo.close()
 	echoLocked := startEcho(t, "locked")
 	defer echoLocked.close()
+	fast, err := sandbox.NewTierEngine("", sandbox.TierFast).Compile(wasm, fn.Memory)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A function compiled from an empty cache: first tier, then tiered up.
+	tiered, err := functions.Load([]config.Function{fn}, functions.Options{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tiered.Close()
+	awaitTierUp(t, tiered, "noop")
 	const (
-		pathPipe   = "raw pipe round trip to a child"
-		pathLocked = "raw pipe round trip, child goroutine locked to its thread (as a worker's)"
-		pathWorker = "functions.Set.Invoke (warm worker)"
-		pathInProc = "in-process wasm call (sandbox Handle)"
+		pathPipe     = "raw pipe round trip to a child"
+		pathLocked   = "raw pipe round trip, child goroutine locked to its thread (as a worker's)"
+		pathWorker   = "functions.Set.Invoke (warm worker, Cranelift from the cache)"
+		pathTiered   = "functions.Set.Invoke (warm worker, after Singlepass → Cranelift tier-up)"
+		pathInProc   = "in-process wasm call (sandbox Handle, Cranelift)"
+		pathInProcSP = "in-process wasm call (sandbox Handle, Singlepass: the first tier)"
 	)
-	paths := []string{pathPipe, pathLocked, pathWorker, pathInProc}
+	paths := []string{pathPipe, pathLocked, pathWorker, pathTiered, pathInProc, pathInProcSP}
 	res := map[string][]callResult{}
 	for rep := range *reps {
 		for i := range paths {
@@ -246,8 +263,12 @@ func reportWarm(t *testing.T, b *strings.Builder, set *functions.Set, wasmPath, 
 				r = pipeRTT(t, echoLocked, *warmIters)
 			case pathWorker:
 				r = warmInvoke(t, set, *warmIters)
+			case pathTiered:
+				r = warmInvoke(t, tiered, *warmIters)
 			case pathInProc:
 				r = inProcessHandle(t, mod, *warmIters)
+			case pathInProcSP:
+				r = inProcessHandle(t, fast, *warmIters)
 			}
 			res[p] = append(res[p], r)
 		}
@@ -271,8 +292,9 @@ func reportWarm(t *testing.T, b *strings.Builder, set *functions.Set, wasmPath, 
 
 func reportCold(t *testing.T, b *strings.Builder, wasmPath, cacheDir string, fn config.Function) {
 	fmt.Fprintf(b, "\n## (d) Cold start\n\n")
-	fmt.Fprintf(b, "`functions.Load` (compile in a worker, start the function's first worker) → first `Invoke` of every "+
-		"function returned. Deploy: an empty compile cache. Restart: the compile cache warm (and in the page cache), "+
+	fmt.Fprintf(b, "`functions.Load` (an empty cache: compile with Singlepass in a worker and prove it with a first worker; "+
+		"a warm cache: check the cache, start no worker) → first `Invoke` of every function returned (a cold start each). "+
+		"Deploy: an empty compile cache (the Cranelift tier-up then runs in the background, not counted). Restart: the compile cache warm (and in the page cache), "+
 		"N functions of the same no-op module (%s). Baselines in this process: Cranelift compile alone (`wasmer.NewModule`) and "+
 		"`sandbox` Instantiate (deserialize + instantiate + `_initialize`) + first call.\n\n", sizeOf(wasmPath))
 	fmt.Fprintf(b, "| measurement | runs | of which Load ms | total ms | target |\n| --- | --- | --- | --- | --- |\n")
@@ -285,10 +307,11 @@ func reportCold(t *testing.T, b *strings.Builder, wasmPath, cacheDir string, fn 
 		t.Fatal(err)
 	}
 	var dep []coldResult
-	var comp, inst []float64
+	var comp, compSP, inst []float64
 	for range 3 {
 		dep = append(dep, deploy(t, fn))
-		comp = append(comp, ms(rawCompile(t, wasm, fn.Memory)))
+		comp = append(comp, ms(rawCompile(t, wasm, fn.Memory, sandbox.TierOptimized)))
+		compSP = append(compSP, ms(rawCompile(t, wasm, fn.Memory, sandbox.TierFast)))
 		inst = append(inst, ms(rawInstantiate(t, mod)))
 	}
 	raw := make([]float64, len(comp))
@@ -304,6 +327,7 @@ func reportCold(t *testing.T, b *strings.Builder, wasmPath, cacheDir string, fn 
 	row("deploy: 1 function, empty cache", dep, fmt.Sprintf("≤ 1.15× raw compile + instantiate, ≤ 1 s — measured %s×",
 		summarize(ratios(depTotal, raw)).fmt("%.2f")))
 	fmt.Fprintf(b, "| baseline: raw Cranelift compile, in process | %d | | %s | |\n", len(comp), summarize(comp).fmt("%.0f"))
+	fmt.Fprintf(b, "| baseline: raw Singlepass compile, in process | %d | | %s | |\n", len(compSP), summarize(compSP).fmt("%.0f"))
 	fmt.Fprintf(b, "| baseline: instantiate + first call, in process | %d | | %s | |\n", len(inst), summarize(inst).fmt("%.1f"))
 	fmt.Fprintf(b, "| baseline: raw compile + instantiate | %d | | %s | |\n", len(raw), summarize(raw).fmt("%.0f"))
 	for _, c := range []struct {
@@ -318,6 +342,22 @@ func reportCold(t *testing.T, b *strings.Builder, wasmPath, cacheDir string, fn 
 			rs = append(rs, restart(t, fn, c.n, cacheDir))
 		}
 		row(fmt.Sprintf("restart: %d function(s), warm cache", c.n), rs, c.target)
+	}
+}
+
+// awaitTierUp waits for the function's optimized compile to be swapped
+// in, so that measurements do not share the cores with it.
+func awaitTierUp(t testing.TB, set *functions.Set, name string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		if tier, _ := set.Tier(name); tier == sandbox.TierOptimized {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("function %s not optimized after 5 minutes", name)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

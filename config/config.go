@@ -143,6 +143,10 @@ type Function struct {
 	Source string
 	// Timeout is the wall-clock limit of one invocation. Default 30s.
 	Timeout time.Duration
+	// IdleTimeout is how long the function's workers stay up without an
+	// event; then they stop, and the next event starts one (scale to zero).
+	// Default 5m.
+	IdleTimeout time.Duration
 	// Memory is the linear memory limit in bytes. Default 128 MiB.
 	Memory int64
 	// Env is the guest's whole WASI environment.

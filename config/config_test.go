@@ -45,6 +45,7 @@ func TestLoadFull(t *testing.T) {
 				Module:        filepath.Join(dir, "examples/signup/welcome_email/welcome_email.wasm"),
 				Source:        filepath.Join(dir, "examples/signup/welcome_email"),
 				Timeout:       5 * time.Second,
+				IdleTimeout:   90 * time.Second,
 				Memory:        64 << 20,
 				Env:           map[string]string{"SENDER": "hello@example.com", "RETRIES": "3"},
 				Publish:       []string{"email.outbox", "audit.*", "trace.>"},
@@ -54,6 +55,7 @@ func TestLoadFull(t *testing.T) {
 				Name:          "crm_sync",
 				Module:        "/opt/sluice/crm_sync.wasm",
 				Timeout:       30 * time.Second,
+				IdleTimeout:   5 * time.Minute,
 				FreshInstance: true,
 				Memory:        128 << 20,
 				AllowedHosts:  []string{"https://api.example.com", "http://localhost:8080/v1/"},
@@ -63,6 +65,7 @@ func TestLoadFull(t *testing.T) {
 				Name:          "smtp_sender",
 				Module:        filepath.Join(dir, "smtp.wasm"),
 				Timeout:       30 * time.Second,
+				IdleTimeout:   5 * time.Minute,
 				Memory:        128 << 20,
 				MaxResultSize: 64 << 10, MaxLogSize: 64 << 10,
 			},
@@ -164,7 +167,7 @@ topic "t" {
 		t.Errorf("Metrics = %+v, want %+v", cfg.Metrics, want)
 	}
 	f := cfg.Functions[0]
-	if f.Module != filepath.Join(dir, "f.wasm") || f.Timeout != 30*time.Second || f.Memory != 128<<20 {
+	if f.Module != filepath.Join(dir, "f.wasm") || f.Timeout != 30*time.Second || f.Memory != 128<<20 || f.IdleTimeout != 5*time.Minute {
 		t.Errorf("function = %+v", f)
 	}
 	retry := Retry{MaxAttempts: 5, Initial: time.Second, Max: 5 * time.Minute}

@@ -49,7 +49,7 @@ var (
 	}
 	functionSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{
-			{Name: "module"}, {Name: "source"}, {Name: "timeout"},
+			{Name: "module"}, {Name: "source"}, {Name: "timeout"}, {Name: "idle_timeout"},
 			{Name: "memory"}, {Name: "env"}, {Name: "publish"}, {Name: "allowed_hosts"},
 			{Name: "instance"}, {Name: "max_result_size"}, {Name: "max_log_size"},
 		},
@@ -85,6 +85,7 @@ var (
 const (
 	maxNameLen        = 64
 	maxTimeout        = 15 * time.Minute
+	maxIdleTimeout    = 24 * time.Hour
 	minMemory         = 64 << 10 // one wasm page
 	maxMemory         = 4 << 30  // the wasm32 address space
 	maxConcurrency    = 1024
@@ -320,6 +321,11 @@ func (d *decoder) decodeFunction(b *hcl.Block) Function {
 	if a := c.Attributes["timeout"]; a != nil {
 		if v, ok := d.duration(a, maxTimeout); ok {
 			f.Timeout = v
+		}
+	}
+	if a := c.Attributes["idle_timeout"]; a != nil {
+		if v, ok := d.duration(a, maxIdleTimeout); ok {
+			f.IdleTimeout = v
 		}
 	}
 	if a := c.Attributes["memory"]; a != nil {

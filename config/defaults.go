@@ -19,6 +19,7 @@ const (
 	// losing one keeps a quorum.
 	defaultClusterReplicas = 3
 	defaultTimeout         = 30 * time.Second
+	defaultIdleTimeout     = 5 * time.Minute
 	defaultMemory          = 128 << 20
 	defaultConcurrency     = 1
 	defaultMaxAttempts     = 5
@@ -88,6 +89,9 @@ func (c *Config) setDefaults(dir string) {
 		f := &c.Functions[i]
 		if f.Timeout == 0 {
 			f.Timeout = defaultTimeout
+		}
+		if f.IdleTimeout == 0 {
+			f.IdleTimeout = defaultIdleTimeout
 		}
 		if f.Memory == 0 {
 			f.Memory = defaultMemory

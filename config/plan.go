@@ -33,6 +33,7 @@ type EffectiveFunction struct {
 	// Version is the sha256 (hex) of the module file; "" when unknown.
 	Version       string   `json:"version,omitempty"`
 	Timeout       string   `json:"timeout"`
+	IdleTimeout   string   `json:"idle_timeout,omitempty"`
 	Memory        int64    `json:"memory"`
 	MaxResultSize int64    `json:"max_result_size"`
 	MaxLogSize    int64    `json:"max_log_size"`
@@ -86,7 +87,7 @@ func EffectiveOf(c *Config, version func(function string) string) *Effective {
 	e := &Effective{Schema: EffectiveSchema, Functions: []EffectiveFunction{}, Topics: []EffectiveTopic{}, Bindings: []EffectiveBinding{}}
 	for _, f := range c.Functions {
 		ef := EffectiveFunction{
-			Name: f.Name, Module: f.Module, Timeout: f.Timeout.String(), Memory: f.Memory,
+			Name: f.Name, Module: f.Module, Timeout: f.Timeout.String(), IdleTimeout: f.IdleTimeout.String(), Memory: f.Memory,
 			MaxResultSize: f.MaxResultSize, MaxLogSize: f.MaxLogSize, Instance: "warm",
 			Publish: nonNil(f.Publish), AllowedHosts: nonNil(f.AllowedHosts), EnvKeys: []string{},
 		}
@@ -359,6 +360,7 @@ func diffFunction(r, n EffectiveFunction) []Change {
 		field("version", short(r.Version), short(n.Version))
 	}
 	field("timeout", durationText(r.Timeout), durationText(n.Timeout))
+	field("idle_timeout", durationText(r.IdleTimeout), durationText(n.IdleTimeout))
 	field("memory", sizeText(r.Memory), sizeText(n.Memory))
 	field("max_result_size", sizeText(r.MaxResultSize), sizeText(n.MaxResultSize))
 	field("max_log_size", sizeText(r.MaxLogSize), sizeText(n.MaxLogSize))

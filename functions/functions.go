@@ -9,6 +9,7 @@ package functions
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"os"
 	goruntime "runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -51,6 +53,11 @@ var (
 	// ErrNoWorker is returned by Invoke when no worker could be started
 	// for the invocation: the guest did not run.
 	ErrNoWorker = errors.New("no worker for the invocation")
+	// ErrReleased is returned by Invoke when the event was in flight in a
+	// worker that was stopped for another event (its timeout, or its
+	// protocol violation): the event is not at fault, did not fail, and
+	// should run again without using an attempt.
+	ErrReleased = errors.New("released: the worker was stopped for another event")
 )
 
 var kindSentinels = map[Kind]error{
@@ -137,6 +144,13 @@ type Observer interface {
 	// WorkerDied reports a worker that ended abnormally; reason is one of
 	// the Worker* reasons.
 	WorkerDied(function, reason string)
+	// WorkerStopped reports the end of a worker WorkerStarted reported,
+	// however it ended: with WorkerStarted it counts a function's workers.
+	WorkerStopped(function string)
+	// ColdStart reports an event that found the function without any
+	// worker, and how long starting one took (process start and module
+	// load).
+	ColdStart(function string, took time.Duration)
 	// Compiled reports a loaded function, and whether its compiled artifact
 	// came from the compile cache.
 	Compiled(function string, cacheHit bool)
@@ -152,9 +166,11 @@ const (
 
 type noObserver struct{}
 
-func (noObserver) WorkerStarted(string)      {}
-func (noObserver) WorkerDied(string, string) {}
-func (noObserver) Compiled(string, bool)     {}
+func (noObserver) WorkerStarted(string)            {}
+func (noObserver) WorkerDied(string, string)       {}
+func (noObserver) WorkerStopped(string)            {}
+func (noObserver) ColdStart(string, time.Duration) {}
+func (noObserver) Compiled(string, bool)           {}
 
 // Time bounds of loading a module. A compile runs no guest code but a
 // hostile module can make the compiler work very hard; _initialize is guest
@@ -162,6 +178,9 @@ func (noObserver) Compiled(string, bool)     {}
 const (
 	compileTimeout     = time.Minute
 	defaultInitTimeout = 15 * time.Second
+	// defaultIdleTimeout stands in for a config.Function built without
+	// config's defaults (config applies the same one).
+	defaultIdleTimeout = 5 * time.Minute
 )
 
 // Set is the loaded functions of one configuration.
@@ -172,8 +191,14 @@ type Set struct {
 	fmu   sync.RWMutex
 	funcs map[string]*function
 
-	mu     sync.Mutex // guards closed and every function's idle and retired
-	closed bool
+	mu        sync.Mutex // guards closed, compiling and every function's workers, artifacts and retired
+	closed    bool
+	compiling map[*worker.Process]struct{} // compile workers, killed by Close
+	reaping   sync.WaitGroup               // idle-worker stops in progress, awaited by Close
+
+	stop   chan struct{}  // closed by Close: tier-ups give up
+	tierUp chan struct{}  // bounds concurrent tier-up compiles
+	bg     sync.WaitGroup // tier-up goroutines, awaited by Close
 }
 
 // Load reads, validates and compiles every function's module. All
@@ -198,33 +223,87 @@ func Load(fns []config.Function, opts Options) (*Set, error) {
 		}
 		opts.CacheDir = dir
 	}
-	s := &Set{opts: opts, funcs: make(map[string]*function, len(fns)), http: newHTTPTransport()}
+	s := &Set{opts: opts, funcs: make(map[string]*function, len(fns)), http: newHTTPTransport(),
+		compiling: map[*worker.Process]struct{}{}, stop: make(chan struct{}),
+		// Tier-ups share the cores with events being served.
+		tierUp: make(chan struct{}, max(1, goruntime.NumCPU()/2)),
+	}
+	// First what the compile cache holds: reading and hashing a module is
+	// quick, and tells how many need a compile.
 	errs := make([]error, len(fns))
 	loaded := make([]*function, len(fns))
-	// Bounded: a process start and a module load per function, 100
-	// functions at once would only thrash two cores.
-	sem := make(chan struct{}, 2*goruntime.NumCPU())
-	var wg sync.WaitGroup
-	for i, fc := range fns {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			if wasm, ok := opts.Modules[fc.Name]; ok {
-				loaded[i], errs[i] = s.loadModule(fc, wasm)
-			} else {
-				loaded[i], errs[i] = s.load(fc)
+	wasms := make([][]byte, len(fns))
+	parallel(len(fns), 2*goruntime.NumCPU(), func(i int) {
+		fc := fns[i]
+		wasm, ok := opts.Modules[fc.Name]
+		if !ok {
+			var err error
+			if wasm, err = ReadModule(fc.Module); err != nil {
+				errs[i] = fmt.Errorf("function %s: read module: %w", fc.Name, err)
+				return
+			}
+		}
+		f := s.newFunction(fc, wasm)
+		loaded[i] = f
+		if !f.cacheHit || f.tier != sandbox.TierOptimized {
+			wasms[i] = wasm // for the compile, or the tier-up
+		}
+	})
+	var todo []int
+	for i, f := range loaded {
+		if f != nil && !f.cacheHit {
+			todo = append(todo, i)
+		}
+	}
+	if len(todo) > 0 {
+		// A compile keeps a core busy: one per core at once.
+		opts.Logger.Info(fmt.Sprintf("compiling %d functions…", len(todo)), "tier", firstTier())
+		var done atomic.Int32
+		parallel(len(todo), goruntime.NumCPU(), func(k int) {
+			i := todo[k]
+			start := time.Now()
+			errs[i] = loaded[i].compileAndProve(wasms[i], false)
+			if errs[i] == nil {
+				opts.Logger.Info(fmt.Sprintf("compiling %d functions… %d/%d", len(todo), done.Add(1), len(todo)),
+					"function", fns[i].Name, "took", time.Since(start).Round(time.Millisecond))
 			}
 		})
 	}
-	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
+		s.Close()
 		return nil, err
 	}
-	for _, f := range loaded {
+	for i, f := range loaded {
 		s.funcs[f.cfg.Name] = f
 		opts.Observer.Compiled(f.cfg.Name, f.cacheHit)
+		if f.tier != sandbox.TierOptimized {
+			s.startTierUp(f, wasms[i])
+		}
 	}
 	return s, nil
+}
+
+// parallel runs do(0..n-1), at most limit at once.
+func parallel(n, limit int, do func(i int)) {
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			do(i)
+		})
+	}
+	wg.Wait()
+}
+
+// firstTier is the tier a module is compiled with first: the fast one,
+// when this build of wasmer has it.
+func firstTier() sandbox.Tier {
+	if sandbox.FastTierAvailable() {
+		return sandbox.TierFast
+	}
+	return sandbox.TierOptimized
 }
 
 // ReadModule reads a module file: a regular file of at most MaxModuleSize
@@ -242,56 +321,38 @@ func (s *Set) load(fc config.Function) (*function, error) {
 	return s.loadModule(fc, wasm)
 }
 
-// loadModule compiles wasm in a worker (so a module that crashes or hangs
-// the compiler cannot take the runtime down), unless the compile cache
-// already has it, and starts the function's first worker, which proves the
-// module instantiates. This process stores the artifacts a compile worker
-// returns, with their digests; workers load only artifacts that match.
+// newFunction returns the function of fc and wasm with the best artifacts
+// the compile cache holds for it (cacheHit), if any: the optimized tier's,
+// or else the fast tier's.
+func (s *Set) newFunction(fc config.Function, wasm []byte) *function {
+	sum := sandbox.DigestOf(wasm)
+	f := &function{set: s, cfg: fc, version: hex.EncodeToString(sum[:]), tier: firstTier()}
+	paths := sandbox.ArtifactPaths(s.opts.CacheDir, sum, fc.Memory)
+	f.paths = paths
+	for _, t := range []sandbox.Tier{sandbox.TierOptimized, sandbox.TierFast} {
+		mod, modOK := sandbox.RecordedDigest(paths[t].Module)
+		ad, adOK := sandbox.RecordedDigest(paths[t].Adapter)
+		if modOK && adOK {
+			f.tier, f.cacheHit = t, true
+			f.artifacts = worker.Artifacts{Paths: paths[t], Module: mod, Adapter: ad}
+			break
+		}
+	}
+	return f
+}
+
+// loadModule loads a function to be swapped in while running (a deploy or
+// a reload): compiled (in the fast tier, then optimized in the background)
+// unless cached, and warm: a first worker is up, proving the module
+// instantiates.
 func (s *Set) loadModule(fc config.Function, wasm []byte) (*function, error) {
-	f := &function{set: s, cfg: fc, version: Version(wasm)}
-	paths, err := sandbox.ArtifactPaths(s.opts.CacheDir, wasm, fc.Memory)
-	if err != nil {
-		return nil, fmt.Errorf("function %s: module %s: %w", fc.Name, fc.Module, err)
+	f := s.newFunction(fc, wasm)
+	if err := f.compileAndProve(wasm, true); err != nil {
+		return nil, err
 	}
-	f.artifacts.Paths = paths
-	mod, modOK := sandbox.RecordedDigest(paths.Module)
-	ad, adOK := sandbox.RecordedDigest(paths.Adapter)
-	if modOK && adOK {
-		f.artifacts.Module, f.artifacts.Adapter = mod, ad
-		first, err := f.spawn()
-		if err == nil {
-			f.cacheHit = true
-			f.idle = append(f.idle, first)
-			return f, nil
-		}
-		if !errors.Is(err, worker.ErrArtifact) {
-			return nil, fmt.Errorf("function %s: %w", fc.Name, err)
-		}
-		// A damaged or altered artifact: compile again.
+	if f.tier != sandbox.TierOptimized {
+		s.startTierUp(f, wasm)
 	}
-	p, err := worker.Start(s.opts.WorkerEnv...)
-	if err != nil {
-		return nil, fmt.Errorf("function %s: %w", fc.Name, err)
-	}
-	module, adapter, err := p.Compile(wasm, fc.Memory, compileTimeout)
-	p.Close()
-	if errors.Is(err, worker.ErrTimeout) {
-		err = fmt.Errorf("compiling took longer than %s and was stopped", compileTimeout)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("function %s: module %s: %w", fc.Name, fc.Module, err)
-	}
-	if f.artifacts.Module, err = sandbox.StoreArtifact(paths.Module, module); err != nil {
-		return nil, fmt.Errorf("function %s: compile cache: %w", fc.Name, err)
-	}
-	if f.artifacts.Adapter, err = sandbox.StoreArtifact(paths.Adapter, adapter); err != nil {
-		return nil, fmt.Errorf("function %s: compile cache: %w", fc.Name, err)
-	}
-	first, err := f.spawn()
-	if err != nil {
-		return nil, fmt.Errorf("function %s: %w", fc.Name, err)
-	}
-	f.idle = append(f.idle, first)
 	return f, nil
 }
 
@@ -302,7 +363,21 @@ func (s *Set) Version(name string) (version string, cacheHit bool, ok bool) {
 	if !ok {
 		return "", false, false
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return f.version, f.cacheHit, true
+}
+
+// Tier returns the compiler tier of the artifacts the function's new
+// workers load: the fast one until its optimized compile is swapped in.
+func (s *Set) Tier(name string) (sandbox.Tier, bool) {
+	f, ok := s.lookup(name)
+	if !ok {
+		return 0, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return f.tier, true
 }
 
 // Invoke runs the function called name on ev. It returns when the guest
@@ -320,25 +395,30 @@ func (s *Set) Invoke(ctx context.Context, name string, ev Event) (Result, error)
 // Close stops every idle worker; workers still running an invocation stop
 // when it returns.
 func (s *Set) Close() {
-	var idle []*worker.Process
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return
 	}
 	s.closed = true
+	close(s.stop)
+	compiling := make([]*worker.Process, 0, len(s.compiling))
+	for p := range s.compiling {
+		compiling = append(compiling, p)
+	}
+	s.mu.Unlock()
+	for _, p := range compiling {
+		p.Kill()
+	}
+	s.bg.Wait()
 	s.fmu.RLock()
+	var wg sync.WaitGroup
 	for _, f := range s.funcs {
-		idle = append(idle, f.idle...)
-		f.idle = nil
+		wg.Go(f.stopIdle)
 	}
 	s.fmu.RUnlock()
-	s.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, p := range idle {
-		wg.Go(p.Close)
-	}
 	wg.Wait()
+	s.reaping.Wait()
 	s.http.CloseIdleConnections()
 }
 
@@ -412,10 +492,18 @@ func (s *Set) retire(f *function) {
 	}
 	s.mu.Lock()
 	f.retired = true
-	idle := f.idle
-	f.idle = nil
 	s.mu.Unlock()
-	for _, p := range idle {
-		p.Close()
+	f.stopIdle()
+}
+
+// Workers returns how many worker processes the function called name has,
+// idle or busy.
+func (s *Set) Workers(name string) int {
+	f, ok := s.lookup(name)
+	if !ok {
+		return 0
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return f.live
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/functions"
+	"github.com/sluice-run/sluice/functions/sandbox"
 	"github.com/sluice-run/sluice/internal/testenv"
 )
 
@@ -45,7 +46,21 @@ func load(t *testing.T, pub functions.Publisher, fns ...config.Function) *functi
 		t.Fatalf("load: %v", err)
 	}
 	t.Cleanup(set.Close)
+	for _, fc := range fns {
+		optimized(t, set, fc.Name)
+	}
 	return set
+}
+
+// optimized waits for a function's background Cranelift compile (after a
+// compile cache miss), so that the test's only child processes are the
+// function's workers.
+func optimized(t testing.TB, set *functions.Set, name string) {
+	t.Helper()
+	testenv.Eventually(t, 2*time.Minute, name+" optimized", func() bool {
+		tier, _ := set.Tier(name)
+		return tier == sandbox.TierOptimized
+	})
 }
 
 func kindOf(err error) functions.Kind {
@@ -270,9 +285,15 @@ func (c *captured) Enabled(context.Context, slog.Level) bool { return true }
 func (c *captured) Handle(_ context.Context, r slog.Record) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if strings.Contains(r.Message, "truncated") {
+	guest := false
+	r.Attrs(func(a slog.Attr) bool {
+		guest = guest || a.Key == "source" && a.Value.String() == "guest"
+		return !guest
+	})
+	switch {
+	case strings.Contains(r.Message, "truncated"):
 		c.truncated = true
-	} else if r.Message != "" {
+	case guest:
 		c.guest += len(r.Message)
 	}
 	return nil
@@ -290,6 +311,7 @@ func TestGuestLogsAreCapped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer set.Close()
+	optimized(t, set, "chatty")
 	res, err := set.Invoke(context.Background(), "chatty", functions.Event{ID: "c", Attempt: 1})
 	if err != nil || !res.LogsTruncated {
 		t.Fatalf("chatty: %+v, %v; want success with logs truncated", res, err)

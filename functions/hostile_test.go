@@ -360,18 +360,35 @@ func TestLongAndReservedSubjectsReachOnlyTheHostCheck(t *testing.T) {
 }
 
 // TestInitializeThatLoopsIsBounded: a module whose _initialize never
-// returns fails to load with an error that says so, within the bound.
+// returns fails to load (when compiled, the first worker proves it) with
+// an error that says so, within the bound; loaded lazily from the compile
+// cache, its first event fails the same way.
 func TestInitializeThatLoopsIsBounded(t *testing.T) {
 	mod := testenv.WAT(t, `(module (memory (export "memory") 1)
   (func (export "_initialize") (loop $l (br $l)))
   (func (export "handle") (result i32) (i32.const 0)))`)
-	_, err := functions.Load([]config.Function{{Name: "stuck", Module: mod, Timeout: time.Second, Memory: 1 << 20}},
-		functions.Options{CacheDir: testenv.CacheDir(t), InitTimeout: 500 * time.Millisecond})
+	fc := config.Function{Name: "stuck", Module: mod, Timeout: time.Second, Memory: 1 << 20}
+	cache := t.TempDir()
+	_, err := functions.Load([]config.Function{fc}, functions.Options{CacheDir: cache, InitTimeout: 500 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "_initialize did not return within 500ms") {
 		t.Fatalf("load: %v; want an error saying _initialize did not return within 500ms", err)
 	}
 	if busy := testenv.BusyChildren(t); len(busy) > 0 {
 		t.Fatalf("workers still spinning after the failed load: %v", busy)
+	}
+	// The artifact stays cached: a later Load starts no worker.
+	set, err := functions.Load([]config.Function{fc}, functions.Options{CacheDir: cache, InitTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	optimized(t, set, "stuck")
+	_, err = set.Invoke(context.Background(), "stuck", functions.Event{ID: "e", Attempt: 1})
+	if !errors.Is(err, functions.ErrTrap) || !strings.Contains(err.Error(), "_initialize did not return within 500ms") {
+		t.Fatalf("first event: %v; want a trap saying _initialize did not return within 500ms", err)
+	}
+	if busy := testenv.BusyChildren(t); len(busy) > 0 {
+		t.Fatalf("workers still spinning after the failed start: %v", busy)
 	}
 }
 

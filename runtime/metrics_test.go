@@ -220,8 +220,9 @@ queue "big" {
 		{"sluice_binding_pending", nil, 0},
 		{"sluice_binding_in_flight", nil, 0},
 		{"sluice_binding_redelivered", nil, 0},
-		// One worker per function at load; the timed-out one was killed
-		// and not replaced (no event came after it).
+		// One worker per function, started by its first event; the
+		// timed-out one was killed and not replaced (no event came after
+		// it).
 		{"sluice_worker_starts_total", []string{"function", "noop"}, 1},
 		{"sluice_worker_starts_total", nil, 6},
 		{"sluice_worker_crashes_total", []string{"function", "loop", "reason", "timeout"}, 1},

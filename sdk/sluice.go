@@ -149,7 +149,16 @@ func codeError(op string, rc int32) error {
 // publishes at once: a retried invocation publishes again, so consumers
 // should de-duplicate on the event id.
 func Publish(subject string, data []byte) error {
-	return codeError("publish "+strconv.Quote(subject), hostPublish(stringPtr(subject), int32(len(subject)), bytesPtr(data), int32(len(data))))
+	return codeError("publish "+quoteShort(subject), hostPublish(stringPtr(subject), int32(len(subject)), bytesPtr(data), int32(len(data))))
+}
+
+// quoteShort quotes s, cut to its first 64 bytes: an error names the
+// subject without a long one crowding out why it failed.
+func quoteShort(s string) string {
+	if len(s) <= 64 {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:64]) + "…"
 }
 
 // Level is a log level.

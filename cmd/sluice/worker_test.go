@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluice-run/sluice/internal/testenv"
+	"github.com/sluice-run/sluice/triggers"
 )
 
 // syncBuffer is a child's stderr, read while the child writes it.
@@ -144,8 +145,9 @@ queue "spin" {
 			t.Fatal(err)
 		}
 	}
+	// One worker process runs the three events, an instance each.
 	var workers []proc
-	testenv.Eventually(t, time.Minute, "three workers spinning", func() bool {
+	testenv.Eventually(t, time.Minute, "the worker spinning", func() bool {
 		spinning := 0
 		for _, pid := range testenv.Descendants(cmd.Process.Pid) {
 			if testenv.CPUTicks(pid) > 20 {
@@ -153,7 +155,7 @@ queue "spin" {
 			}
 		}
 		workers = procsOf(testenv.Descendants(cmd.Process.Pid))
-		return spinning >= 3
+		return spinning >= 1
 	})
 	for _, w := range workers {
 		environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", w.pid))
@@ -248,8 +250,15 @@ queue "sleepy" {
 			t.Fatal(err)
 		}
 	}
+	// All four delivered and unacknowledged, and the function's worker up
+	// (one process runs the four, an instance each).
 	testenv.Eventually(t, time.Minute, "four invocations in flight", func() bool {
-		return len(testenv.Descendants(cmd.Process.Pid)) >= n
+		cons, err := js.Consumer(ctx, "SLUICE_Q_sleepy", triggers.BindingConsumerName("sleepy"))
+		if err != nil {
+			return false
+		}
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumAckPending == n && len(testenv.Descendants(cmd.Process.Pid)) >= 1
 	})
 	nc.Close()
 	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {

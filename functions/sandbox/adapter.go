@@ -150,7 +150,7 @@ func (m *Module) adapterLoads(b []byte) bool {
 }
 
 // adapterCachePath is where the compile cache in dir keeps the adapter.
-func adapterCachePath(dir string) string {
+func adapterCachePath(dir, engineID string) string {
 	if dir == "" {
 		return ""
 	}

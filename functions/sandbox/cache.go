@@ -34,7 +34,7 @@ const MaxArtifactSize = 512 << 20
 
 // artifactFormat is part of every artifact's cache key: a change in how
 // artifacts are recorded or named never meets an older file.
-const artifactFormat = "sluice-artifact-v2"
+const artifactFormat = "sluice-artifact-v3"
 
 // Artifacts are the cache keys of a module's compiled artifact and of the
 // host-call adapter's (adapter.go), chosen by the runtime from the module's
@@ -48,15 +48,22 @@ type Artifacts struct {
 	Adapter string
 }
 
-// ArtifactPaths returns the cache keys in dir of wasm's artifacts under
-// memLimit. It validates only the module's framing (CapMemory).
-func ArtifactPaths(dir string, wasm []byte, memLimit int64) (Artifacts, error) {
-	capped, err := CapMemory(wasm, memLimit)
-	if err != nil {
-		return Artifacts{}, err
+// ArtifactPaths returns the cache keys in dir of the artifacts, by the
+// tier that compiles them, of the module whose bytes have digest module
+// under memLimit. The key names the module's bytes and limit rather than
+// the capped bytes (which they determine, under one artifactFormat): a
+// start with many functions hashes each module once.
+func ArtifactPaths(dir string, module Digest, memLimit int64) TierArtifacts {
+	var out TierArtifacts
+	for _, t := range []Tier{TierOptimized, TierFast} {
+		id := engineID(t)
+		out[t] = Artifacts{Module: artifactPath(dir, id, module, memLimit), Adapter: adapterCachePath(dir, id)}
 	}
-	return Artifacts{Module: artifactPath(dir, capped), Adapter: adapterCachePath(dir)}, nil
+	return out
 }
+
+// TierArtifacts are a module's cache keys, indexed by Tier.
+type TierArtifacts [2]Artifacts
 
 // ArtifactFile is the file of the artifact with digest sum under key.
 func ArtifactFile(key string, sum Digest) string {

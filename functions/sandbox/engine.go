@@ -19,21 +19,56 @@ import (
 	"github.com/wasmerio/wasmer-go/wasmer"
 )
 
+// Tier is a compiler: a fast one that serves at once, and an optimizing
+// one whose code runs faster and replaces it (tiered compilation).
+type Tier int
+
+const (
+	// TierOptimized compiles with Cranelift: slow to compile (a second or
+	// two for a 2 MB Go guest), fast to run.
+	TierOptimized Tier = iota
+	// TierFast compiles with Singlepass: many times faster to compile, its
+	// code slower.
+	TierFast
+)
+
+func (t Tier) String() string {
+	if t == TierFast {
+		return "singlepass"
+	}
+	return "cranelift"
+}
+
+// FastTierAvailable reports whether this build of wasmer has the fast
+// tier's compiler.
+func FastTierAvailable() bool { return wasmer.IsCompilerAvailable(wasmer.SINGLEPASS) }
+
 // engineID names the compiler and engine that produced a cached artifact, so
-// an upgrade never deserializes an incompatible one.
-const engineID = "wasmer-2.0.0-rc2-cranelift-universal"
+// an upgrade never deserializes an incompatible one, and the two tiers'
+// artifacts of one module never meet.
+func engineID(t Tier) string { return "wasmer-2.0.0-rc2-" + t.String() + "-universal" }
 
 // Engine compiles modules. It is safe for concurrent use.
 type Engine struct {
 	engine   *wasmer.Engine
+	id       string
 	cacheDir string
 }
 
-// NewEngine returns an engine that keeps compiled artifacts in cacheDir
-// ("" disables the cache).
-func NewEngine(cacheDir string) *Engine {
-	cfg := wasmer.NewConfig().UseCraneliftCompiler().UseUniversalEngine()
-	return &Engine{engine: wasmer.NewEngineWithConfig(cfg), cacheDir: cacheDir}
+// NewEngine returns an engine of the optimizing tier that keeps compiled
+// artifacts in cacheDir ("" disables the cache).
+func NewEngine(cacheDir string) *Engine { return NewTierEngine(cacheDir, TierOptimized) }
+
+// NewTierEngine returns an engine that compiles with tier's compiler (the
+// fast tier only when FastTierAvailable).
+func NewTierEngine(cacheDir string, tier Tier) *Engine {
+	cfg := wasmer.NewConfig().UseUniversalEngine()
+	if tier == TierFast {
+		cfg.UseSinglepassCompiler()
+	} else {
+		cfg.UseCraneliftCompiler()
+	}
+	return &Engine{engine: wasmer.NewEngineWithConfig(cfg), id: engineID(tier), cacheDir: cacheDir}
 }
 
 // Module is a compiled, validated guest module, ready to instantiate on any
@@ -65,12 +100,12 @@ type Module struct {
 // run guest code.
 func (e *Engine) Compile(wasm []byte, memLimit int64) (*Module, error) {
 	sum := sha256.Sum256(wasm)
-	m := &Module{Version: hex.EncodeToString(sum[:]), MemoryLimit: memLimit, engine: e.engine, adapterPath: adapterCachePath(e.cacheDir)}
+	m := &Module{Version: hex.EncodeToString(sum[:]), MemoryLimit: memLimit, engine: e.engine, adapterPath: adapterCachePath(e.cacheDir, e.id)}
 	capped, err := CapMemory(wasm, memLimit)
 	if err != nil {
 		return nil, err
 	}
-	cachePath := e.cachePath(capped)
+	cachePath := artifactPath(e.cacheDir, e.id, sum, memLimit)
 	m.ArtifactPath = cachePath
 	if cachePath != "" {
 		if digest, ok := RecordedDigest(cachePath); ok {
@@ -158,15 +193,11 @@ func (e *Engine) LoadArtifacts(paths Artifacts, module, adapter Digest, memLimit
 	return m, nil
 }
 
-func (e *Engine) cachePath(capped []byte) string {
-	return artifactPath(e.cacheDir, capped)
-}
-
-func artifactPath(cacheDir string, capped []byte) string {
+func artifactPath(cacheDir, engineID string, module Digest, memLimit int64) string {
 	if cacheDir == "" {
 		return ""
 	}
-	sum := sha256.Sum256(append([]byte(engineID+"\x00"+artifactFormat+"\x00"), capped...))
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%x\x00%d", engineID, artifactFormat, module, memLimit))
 	return filepath.Join(cacheDir, hex.EncodeToString(sum[:]))
 }
 

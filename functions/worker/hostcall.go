@@ -24,22 +24,19 @@ import (
 
 // call sends one host call and waits for its reply.
 func (h *hostProxy) call(name string, args ...[]byte) (int64, [][]byte, error) {
-	s := h.s
-	s.e.reset(msgCall)
-	s.e.str(name)
-	s.e.fields(args)
-	if err := s.e.send(s.w); err != nil {
-		return 0, nil, err
-	}
-	typ, d, err := readFrame(s.r, &s.buf, maxFrame)
+	r, err := h.roundTrip(func(e *enc) {
+		e.reset(msgCall)
+		e.i64(h.id)
+		e.str(name)
+		e.fields(args)
+	})
 	if err != nil {
 		return 0, nil, err
 	}
-	if typ != msgCallReply {
-		return 0, nil, fmt.Errorf("unexpected message %d awaiting a host call reply", typ)
+	if r.typ != msgCallReply {
+		return 0, nil, fmt.Errorf("unexpected message %d awaiting a host call reply", r.typ)
 	}
-	code, data := d.i64(), d.fields()
-	return code, data, d.err
+	return r.code, r.data, nil
 }
 
 func (h *hostProxy) HTTP(req sandbox.HTTPRequest) (sandbox.HTTPResponse, error) {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,32 +30,67 @@ var (
 	// ErrArtifact: a compiled artifact is missing or does not match its
 	// recorded digest; compile the module again.
 	ErrArtifact = errors.New("compiled artifact missing or altered")
+	// ErrReleased: the worker was stopped for another invocation (its
+	// timeout or its protocol violation) while this one was in flight, or
+	// before it started; this invocation is not at fault.
+	ErrReleased = errors.New("worker stopped for another invocation")
 )
 
 // Host answers a worker's host calls for one invocation.
 type Host = sandbox.Host
 
-// Process is a running worker, owned by one goroutine at a time.
+// Process is a running worker. Compile and Load are for one goroutine;
+// once a module is loaded, Invoke may be called from many at once, each
+// event running in its own instance in the worker.
 //
 // The protocol runs on two pipes the worker inherits as descriptors 3 and
 // 4. Its stdin and stdout are /dev/null and its stderr is a bounded tail
 // kept for crash reports, so nothing a guest reaches through WASI (which
 // the sandbox confines to fds 0-2 anyway) touches the protocol.
+// Invocations are multiplexed by a request id the supervisor chooses; a
+// reader goroutine (started by Load) routes the worker's frames to them.
 type Process struct {
 	cmd    *exec.Cmd
 	toW    *os.File // the supervisor's end of the worker's input
 	fromW  *os.File // and of its output
 	r      *bufio.Reader
-	w      *bufio.Writer
-	e      enc
-	buf    []byte
+	buf    []byte // the reader's
 	stderr *tail
+
+	wmu sync.Mutex // guards w and e
+	w   *bufio.Writer
+	e   enc
+
+	frameLimit atomic.Int64 // bound of a frame from the worker during invocations
+	invoked    atomic.Int64
+
+	mu      sync.Mutex
+	calls   map[int64]*inflight // by request id; nil once the worker ended
+	nextID  int64
+	reading bool        // an invocation holds the reading role
+	waiters []*inflight // invocations waiting for a frame, in order
+	ended   bool
+	culprit *inflight // the invocation whose frame broke the protocol
+	broken  error     // that violation, or one no invocation can be blamed for
 
 	killed    atomic.Bool
 	waitOnce  sync.Once
 	waitErr   error
-	Invoked   int // invocations served, for recycling
 	closeOnce sync.Once
+}
+
+// inflight is one invocation in flight in a worker.
+type inflight struct {
+	id       int64
+	frames   chan frame    // from the reader
+	ended    chan struct{} // closed when the worker ended before its done
+	gone     chan struct{} // closed when the invocation stopped listening
+	timedOut atomic.Bool
+}
+
+type frame struct {
+	typ  byte
+	body []byte
 }
 
 // Start starts a worker: this executable with EnvVar set and an explicit
@@ -91,7 +127,7 @@ func Start(extraEnv ...string) (*Process, error) {
 		return nil, fmt.Errorf("worker: start: %w", err)
 	}
 	return &Process{
-		cmd: cmd, toW: inW, fromW: outR, stderr: t,
+		cmd: cmd, toW: inW, fromW: outR, stderr: t, calls: map[int64]*inflight{},
 		r: bufio.NewReaderSize(outR, 64<<10), w: bufio.NewWriterSize(inW, 64<<10),
 	}, nil
 }
@@ -132,11 +168,17 @@ func (p *Process) wait() {
 
 // deadline kills the worker after d unless stopped.
 func (p *Process) deadline(d time.Duration) *time.Timer {
-	return time.AfterFunc(d, func() {
-		p.killed.Store(true)
-		_ = p.cmd.Process.Kill()
-	})
+	return time.AfterFunc(d, p.signalKill)
 }
+
+// signalKill kills the worker without waiting for it.
+func (p *Process) signalKill() {
+	p.killed.Store(true)
+	_ = p.cmd.Process.Kill()
+}
+
+// Invoked counts the invocations this worker was given.
+func (p *Process) Invoked() int64 { return p.invoked.Load() }
 
 // died turns a read or write failure into ErrTimeout, ErrProtocol or
 // ErrCrashed with the worker's last words.
@@ -191,16 +233,18 @@ const (
 	maxReplyFrame    = sandbox.MaxErrText + 64
 )
 
-// Compile validates and compiles wasm in the worker, stopping it if it
-// takes longer than timeout, and returns the compiled artifacts of the
-// module and of the host-call adapter. The worker runs none of the
-// module's code; the caller stores the artifacts with their digests.
-func (p *Process) Compile(wasm []byte, memLimit int64, timeout time.Duration) (module, adapter []byte, err error) {
+// Compile validates and compiles wasm with tier's compiler in the worker,
+// stopping it if it takes longer than timeout, and returns the compiled
+// artifacts of the module and of the host-call adapter. The worker runs
+// none of the module's code; the caller stores the artifacts with their
+// digests.
+func (p *Process) Compile(wasm []byte, memLimit int64, tier sandbox.Tier, timeout time.Duration) (module, adapter []byte, err error) {
 	t := p.deadline(timeout)
 	defer t.Stop()
 	p.e.reset(msgCompile)
 	p.e.bytes(wasm)
 	p.e.i64(memLimit)
+	p.e.i64(int64(tier))
 	if err := p.e.send(p.w); err != nil {
 		return nil, nil, p.died(err)
 	}
@@ -262,6 +306,7 @@ func (p *Process) Load(a Artifacts, memLimit int64, env map[string]string, fresh
 		if err := d.end(); err != nil {
 			return p.violation("ready: %v", err)
 		}
+		p.frameLimit.Store(maxReplyFrame)
 		return nil
 	case msgError:
 		werr, err := workerError(d)
@@ -271,6 +316,164 @@ func (p *Process) Load(a Artifacts, memLimit int64, env map[string]string, fresh
 		return werr
 	}
 	return p.violation("message %d while loading", typ)
+}
+
+// Reading the worker's frames is a role, not a goroutine: an invocation
+// waiting for a frame reads the pipe itself when no one else is (so a lone
+// invocation gets its frames with no goroutine hand-off), routes the
+// frames of others to them, and hands the role to a waiting invocation as
+// soon as it has a frame of its own. A frame outside an invocation, for a
+// request not in flight, or over the bound, breaks the protocol and kills
+// the worker.
+
+// tokenFrame hands the reading role to the invocation that receives it.
+const tokenFrame byte = 0
+
+// await returns the next frame for call, or false when the worker ended.
+func (p *Process) await(call *inflight) (frame, bool) {
+	p.mu.Lock()
+	select {
+	case f := <-call.frames:
+		p.mu.Unlock()
+		if f.typ == tokenFrame {
+			return p.readFor(call)
+		}
+		return f, true
+	default:
+	}
+	if p.ended {
+		p.mu.Unlock()
+		return frame{}, false
+	}
+	if !p.reading {
+		p.reading = true
+		p.mu.Unlock()
+		return p.readFor(call)
+	}
+	p.waiters = append(p.waiters, call)
+	p.mu.Unlock()
+	select {
+	case f := <-call.frames:
+		if f.typ == tokenFrame {
+			return p.readFor(call)
+		}
+		return f, true
+	case <-call.ended:
+		return frame{}, false
+	}
+}
+
+// readFor reads frames in the reading role until one is for call, routing
+// the others.
+func (p *Process) readFor(call *inflight) (frame, bool) {
+	for {
+		typ, d, err := readFrame(p.r, &p.buf, int(p.frameLimit.Load()))
+		var broken error
+		switch {
+		case errors.Is(err, errFrame) || errors.Is(err, errFrameSize):
+			broken = err
+		case err != nil:
+			p.end(nil)
+			return frame{}, false
+		}
+		var id int64
+		var c *inflight
+		if broken == nil {
+			id = d.i64()
+			switch typ {
+			case msgLog, msgPublish, msgCall, msgDone:
+			default:
+				broken = fmt.Errorf("message %d during an invocation", typ)
+			}
+		}
+		if broken == nil {
+			p.mu.Lock()
+			if c = p.calls[id]; c != nil && typ == msgDone {
+				delete(p.calls, id)
+			}
+			// Waiting no more: it will have a frame.
+			p.waiters = slices.DeleteFunc(p.waiters, func(w *inflight) bool { return w == c })
+			p.mu.Unlock()
+			if d.err != nil || c == nil {
+				broken = fmt.Errorf("message %d for request %d, which is not in flight", typ, id)
+			}
+		}
+		if broken != nil {
+			p.end(broken)
+			return frame{}, false
+		}
+		f := frame{typ: typ, body: append([]byte(nil), d.b...)}
+		if c == call {
+			p.handOff()
+			return f, true
+		}
+		select {
+		case c.frames <- f:
+		case <-c.gone:
+		}
+	}
+}
+
+// handOff gives the reading role to a waiting invocation, if any.
+func (p *Process) handOff() {
+	p.mu.Lock()
+	if len(p.waiters) == 0 {
+		p.reading = false
+		p.mu.Unlock()
+		return
+	}
+	next := p.waiters[0]
+	p.waiters = p.waiters[1:]
+	p.mu.Unlock()
+	next.frames <- frame{typ: tokenFrame}
+}
+
+// leave ends call's part in the protocol: a reading role handed to it
+// after it stopped listening goes on to another.
+func (p *Process) leave(call *inflight) {
+	close(call.gone)
+	p.mu.Lock()
+	p.waiters = slices.DeleteFunc(p.waiters, func(w *inflight) bool { return w == call })
+	delete(p.calls, call.id)
+	p.mu.Unlock()
+	for {
+		select {
+		case f := <-call.frames:
+			if f.typ == tokenFrame {
+				p.handOff()
+			}
+		default:
+			return
+		}
+	}
+}
+
+// end records that the worker ended (broken: how it broke the protocol)
+// and tells every invocation in flight.
+func (p *Process) end(broken error) {
+	if broken != nil {
+		p.breakProtocol(nil, broken)
+	}
+	p.mu.Lock()
+	p.ended = true
+	calls := p.calls
+	p.calls = nil
+	p.waiters = nil
+	p.mu.Unlock()
+	for _, c := range calls {
+		close(c.ended)
+	}
+}
+
+// breakProtocol records a violation, blaming c when known, and kills the
+// worker.
+func (p *Process) breakProtocol(c *inflight, err error) {
+	p.mu.Lock()
+	if p.broken == nil {
+		p.culprit, p.broken = c, err
+	}
+	p.mu.Unlock()
+	p.signalKill()
 }
 
 // Result is a worker's answer to an invocation.
@@ -294,44 +497,85 @@ func invokeFrameLimit(l sandbox.Limits) int {
 	)
 }
 
-// Invoke runs one event in the worker, answering its host calls with host.
-// During an invocation a worker may send only logs, publishes, host calls
-// and one final done, each within c.Limits (enforced here, whatever the
-// worker claims); logs beyond LogBytes are dropped. It returns ErrTimeout
-// (the worker was killed), ErrProtocol or ErrCrashed when the worker did
-// not answer as it must; the Process is then dead.
+// Invoke runs one event in the worker, answering its host calls with host;
+// it may run while other events do, each in its own instance. During an
+// invocation a worker may send only logs, publishes, host calls and one
+// final done, each within c.Limits (enforced here, whatever the worker
+// claims); logs beyond LogBytes are dropped.
+//
+// When the worker does not answer as it must, the worker is killed and
+// every invocation in flight there ends: this one with ErrTimeout (its
+// timeout passed), ErrProtocol (its frame, or one no invocation can be
+// blamed for, broke the protocol) or ErrCrashed (the worker died on its
+// own), the others with ErrReleased when they were not at fault.
 func (p *Process) Invoke(c *sandbox.Call, host Host, timeout time.Duration) (Result, error) {
-	t := p.deadline(timeout)
-	defer t.Stop()
-	p.Invoked++
+	p.invoked.Add(1)
 	lim := c.Limits.WithDefaults()
-	frameLimit := invokeFrameLimit(lim)
-	p.e.reset(msgInvoke)
-	p.e.bytes(c.Payload)
-	p.e.str(c.Subject)
-	p.e.str(c.ID)
-	p.e.strMap(c.Headers)
-	p.e.str(c.Binding)
-	p.e.str(c.Function)
-	p.e.i64(int64(c.Attempt))
-	p.e.i64(int64(lim.ResultBytes))
-	p.e.i64(int64(lim.ReasonBytes))
-	p.e.i64(int64(lim.LogBytes))
-	p.e.i64(int64(lim.PublishBytes))
-	if err := p.e.send(p.w); err != nil {
-		return Result{}, p.died(err)
+	for limit := int64(invokeFrameLimit(lim)); ; {
+		cur := p.frameLimit.Load()
+		if cur >= limit || p.frameLimit.CompareAndSwap(cur, limit) {
+			break
+		}
+	}
+	call := &inflight{frames: make(chan frame, 4), ended: make(chan struct{}), gone: make(chan struct{})}
+	p.mu.Lock()
+	if p.ended || p.calls == nil {
+		p.mu.Unlock()
+		return Result{}, ErrReleased
+	}
+	id := p.nextID
+	p.nextID++
+	call.id = id
+	p.calls[id] = call
+	p.mu.Unlock()
+	defer p.leave(call)
+	t := time.AfterFunc(timeout, func() {
+		// An invocation already ended with its worker was released (or
+		// crashed), not timed out.
+		p.mu.Lock()
+		ended := p.ended
+		p.mu.Unlock()
+		if !ended && p.killed.CompareAndSwap(false, true) {
+			call.timedOut.Store(true)
+			_ = p.cmd.Process.Kill()
+		}
+	})
+	defer t.Stop()
+	err := p.send(func(e *enc) {
+		e.reset(msgInvoke)
+		e.i64(id)
+		e.bytes(c.Payload)
+		e.str(c.Subject)
+		e.str(c.ID)
+		e.strMap(c.Headers)
+		e.str(c.Binding)
+		e.str(c.Function)
+		e.i64(int64(c.Attempt))
+		e.i64(int64(lim.ResultBytes))
+		e.i64(int64(lim.ReasonBytes))
+		e.i64(int64(lim.LogBytes))
+		e.i64(int64(lim.PublishBytes))
+	})
+	if err != nil {
+		// The worker is gone; reading tells every invocation.
+		for {
+			if _, ok := p.await(call); !ok {
+				return Result{}, p.endedFor(call)
+			}
+		}
 	}
 	logged, truncated := 0, false
 	for {
-		typ, d, err := readFrame(p.r, &p.buf, frameLimit)
-		if err != nil {
-			return Result{}, p.died(err)
+		f, ok := p.await(call)
+		if !ok {
+			return Result{}, p.endedFor(call)
 		}
-		switch typ {
+		d := &dec{b: f.body}
+		switch f.typ {
 		case msgLog:
 			level, line, err := decodeLog(d)
 			if err != nil {
-				return Result{}, p.violation("log: %v", err)
+				return Result{}, p.blame(call, "log: %v", err)
 			}
 			room := lim.LogBytes - logged - 1
 			if room < 0 {
@@ -346,37 +590,80 @@ func (p *Process) Invoke(c *sandbox.Call, host Host, timeout time.Duration) (Res
 		case msgPublish:
 			subject, data, err := decodePublish(d)
 			if err != nil {
-				return Result{}, p.violation("publish: %v", err)
+				return Result{}, p.blame(call, "publish: %v", err)
 			}
 			code := hostCode(host.Publish(subject, data))
-			p.e.reset(msgHostReply)
-			p.e.i64(code)
-			if err := p.e.send(p.w); err != nil {
-				return Result{}, p.died(err)
-			}
+			_ = p.send(func(e *enc) {
+				e.reset(msgHostReply)
+				e.i64(id)
+				e.i64(code)
+			})
 		case msgCall:
 			name, args, err := decodeCall(d)
 			if err != nil {
-				return Result{}, p.violation("host call: %v", err)
+				return Result{}, p.blame(call, "host call: %v", err)
 			}
 			code, data := dispatch(host, name, args)
-			p.e.reset(msgCallReply)
-			p.e.i64(code)
-			p.e.fields(data)
-			if err := p.e.send(p.w); err != nil {
-				return Result{}, p.died(err)
-			}
+			_ = p.send(func(e *enc) {
+				e.reset(msgCallReply)
+				e.i64(id)
+				e.i64(code)
+				e.fields(data)
+			})
 		case msgDone:
 			r, err := decodeDone(d, lim)
 			if err != nil {
-				return Result{}, p.violation("done: %v", err)
+				return Result{}, p.blame(call, "done: %v", err)
 			}
 			r.LogsTruncated = r.LogsTruncated || truncated
 			return r, nil
-		default:
-			return Result{}, p.violation("message %d during an invocation", typ)
 		}
 	}
+}
+
+// send writes one frame built by build. A failed write means the worker
+// is gone: the reader sees it too, and ends the invocations in flight.
+func (p *Process) send(build func(e *enc)) error {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	build(&p.e)
+	return p.e.send(p.w)
+}
+
+// blame kills the worker for call's bad frame and returns the error.
+func (p *Process) blame(call *inflight, format string, args ...any) error {
+	err := fmt.Errorf(format, args...)
+	p.breakProtocol(call, err)
+	p.wait()
+	return fmt.Errorf("%w: %v", ErrProtocol, err)
+}
+
+// endedFor says why the worker ended under call.
+func (p *Process) endedFor(call *inflight) error {
+	p.wait()
+	p.mu.Lock()
+	culprit, broken := p.culprit, p.broken
+	p.mu.Unlock()
+	switch {
+	case call.timedOut.Load():
+		return ErrTimeout
+	case broken != nil && (culprit == nil || culprit == call):
+		return fmt.Errorf("%w: %v", ErrProtocol, broken)
+	case p.killed.Load():
+		return ErrReleased
+	}
+	detail := strings.TrimSpace(p.stderr.String())
+	status := ""
+	if p.waitErr != nil {
+		status = p.waitErr.Error()
+	}
+	switch {
+	case detail != "":
+		return fmt.Errorf("%w (%s): %s", ErrCrashed, status, lastLines(detail, 3))
+	case status != "":
+		return fmt.Errorf("%w (%s)", ErrCrashed, status)
+	}
+	return ErrCrashed
 }
 
 // Decoders of the frames a worker sends; each reads a whole body or fails.

@@ -28,23 +28,33 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// fakeWorker answers the first frame it reads with the scenario's frames,
-// then waits for its input to close.
+// fakeWorker answers a load with ready, and the first other frame it
+// reads (an invocation, request 0, or a compile or a load in the
+// *-during-* scenarios) with the scenario's frames, then waits for its
+// input to close.
 func fakeWorker(scenario string) int {
 	r := bufio.NewReader(os.NewFile(fdFromSupervisor, "in"))
 	w := bufio.NewWriter(os.NewFile(fdToSupervisor, "out"))
 	var buf []byte
-	if _, _, err := readFrame(r, &buf, maxFrame); err != nil {
-		return 3
-	}
 	var e enc
 	frame := func(typ byte, fill func()) {
 		e.reset(typ)
 		fill()
 		_ = e.send(w)
 	}
+	typ, _, err := readFrame(r, &buf, maxFrame)
+	if err != nil {
+		return 3
+	}
+	if typ == msgLoad && scenario != "done-during-load" {
+		frame(msgReady, func() {})
+		if _, _, err := readFrame(r, &buf, maxFrame); err != nil {
+			return 3
+		}
+	}
 	done := func(result []byte, reason string, extra ...byte) {
 		frame(msgDone, func() {
+			e.i64(0) // request
 			e.i64(0)
 			e.bytes(result)
 			e.str(reason)
@@ -68,7 +78,7 @@ func fakeWorker(scenario string) int {
 	case "trailing-bytes":
 		done([]byte("ok"), "", 0xff)
 	case "bad-log-level":
-		frame(msgLog, func() { e.i64(9); e.str("x") })
+		frame(msgLog, func() { e.i64(0); e.i64(9); e.str("x") })
 	case "huge-frame":
 		var hdr [5]byte
 		binary.BigEndian.PutUint32(hdr[:], 0x7fffffff)
@@ -77,13 +87,18 @@ func fakeWorker(scenario string) int {
 		_ = w.Flush()
 	case "log-flood":
 		for range 1000 {
-			frame(msgLog, func() { e.i64(sandbox.LevelInfo); e.str(strings.Repeat("l", 99)) })
+			frame(msgLog, func() { e.i64(0); e.i64(sandbox.LevelInfo); e.str(strings.Repeat("l", 99)) })
 		}
 		done([]byte("ok"), "")
 	case "done-during-compile", "done-during-load":
 		done([]byte("forged"), "")
 	case "honest-done":
 		done([]byte("ok"), "")
+	case "unknown-request":
+		frame(msgLog, func() { e.i64(7); e.i64(sandbox.LevelInfo); e.str("not yours") })
+	case "second-done":
+		done([]byte("ok"), "")
+		done([]byte("again"), "")
 	}
 	_, _ = r.ReadByte() // until the supervisor closes or kills us
 	return 0
@@ -118,6 +133,16 @@ func startFake(t *testing.T, scenario string) *Process {
 	return p
 }
 
+// loadFake starts a fake worker ready for invocations.
+func loadFake(t *testing.T, scenario string) *Process {
+	t.Helper()
+	p := startFake(t, scenario)
+	if err := p.Load(Artifacts{}, 1<<20, nil, false, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func exited(p *Process) bool { return p.cmd.ProcessState != nil }
 
 // TestSupervisorKillsProtocolViolations: during an invocation a worker may
@@ -126,10 +151,10 @@ func exited(p *Process) bool { return p.cmd.ProcessState != nil }
 func TestSupervisorKillsProtocolViolations(t *testing.T) {
 	for _, scenario := range []string{
 		"compiled-during-invoke", "ready-during-invoke", "oversized-result", "oversized-reason",
-		"trailing-bytes", "bad-log-level", "huge-frame",
+		"trailing-bytes", "bad-log-level", "huge-frame", "unknown-request",
 	} {
 		t.Run(scenario, func(t *testing.T) {
-			p := startFake(t, scenario)
+			p := loadFake(t, scenario)
 			call := &sandbox.Call{Payload: []byte("x"), Limits: sandbox.Limits{ResultBytes: 1 << 10, ReasonBytes: 1 << 10}}
 			_, err := p.Invoke(call, &logHost{}, 30*time.Second)
 			if !errors.Is(err, ErrProtocol) {
@@ -142,10 +167,31 @@ func TestSupervisorKillsProtocolViolations(t *testing.T) {
 	}
 }
 
+// TestSecondDoneBreaksTheProtocol: a request's done ends it; another frame
+// for it, such as a second done, names a request not in flight and kills
+// the worker; the invocation that read it fails with ErrProtocol, as no
+// invocation can be blamed for it.
+func TestSecondDoneBreaksTheProtocol(t *testing.T) {
+	p := loadFake(t, "second-done")
+	res, err := p.Invoke(&sandbox.Call{Limits: sandbox.Limits{ResultBytes: 1 << 10}}, &logHost{}, 30*time.Second)
+	if err != nil || string(res.Result) != "ok" {
+		t.Fatalf("first done: %q, %v", res.Result, err)
+	}
+	// The second done is read by the next invocation's wait for a frame.
+	_, err = p.Invoke(&sandbox.Call{Limits: sandbox.Limits{ResultBytes: 1 << 10}}, &logHost{}, 30*time.Second)
+	if !errors.Is(err, ErrProtocol) {
+		t.Fatalf("after a second done: %v, want ErrProtocol", err)
+	}
+	p.wait()
+	if !exited(p) {
+		t.Fatal("the worker still runs after a second done")
+	}
+}
+
 // TestSupervisorBoundsLogs: logs beyond max_log_size are dropped by the
 // supervisor whatever the worker sends, and reported as truncated.
 func TestSupervisorBoundsLogs(t *testing.T) {
-	p := startFake(t, "log-flood")
+	p := loadFake(t, "log-flood")
 	host := &logHost{}
 	const limit = 1000
 	res, err := p.Invoke(&sandbox.Call{Limits: sandbox.Limits{LogBytes: limit}}, host, 30*time.Second)
@@ -168,7 +214,7 @@ func TestSupervisorBoundsLogs(t *testing.T) {
 // compile or a load is a violation, not a result.
 func TestOnlyTheStateAllowsCompileAndLoadReplies(t *testing.T) {
 	p := startFake(t, "done-during-compile")
-	if _, _, err := p.Compile([]byte("\x00asm\x01\x00\x00\x00"), 1<<20, 30*time.Second); !errors.Is(err, ErrProtocol) {
+	if _, _, err := p.Compile([]byte("\x00asm\x01\x00\x00\x00"), 1<<20, sandbox.TierOptimized, 30*time.Second); !errors.Is(err, ErrProtocol) {
 		t.Fatalf("Compile error = %v, want ErrProtocol", err)
 	}
 	p = startFake(t, "done-during-load")

@@ -18,11 +18,11 @@ import (
 // and kills it on anything else (process.go).
 const (
 	// supervisor -> worker
-	msgCompile   byte = 1 // wasm bytes, memory limit -> msgCompiled | msgError
+	msgCompile   byte = 1 // wasm bytes, memory limit, compiler tier -> msgCompiled | msgError
 	msgLoad      byte = 2 // artifact paths and digests, memory limit, env, fresh -> msgReady | msgError
-	msgInvoke    byte = 3 // one event -> (msgPublish | msgLog)* msgDone
-	msgHostReply byte = 4 // answer to msgPublish: error code
-	msgCallReply byte = 5 // answer to msgCall: code, data fields
+	msgInvoke    byte = 3 // request id, one event -> (msgPublish | msgLog | msgCall)* msgDone, each with the id
+	msgHostReply byte = 4 // answer to msgPublish: request id, error code
+	msgCallReply byte = 5 // answer to msgCall: request id, code, data fields
 
 	// worker -> supervisor
 	msgCompiled byte = 10 // module artifact, adapter artifact

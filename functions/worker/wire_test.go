@@ -92,9 +92,9 @@ func FuzzReadFrame(f *testing.F) {
 			func(d *dec) error { _, _, err := decodeCall(d); return err },
 			func(d *dec) error { _, _, err := decodeCompiled(d); return err },
 			func(d *dec) error { _, err := workerError(d); return err },
-			func(d *dec) error { _, _, err := decodeCompile(d); return err },
+			func(d *dec) error { _, _, _, err := decodeCompile(d); return err },
 			func(d *dec) error { _, err := decodeLoad(d); return err },
-			func(d *dec) error { _, err := decodeInvoke(d); return err },
+			func(d *dec) error { _, _, err := decodeInvoke(d); return err },
 		}
 		for _, decode := range decoders {
 			d := &dec{b: append([]byte(nil), body...)}

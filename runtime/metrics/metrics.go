@@ -38,7 +38,7 @@ var Outcomes = []string{
 
 // workerDeathReasons are the values of the reason label of
 // sluice_worker_crashes_total.
-var workerDeathReasons = []string{functions.WorkerTimeout, functions.WorkerCrash, functions.WorkerLoad}
+var workerDeathReasons = []string{functions.WorkerTimeout, functions.WorkerCrash, functions.WorkerLoad, functions.WorkerProtocol}
 
 // ScrapeTimeout bounds the JetStream requests of one scrape: a backlog gauge
 // whose binding does not answer in time is left out of that scrape.
@@ -49,17 +49,20 @@ const ScrapeTimeout = 2 * time.Second
 type Metrics struct {
 	reg *prometheus.Registry
 
-	invocations    *prometheus.CounterVec
-	duration       *prometheus.HistogramVec
-	retries        *prometheus.CounterVec
-	deadLetters    *prometheus.CounterVec
-	notStored      *prometheus.CounterVec
-	deduplicated   *prometheus.CounterVec
-	repliesDropped *prometheus.CounterVec
-	workerStarts   *prometheus.CounterVec
-	workerCrashes  *prometheus.CounterVec
-	cacheHits      *prometheus.CounterVec
-	cacheMisses    *prometheus.CounterVec
+	invocations       *prometheus.CounterVec
+	duration          *prometheus.HistogramVec
+	retries           *prometheus.CounterVec
+	deadLetters       *prometheus.CounterVec
+	notStored         *prometheus.CounterVec
+	deduplicated      *prometheus.CounterVec
+	repliesDropped    *prometheus.CounterVec
+	workerStarts      *prometheus.CounterVec
+	workerCrashes     *prometheus.CounterVec
+	workers           *prometheus.GaugeVec
+	coldStarts        *prometheus.CounterVec
+	coldStartDuration *prometheus.HistogramVec
+	cacheHits         *prometheus.CounterVec
+	cacheMisses       *prometheus.CounterVec
 
 	backlog atomic.Pointer[backlogSource]
 	node    atomic.Pointer[nodeSource]
@@ -113,6 +116,19 @@ func New() *Metrics {
 			Name: "sluice_worker_crashes_total",
 			Help: "Worker processes that ended abnormally, by reason: timeout (killed at an invocation's timeout), crash (died during an invocation), load (could not load the module).",
 		}, []string{"function", "reason"}),
+		workers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_workers",
+			Help: "Worker processes running a function's module, idle or busy (0 when the function has scaled to zero).",
+		}, []string{"function"}),
+		coldStarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_cold_starts_total",
+			Help: "Events that found their function without any worker and waited for one to start.",
+		}, []string{"function"}),
+		coldStartDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sluice_cold_start_duration_seconds",
+			Help:    "How long a cold start took: a worker process started and the function's compiled module loaded.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 15},
+		}, []string{"function"}),
 		cacheHits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_compile_cache_hits_total",
 			Help: "Functions loaded whose compiled module came from the compile cache.",
@@ -128,7 +144,7 @@ func New() *Metrics {
 	}, []string{"version", "go_version"})
 	buildInfo.WithLabelValues(version.String(), goruntime.Version()).Set(1)
 	m.reg.MustRegister(buildInfo, m.invocations, m.duration, m.retries, m.deadLetters, m.notStored, m.deduplicated, m.repliesDropped,
-		m.workerStarts, m.workerCrashes, m.cacheHits, m.cacheMisses,
+		m.workerStarts, m.workerCrashes, m.workers, m.coldStarts, m.coldStartDuration, m.cacheHits, m.cacheMisses,
 		backlogCollector{m}, nodeCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -160,6 +176,8 @@ func (m *Metrics) Watch(js jetstream.JetStream, cfg *config.Config) {
 	}
 	for _, f := range cfg.Functions {
 		m.workerStarts.WithLabelValues(f.Name)
+		m.workers.WithLabelValues(f.Name)
+		m.coldStarts.WithLabelValues(f.Name)
 		for _, reason := range workerDeathReasons {
 			m.workerCrashes.WithLabelValues(f.Name, reason)
 		}
@@ -203,11 +221,23 @@ func (m *Metrics) ReplyDropped(binding, reason string) {
 // WorkerStarted counts a worker start (functions.Observer).
 func (m *Metrics) WorkerStarted(function string) {
 	m.workerStarts.WithLabelValues(function).Inc()
+	m.workers.WithLabelValues(function).Inc()
 }
 
 // WorkerDied counts a worker that ended abnormally (functions.Observer).
 func (m *Metrics) WorkerDied(function, reason string) {
 	m.workerCrashes.WithLabelValues(function, reason).Inc()
+}
+
+// WorkerStopped counts a worker's end (functions.Observer).
+func (m *Metrics) WorkerStopped(function string) {
+	m.workers.WithLabelValues(function).Dec()
+}
+
+// ColdStart counts a cold start and its duration (functions.Observer).
+func (m *Metrics) ColdStart(function string, took time.Duration) {
+	m.coldStarts.WithLabelValues(function).Inc()
+	m.coldStartDuration.WithLabelValues(function).Observe(took.Seconds())
 }
 
 // Compiled counts a compile cache hit or miss (functions.Observer).

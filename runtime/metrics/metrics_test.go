@@ -20,7 +20,10 @@ func TestObserverCounts(t *testing.T) {
 	m.Retried("q", "f")
 	m.DeadLettered("q", "f")
 	m.WorkerStarted("f")
+	m.WorkerStarted("f")
+	m.WorkerStopped("f")
 	m.WorkerDied("f", functions.WorkerTimeout)
+	m.ColdStart("f", 20*time.Millisecond)
 	m.Compiled("f", true)
 	m.Compiled("g", false)
 	want := map[string]float64{
@@ -28,8 +31,11 @@ func TestObserverCounts(t *testing.T) {
 		"sluice_invocation_duration_seconds": 3,
 		"sluice_retries_total":               1,
 		"sluice_dead_letters_total":          1,
-		"sluice_worker_starts_total":         1,
+		"sluice_worker_starts_total":         2,
 		"sluice_worker_crashes_total":        1,
+		"sluice_workers":                     1,
+		"sluice_cold_starts_total":           1,
+		"sluice_cold_start_duration_seconds": 1,
 		"sluice_compile_cache_hits_total":    1,
 		"sluice_compile_cache_misses_total":  1,
 	}
@@ -41,7 +47,8 @@ func TestObserverCounts(t *testing.T) {
 	}
 }
 
-// totals sums each sluice_ family: counters' values, histograms' counts.
+// totals sums each sluice_ family: counters' values, histograms' counts,
+// and the sluice_workers gauge.
 func totals(t *testing.T, m *metrics.Metrics) map[string]float64 {
 	t.Helper()
 	fams, err := m.Registry().Gather()
@@ -54,6 +61,8 @@ func totals(t *testing.T, m *metrics.Metrics) map[string]float64 {
 			switch {
 			case s.Counter != nil:
 				out[f.GetName()] += s.Counter.GetValue()
+			case s.Gauge != nil && f.GetName() == "sluice_workers":
+				out[f.GetName()] += s.Gauge.GetValue()
 			case s.Histogram != nil:
 				out[f.GetName()] += float64(s.Histogram.GetSampleCount())
 			}

@@ -12,12 +12,13 @@ metrics {
 }
 
 function "welcome_email" {
-  module  = "examples/signup/welcome_email/welcome_email.wasm"
-  source  = "examples/signup/welcome_email"
-  timeout = "5s"
-  memory  = "64MiB"
-  env     = { SENDER = "hello@example.com", RETRIES = "3" }
-  publish = ["email.outbox", "audit.*", "trace.>"]
+  module       = "examples/signup/welcome_email/welcome_email.wasm"
+  source       = "examples/signup/welcome_email"
+  timeout      = "5s"
+  idle_timeout = "90s"
+  memory       = "64MiB"
+  env          = { SENDER = "hello@example.com", RETRIES = "3" }
+  publish      = ["email.outbox", "audit.*", "trace.>"]
 }
 
 function "crm_sync" {
