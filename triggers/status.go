@@ -39,6 +39,9 @@ type StatusStore struct {
 	// async sends AdvanceAsync's writes: its own context bounds the
 	// writes outstanding, and its error handler settles their conflicts.
 	async jetstream.JetStream
+	// retries bounds the writes being retried after an asynchronous one
+	// failed (see asyncFailed).
+	retries chan struct{}
 }
 
 // NewStatusStore opens the status bucket.
@@ -47,7 +50,7 @@ func NewStatusStore(ctx context.Context, js jetstream.JetStream) (*StatusStore, 
 	if err != nil {
 		return nil, err
 	}
-	st := &StatusStore{kv: kv}
+	st := &StatusStore{kv: kv, retries: make(chan struct{}, maxStatusRetries)}
 	st.async, err = jetstream.New(js.Conn(), jetstream.WithPublishAsyncMaxPending(2*maxStatusPending),
 		// An acknowledgement lost (to a slow-consumer drop, say) must not
 		// hold its slot forever.
@@ -131,9 +134,8 @@ func (st *StatusStore) Advance(ctx context.Context, s Status, last Revision) (no
 // AdvanceAsync is Advance without waiting for the broker: the write is
 // on the connection when it returns, ahead of anything sent after it (an
 // ack, a nak). It carries the compare-and-set condition; a conflict is
-// settled by a synchronous Advance in the background, and a write that
-// fails otherwise is lost (the event's next delivery does not depend on
-// it: see Admit). It fails at once, rather than waiting, when too many
+// settled by a synchronous Advance, and a write that fails otherwise is
+// retried in the background for a while (see asyncFailed). It fails at once, rather than waiting, when too many
 // writes are outstanding.
 func (st *StatusStore) AdvanceAsync(s Status, last Revision) error {
 	if last.Rev != 0 && behind(s, last.Status) {
@@ -151,22 +153,61 @@ func (st *StatusStore) AdvanceAsync(s Status, last Revision) error {
 	return err
 }
 
-// asyncFailed settles an AdvanceAsync write that lost its compare-and-set:
-// it reads the stored status and writes again unless that one is ahead.
+// asyncFailed settles an AdvanceAsync write that failed. A lost
+// compare-and-set reads the stored status and writes again unless that one
+// is ahead. Any other failure (no answer while the bucket's stream elects
+// a leader, a timeout) is retried with backoff for up to statusRetryFor:
+// the event may already be acknowledged, and a success or dead letter
+// whose status is lost would show "running" forever (found by the chaos
+// suite, killing the status bucket's leader).
 func (st *StatusStore) asyncFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
-	var apiErr *jetstream.APIError
-	if !errors.As(err, &apiErr) || (apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence &&
-		apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-		return
-	}
 	var s Status
 	if json.Unmarshal(m.Data, &s) != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, _, _ = st.Advance(ctx, s, Revision{})
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _, _ = st.Advance(ctx, s, Revision{})
+		return
+	}
+	select {
+	case st.retries <- struct{}{}:
+	default:
+		return // too many already: the newest statuses of a burst win
+	}
+	// Not waited for: the retry ends by itself within statusRetryFor, and
+	// the handler must not hold up the acknowledgements behind it.
+	go func() {
+		defer func() { <-st.retries }()
+		st.retry(s)
+	}()
 }
+
+// retry writes s until it is stored, a status ahead of it is, or
+// statusRetryFor has passed.
+func (st *StatusStore) retry(s Status) {
+	deadline := time.Now().Add(statusRetryFor)
+	wait := 250 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _, err := st.Advance(ctx, s, Revision{})
+		cancel()
+		if err == nil || time.Now().Add(wait).After(deadline) {
+			return
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 4*time.Second)
+	}
+}
+
+// Bounds of the retries of failed asynchronous status writes.
+const (
+	maxStatusRetries = 1024
+	statusRetryFor   = time.Minute
+)
 
 // maxStatusPending bounds status writes awaiting the broker. Past it,
 // AdvanceAsync fails at once instead of stalling the caller.
