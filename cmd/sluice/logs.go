@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+
+	"github.com/sluice-run/sluice/runtime"
+)
+
+// errNotStored answers `sluice logs --follow=false`: there is no history
+// to print.
+var errNotStored = errors.New("logs are streamed, not stored: drop --follow=false to follow them (past lines are in each node's own log)")
+
+func logsCmd(g *globals) *cobra.Command {
+	var (
+		asJSON, follow bool
+		event          string
+	)
+	cmd := &cobra.Command{
+		Use:   "logs [FUNCTION|BINDING]",
+		Short: "Stream guests' log lines from every node, as invocations write them",
+		Long: "Stream the log lines guests write (sluice_log, WASI stdout and stderr), from every node\n" +
+			"of the runtime, until interrupted. Lines are not stored: only invocations running while\n" +
+			"this command runs are shown. Needs an admin user.",
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !follow {
+				return usage(errNotStored)
+			}
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+			}
+			nc, err := g.connect()
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			sub, err := nc.SubscribeSync(runtime.LogSubjectPrefix + ".>")
+			if err != nil {
+				return usage(fmt.Errorf("subscribe to the log lines: %w", err))
+			}
+			// The server refuses a subscription asynchronously: its answer
+			// arrives before the flush's.
+			if err := nc.Flush(); err != nil {
+				return usage(fmt.Errorf("subscribe to the log lines: %w", err))
+			}
+			if err := nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) {
+				return usage(fmt.Errorf("subscribe to the log lines: %w (sluice logs needs an admin user)", err))
+			}
+			what := "every function"
+			if name != "" {
+				what = strconv.Quote(name)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "streaming the log lines of %s from every node (Ctrl-C to stop)\n", what)
+			return streamLogs(cmd.Context(), sub, cmd.OutOrStdout(), name, event, asJSON)
+		},
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", true, "follow the stream (the only mode: lines are not stored)")
+	cmd.Flags().StringVar(&event, "event", "", "only the lines of this event id")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per line")
+	return cmd
+}
+
+// streamLogs prints the log records sub receives that match name (a
+// function or a binding) and event, until ctx ends.
+func streamLogs(ctx context.Context, sub *nats.Subscription, out io.Writer, name, event string, asJSON bool) error {
+	enc := json.NewEncoder(out)
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return failed(fmt.Errorf("log stream: %w", err))
+		}
+		var r runtime.LogRecord
+		if json.Unmarshal(m.Data, &r) != nil {
+			continue
+		}
+		if (name != "" && r.Function != name && r.Binding != name) || (event != "" && r.Event != event) {
+			continue
+		}
+		if asJSON {
+			err = enc.Encode(r)
+		} else {
+			_, err = fmt.Fprintf(out, "%s %s %s %s %s#%d %s %s\n", r.Time.Format("2006-01-02T15:04:05.000Z07:00"),
+				printable(r.Node), printable(r.Function), printable(r.Binding), printable(r.Event), r.Attempt,
+				strings.ToUpper(r.Level), printable(r.Line))
+		}
+		if err != nil {
+			return failed(err)
+		}
+	}
+}
+
+// printable keeps a guest's line or a producer's event id from writing
+// control sequences to the operator's terminal: such a string is printed
+// quoted, with escapes.
+func printable(s string) string {
+	for _, r := range s {
+		if !unicode.IsPrint(r) && r != '\t' {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
