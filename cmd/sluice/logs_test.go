@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/wasmerio/wasmer-go/wasmer"
 
 	"github.com/sluice-run/sluice/internal/testenv"
 	"github.com/sluice-run/sluice/runtime"
@@ -51,15 +53,17 @@ func (f *follower) stop(t *testing.T) int {
 	}
 }
 
-// noisyWAT logs a line holding a terminal escape sequence, then fails:
-// every attempt logs.
-const noisyWAT = `(module
+// logWAT logs a line holding a terminal escape sequence, then returns
+// status (1: fail, and log again at the next attempt).
+func logWAT(status int) string {
+	return `(module
   (import "sluice" "log" (func $log (param i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   (data (i32.const 0) "charging \1b[31mcard")
   (func (export "handle") (result i32)
     (drop (call $log (i32.const 1) (i32.const 0) (i32.const 18)))
-    (i32.const 1)))`
+    (i32.const ` + strconv.Itoa(status) + `)))`
+}
 
 // TestLogsFollowShowsEventAndAttempt: `sluice logs emails` streams the
 // emails sender's log lines tagged with node, function, binding, event id
@@ -69,7 +73,7 @@ const noisyWAT = `(module
 // logs are not stored.
 func TestLogsFollowShowsEventAndAttempt(t *testing.T) {
 	testenv.Guest(t, "examples/emails/sender")
-	noisy := testenv.WAT(t, noisyWAT)
+	noisy := testenv.WAT(t, logWAT(1))
 	cfg := testenv.Config(t, `
 function "sender" {
   module  = "examples/emails/sender/sender.wasm"
@@ -157,4 +161,54 @@ queue "charges" {
 	if code, _, errOut := cli(t, server, "logs", "emails", "--follow=false"); code != 2 || !strings.Contains(errOut, "logs are streamed, not stored") {
 		t.Errorf("logs --follow=false: exit %d, stderr %s", code, errOut)
 	}
+}
+
+// TestLogsFromEveryNodeOfACluster: `sluice logs` connected to one node of
+// a two-node cluster shows the lines of invocations that ran on either
+// node.
+func TestLogsFromEveryNodeOfACluster(t *testing.T) {
+	wasm, err := wasmer.Wat2Wasm(logWAT(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testenv.StartCluster(t, testenv.ClusterSpec{
+		Nodes: 2,
+		Body: `
+function "noisy" {
+  module = "noisy.wasm"
+}
+queue "charges" {
+  subject  = "charges.new"
+  function = "noisy"
+}`,
+		Files: map[string][]byte{"noisy.wasm": wasm},
+		Args:  []string{"--log-level", "warn"},
+	})
+	f := followLogs(t, "--server="+c.URLs[0], "charges", "--json")
+	_, js := testenv.Connect(t, strings.Join(c.URLs, ","))
+	ctx := context.Background()
+	published := 0
+	nodes := map[string]bool{}
+	// Which node takes an event is the queue's choice: publish until
+	// both have run one.
+	testenv.Eventually(t, time.Minute, "log lines from both nodes", func() bool {
+		id := "c-" + strconv.Itoa(published)
+		if _, err := js.Publish(ctx, "charges.new", []byte(`{}`), jetstream.WithMsgID(id)); err != nil {
+			t.Fatal(err)
+		}
+		published++
+		sc := bufio.NewScanner(strings.NewReader(f.out.String()))
+		for sc.Scan() {
+			var r runtime.LogRecord
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				t.Fatalf("--json line %q: %v", sc.Text(), err)
+			}
+			if r.Function != "noisy" || r.Binding != "charges" || r.Attempt != 1 || !strings.HasPrefix(r.Event, "c-") {
+				t.Errorf("line %+v", r)
+			}
+			nodes[r.Node] = true
+		}
+		return nodes["n1"] && nodes["n2"]
+	})
+	t.Logf("lines from both nodes after %d events", published)
 }
