@@ -181,6 +181,7 @@ queue "charges" {
   subject  = "charges.new"
   function = "noisy"
 }`,
+		NATS:  "  replicas = 1",
 		Files: map[string][]byte{"noisy.wasm": wasm},
 		Args:  []string{"--log-level", "warn"},
 	})
