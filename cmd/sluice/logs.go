@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/runtime"
 )
 
@@ -32,6 +33,16 @@ func logsCmd(g *globals) *cobra.Command {
 			"of the runtime, until interrupted. Lines are not stored: only invocations running while\n" +
 			"this command runs are shown. Needs an admin user.",
 		Args: cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeNames(g, 1, func(e *config.Effective) []string {
+			var out []string
+			for _, f := range e.Functions {
+				out = append(out, f.Name)
+			}
+			for _, b := range e.Bindings {
+				out = append(out, b.Name)
+			}
+			return out
+		}),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !follow {
 				return usage(errNotStored)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -70,7 +71,7 @@ func logWAT(status int) string {
 // and attempt, and nothing of other functions; `--event --json` shows one
 // event's line at every attempt; a guest's control characters are printed
 // escaped; Ctrl-C ends the stream with exit 0; --follow=false says that
-// logs are not stored.
+// logs are not stored; completion offers function and binding names.
 func TestLogsFollowShowsEventAndAttempt(t *testing.T) {
 	testenv.Guest(t, "examples/emails/sender")
 	noisy := testenv.WAT(t, logWAT(1))
@@ -157,6 +158,10 @@ queue "charges" {
 		if code := f.stop(t); code != 0 {
 			t.Errorf("sluice logs interrupted: exit %d, stderr %s", code, f.errOut.String())
 		}
+	}
+	_, out, _ := cli(t, server, "__complete", "logs", "")
+	if lines := strings.Split(out, "\n"); !slices.Contains(lines, "emails") || !slices.Contains(lines, "sender") {
+		t.Errorf("logs completes functions and bindings:\n%s", out)
 	}
 	if code, _, errOut := cli(t, server, "logs", "emails", "--follow=false"); code != 2 || !strings.Contains(errOut, "logs are streamed, not stored") {
 		t.Errorf("logs --follow=false: exit %d, stderr %s", code, errOut)
