@@ -51,7 +51,9 @@ var (
 	// ErrClosed is returned by Invoke after Close.
 	ErrClosed = errors.New("functions closed")
 	// ErrNoWorker is returned by Invoke when no worker could be started
-	// for the invocation: the guest did not run.
+	// for the invocation and the guest did not run (a failed fork, a
+	// stale artifact). A guest whose own _initialize traps or loops fails
+	// as KindTrap instead: that is the function's failure.
 	ErrNoWorker = errors.New("no worker for the invocation")
 	// ErrReleased is returned by Invoke when the event was in flight in a
 	// worker that was stopped for another event (its timeout, or its

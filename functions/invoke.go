@@ -354,6 +354,12 @@ func (s *Set) startTierUp(f *function, wasm []byte) {
 	})
 }
 
+// initError is a worker's load that failed in the guest's own code.
+type initError struct{ err error }
+
+func (e *initError) Error() string { return e.err.Error() }
+func (e *initError) Unwrap() error { return e.err }
+
 // start starts a worker with the function's current artifacts loaded, and
 // returns their generation.
 func (f *function) start() (*worker.Process, int, error) {
@@ -369,8 +375,13 @@ func (f *function) start() (*worker.Process, int, error) {
 	if err := p.Load(a, f.cfg.Memory, f.cfg.Env, f.cfg.FreshInstance, initTimeout); err != nil {
 		p.Kill()
 		s.opts.Observer.WorkerDied(f.cfg.Name, WorkerLoad)
-		if errors.Is(err, worker.ErrTimeout) {
-			err = fmt.Errorf("the module's _initialize did not return within %s", initTimeout)
+		switch {
+		case errors.Is(err, worker.ErrTimeout):
+			err = &initError{fmt.Errorf("the module's _initialize did not return within %s", initTimeout)}
+		case !errors.Is(err, worker.ErrArtifact):
+			// Instantiating ran the guest's _initialize: a trap or a crash
+			// there is the function's own failure.
+			err = &initError{err}
 		}
 		return nil, 0, fmt.Errorf("load %s in a worker: %w", f.cfg.Module, err)
 	}
@@ -470,7 +481,14 @@ func (f *function) invoke(ctx context.Context, ev Event) (Result, error) {
 		return Result{}, &Error{Function: f.cfg.Name, Version: f.version, Kind: kind, Reason: reason}
 	}
 	w, err := f.take()
-	if err != nil {
+	var ie *initError
+	switch {
+	case errors.As(err, &ie):
+		// Its own _initialize failed: the function's failure, counted as
+		// an attempt, or a module that never initializes would be put
+		// back forever.
+		return fail(KindTrap, err.Error())
+	case err != nil:
 		// The guest did not run: not the function's failure (the caller
 		// puts the event back without counting an attempt).
 		return Result{}, fmt.Errorf("%w: %w", ErrNoWorker, err)
