@@ -66,7 +66,7 @@ func logsCmd(g *globals) *cobra.Command {
 				return usage(fmt.Errorf("subscribe to the log lines: %w", err))
 			}
 			if err := nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) {
-				return usage(fmt.Errorf("subscribe to the log lines: %w (sluice logs needs an admin user)", err))
+				return usage(fmt.Errorf("subscribe to the log lines: %w; it needs a user with role \"admin\"", err))
 			}
 			what := "every function"
 			if name != "" {

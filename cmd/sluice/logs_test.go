@@ -218,3 +218,21 @@ queue "charges" {
 	})
 	t.Logf("lines from both nodes after %d events", published)
 }
+
+// TestLogsNeedAnAdmin: the publish role's `sluice logs` is refused by the
+// server and says why; an admin's follows.
+func TestLogsNeedAnAdmin(t *testing.T) {
+	t.Setenv("SLUICE_TEST_APP_PASSWORD", "app-secret")
+	testenv.Guest(t, "internal/testguests/noop")
+	testenv.Guest(t, "internal/testguests/fail")
+	rt := testenv.Start(t, testenv.Config(t, authConfig), "")
+	server := "--server=" + rt.ClientURL()
+	code, out, errOut := cli(t, server, "--user=app", "--password=app-secret", "logs")
+	if code != 2 || !strings.Contains(errOut, `Subscription to "sluice.logs.>"`) || !strings.Contains(errOut, `role "admin"`) || out != "" {
+		t.Fatalf("publish role's sluice logs: exit %d\n%s%s", code, out, errOut)
+	}
+	f := followLogs(t, server, "--user=admin", "--password=admin-secret")
+	if code := f.stop(t); code != 0 {
+		t.Errorf("admin's sluice logs: exit %d, %s", code, f.errOut.String())
+	}
+}
