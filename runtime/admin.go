@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/functions"
 	"github.com/sluice-run/sluice/internal/version"
@@ -23,23 +24,13 @@ import (
 
 // AdminSubjectPrefix is where the admin API listens: a NATS micro service
 // named "sluice", discoverable with standard NATS tooling.
-const AdminSubjectPrefix = "sluice.admin"
+const AdminSubjectPrefix = client.AdminSubjectPrefix
 
 // DeployRequest asks the runtime to make a stored module version live.
-type DeployRequest struct {
-	Function string `json:"function"`
-	// Version is a version in the module store; for a rollback, empty
-	// means the version before the live one.
-	Version string `json:"version"`
-	By      string `json:"by,omitempty"`
-}
+type DeployRequest = client.DeployRequest
 
 // DeployReply says what changed.
-type DeployReply struct {
-	Function string `json:"function"`
-	Version  string `json:"version"`
-	Previous string `json:"previous"`
-}
+type DeployReply = client.VersionChange
 
 // admin serves deploy and rollback. A deploy validates the module (a
 // compile worker, then a first worker running _initialize, each with a

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/internal/version"
 	"github.com/sluice-run/sluice/triggers"
@@ -20,12 +21,12 @@ import (
 // publish role has no right: reading the bucket directly would mean
 // reading every event's result, and watching it means creating consumers,
 // whose delivery subject no permission can check.
-const StatusSubject = APISubjectPrefix + ".status"
+const StatusSubject = client.StatusSubject
 
 // APISubjectPrefix is the runtime's API for producers: a NATS micro
 // service whose endpoints the publish role may call (every node serves
 // it, and one answers each request).
-const APISubjectPrefix = "sluice.api"
+const APISubjectPrefix = client.APISubjectPrefix
 
 // Bounds of a status request.
 const (
@@ -37,25 +38,10 @@ const (
 )
 
 // StatusRequest asks for an event's status at its bindings.
-type StatusRequest struct {
-	ID string `json:"id"`
-	// Stream, when set, is the stream the event was stored in (from the
-	// publish acknowledgement): the answer then holds one status for every
-	// binding of that stream, "queued" where none is recorded yet.
-	// Without it, the answer holds the statuses recorded at any binding.
-	Stream string `json:"stream,omitempty"`
-	// Binding, when set, limits the answer to that binding.
-	Binding string `json:"binding,omitempty"`
-}
+type StatusRequest = client.StatusRequest
 
 // StatusReply is the answer to a StatusRequest.
-type StatusReply struct {
-	ID       string            `json:"id"`
-	Statuses []triggers.Status `json:"statuses"`
-	// Omitted names the bindings whose result was left out so that the
-	// answer fits in one message; ask again with Binding set for each.
-	Omitted []string `json:"omitted,omitempty"`
-}
+type StatusReply = client.StatusReply
 
 // startAPI serves StatusSubject from the status bucket.
 func (r *Runtime) startAPI(ctx context.Context) error {

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/config"
 )
 
@@ -139,4 +140,4 @@ func (a *serverAuth) option() nats.Option {
 // ("_INBOX.<user>"): a publish-role user may subscribe below it only, so
 // its clients set it as their inbox prefix (nats.CustomInboxPrefix; the
 // sluice CLI does so for --user).
-func UserInbox(user string) string { return "_INBOX." + user }
+func UserInbox(user string) string { return client.UserInbox(user) }

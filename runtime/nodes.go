@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/internal/jsx"
 	"github.com/sluice-run/sluice/triggers"
 )
@@ -18,7 +19,7 @@ import (
 const (
 	// NodesBucket holds a NodeState per running node, keyed by node name
 	// (memory storage: it describes the present only).
-	NodesBucket = "sluice_nodes"
+	NodesBucket = client.NodesBucket
 	// NodeHeartbeat is how often a node rewrites its state.
 	NodeHeartbeat = 2 * time.Second
 	// NodeTTL is how long a node's state outlives its last heartbeat: a
@@ -27,14 +28,7 @@ const (
 )
 
 // NodeState is what a node says about itself.
-type NodeState struct {
-	Name    string    `json:"name"`
-	URL     string    `json:"url"`
-	Started time.Time `json:"started"`
-	Updated time.Time `json:"updated"`
-	// Bindings is this node's work per binding.
-	Bindings map[string]triggers.Load `json:"bindings"`
-}
+type NodeState = client.NodeState
 
 // announce writes this node's state every NodeHeartbeat until stop is
 // closed (the bindings drained), then deletes it: a node that stops cleanly

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/internal/jsx"
 )
@@ -17,9 +18,9 @@ import (
 const (
 	// StateBucket is the KV bucket of the runtime's own state (file
 	// storage, the last 5 revisions of each key kept).
-	StateBucket = "sluice_runtime"
+	StateBucket = client.StateBucket
 	// ConfigKey holds the effective config as JSON: a config.Effective.
-	ConfigKey = "config"
+	ConfigKey = client.ConfigKey
 )
 
 // publishConfig writes the config the runtime runs (with the version of

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
+	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/functions"
 )
@@ -127,15 +128,7 @@ type load struct {
 }
 
 // Load is a binding's work on this node.
-type Load struct {
-	// InFlight counts events this node took from JetStream and has not
-	// settled: running, or waiting for a slot or the rate limit.
-	InFlight int `json:"in_flight"`
-	// Invocations counts invocations started since the node started.
-	Invocations uint64 `json:"invocations"`
-	// Succeeded counts events this node settled as succeeded.
-	Succeeded uint64 `json:"succeeded"`
-}
+type Load = client.Load
 
 // Loads returns the work of every binding the runner consumes on this
 // node, by binding name.

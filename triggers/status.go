@@ -9,69 +9,29 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluice-run/sluice/client"
 )
 
-// Event states, in the order an event moves through them.
+// Event states and the status of an event, spelled in package client
+// (the producers' side of the protocol).
 const (
-	StateQueued       = "queued"
-	StateRunning      = "running"
-	StateRetrying     = "retrying"
-	StateSucceeded    = "succeeded"
-	StateDeadLettered = "dead_lettered"
+	StateQueued       = client.StateQueued
+	StateRunning      = client.StateRunning
+	StateRetrying     = client.StateRetrying
+	StateSucceeded    = client.StateSucceeded
+	StateDeadLettered = client.StateDeadLettered
+	// MaxHistory bounds the attempts kept with an event, so that a dead
+	// letter's headers stay small.
+	MaxHistory = client.MaxHistory
 )
 
-// Status is an event's state at one binding, as stored in StatusBucket.
-type Status struct {
-	ID          string     `json:"id"`
-	Binding     string     `json:"binding"`
-	Function    string     `json:"function"`
-	Version     string     `json:"version,omitempty"`
-	State       string     `json:"state"`
-	Attempts    int        `json:"attempts"`
-	MaxAttempts int        `json:"max_attempts"`
-	Error       string     `json:"error,omitempty"`
-	ErrorKind   string     `json:"error_kind,omitempty"`
-	Result      []byte     `json:"result,omitempty"`
-	NextTryAt   *time.Time `json:"next_try_at,omitempty"`
-	FirstFailAt *time.Time `json:"first_failure_at,omitempty"`
-	Subject     string     `json:"subject"`
-	Stream      string     `json:"stream"`
-	Sequence    uint64     `json:"seq"`
-	DeadLetter  string     `json:"dead_letter,omitempty"`
-	// Round is the delivered message's store time (Unix ns): a replay, or
-	// a new publish with the same id, starts a new round, and statuses of
-	// an earlier round never replace those of a later one.
-	Round int64 `json:"round,omitempty"`
-	// Interrupted counts runs of the current attempt whose outcome was
-	// lost (the runtime stopped during the invocation); they use no
-	// attempt.
-	Interrupted int `json:"interrupted,omitempty"`
-	// History lists the function's attempts of this round, each with its
-	// outcome (the last MaxHistory).
-	History   []AttemptRecord `json:"history,omitempty"`
-	UpdatedAt time.Time       `json:"updated_at"`
-}
-
-// AttemptRecord is one attempt of the function: Kind is "succeeded" or
-// the failure's functions.Kind.
-type AttemptRecord struct {
-	Attempt  int       `json:"attempt"`
-	Kind     string    `json:"kind"`
-	Error    string    `json:"error"`
-	Duration string    `json:"duration"`
-	Version  string    `json:"version,omitempty"`
-	Node     string    `json:"node,omitempty"`
-	At       time.Time `json:"at"`
-}
-
-// MaxHistory bounds the attempts kept with an event, so that a dead
-// letter's headers stay small.
-const MaxHistory = 20
-
-// Final reports whether the state is one an event does not leave.
-func (s Status) Final() bool {
-	return s.State == StateSucceeded || s.State == StateDeadLettered
-}
+type (
+	// Status is an event's state at one binding, as stored in StatusBucket.
+	Status = client.Status
+	// AttemptRecord is one attempt of the function.
+	AttemptRecord = client.AttemptRecord
+)
 
 // StatusStore reads and writes statuses.
 type StatusStore struct {

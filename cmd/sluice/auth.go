@@ -9,8 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
-
-	"github.com/sluice-run/sluice/runtime"
 )
 
 // authFlags are the CLI's credentials (--user, --password) and what the
@@ -53,10 +51,6 @@ func (a *authFlags) options() []nats.Option {
 			a.cancel(err)
 		}
 	})}
-	if a.user != "" {
-		// A publish-role user receives only on inboxes under its name.
-		opts = append(opts, nats.UserInfo(a.user, a.password), nats.CustomInboxPrefix(runtime.UserInbox(a.user)))
-	}
 	return opts
 }
 

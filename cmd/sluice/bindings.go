@@ -1,76 +1,18 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
-	"github.com/sluice-run/sluice/runtime"
-	"github.com/sluice-run/sluice/triggers"
+	"github.com/sluice-run/sluice/client"
 )
 
-type bindingView struct {
-	Name        string  `json:"binding"`
-	Kind        string  `json:"kind"`
-	Subject     string  `json:"subject"`
-	Function    string  `json:"function"`
-	Pending     uint64  `json:"pending"`
-	InFlight    int     `json:"in_flight"`
-	Retrying    int     `json:"retrying"`
-	DeadLetters uint64  `json:"dead_letters"`
-	Rate        float64 `json:"rate,omitempty"`
-	Paused      bool    `json:"paused"`
-	PausedFor   string  `json:"paused_for,omitempty"`
-	// Nodes is each running node's share of the work, by node name.
-	Nodes []nodeWork `json:"nodes"`
-}
-
-// nodeWork is one node's work on one binding.
-type nodeWork struct {
-	Node string `json:"node"`
-	triggers.Load
-}
-
-// readNodes returns the state every running node announced, by name (none
-// when no runtime made the bucket).
-func readNodes(ctx context.Context, js jetstream.JetStream) ([]runtime.NodeState, error) {
-	kv, err := js.KeyValue(ctx, runtime.NodesBucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	keys, err := kv.ListKeys(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var out []runtime.NodeState
-	for key := range keys.Keys() {
-		e, err := kv.Get(ctx, key)
-		if err != nil {
-			continue // left meanwhile
-		}
-		var st runtime.NodeState
-		if json.Unmarshal(e.Value(), &st) == nil {
-			out = append(out, st)
-		}
-	}
-	slices.SortFunc(out, func(a, b runtime.NodeState) int { return strings.Compare(a.Name, b.Name) })
-	return out, nil
-}
-
 // nodesCell shows each node's in-flight events, "n1:2 n2:0".
-func nodesCell(nodes []nodeWork) string {
+func nodesCell(nodes []client.NodeWork) string {
 	if nodes == nil {
 		return "?"
 	}
@@ -84,81 +26,10 @@ func nodesCell(nodes []nodeWork) string {
 	return strings.Join(cells, " ")
 }
 
-// listBindings reads every binding's state from its consumer.
-func listBindings(ctx context.Context, js jetstream.JetStream) ([]bindingView, error) {
-	var out []bindingView
-	streams := js.ListStreams(ctx)
-	for si := range streams.Info() {
-		kind := ""
-		switch {
-		case strings.HasPrefix(si.Config.Name, "SLUICE_Q_"):
-			kind = "queue"
-		case strings.HasPrefix(si.Config.Name, "SLUICE_T_"):
-			kind = "topic"
-		default:
-			continue
-		}
-		s, err := js.Stream(ctx, si.Config.Name)
-		if err != nil {
-			return nil, err
-		}
-		consumers := s.ListConsumers(ctx)
-		for ci := range consumers.Info() {
-			md := ci.Config.Metadata
-			if md[triggers.MetaBinding] == "" {
-				continue
-			}
-			v := bindingView{
-				Name: md[triggers.MetaBinding], Kind: kind, Subject: strings.Join(si.Config.Subjects, ","),
-				Function: md[triggers.MetaFunction], Pending: ci.NumPending,
-				InFlight: ci.NumAckPending - ci.NumRedelivered, Retrying: ci.NumRedelivered,
-				Paused: ci.Paused,
-			}
-			if ci.Paused {
-				v.PausedFor = ci.PauseRemaining.Round(time.Second).String()
-			}
-			v.Rate, _ = strconv.ParseFloat(md[triggers.MetaRate], 64)
-			if dlq, err := js.Stream(ctx, triggers.DeadLetterStreamName(v.Name)); err == nil {
-				if info, err := dlq.Info(ctx); err == nil {
-					v.DeadLetters = info.State.Msgs
-				}
-			}
-			if rs, err := js.Stream(ctx, triggers.ReplayStreamName(v.Name)); err == nil {
-				if info, err := rs.Info(ctx); err == nil {
-					v.Pending += info.State.Msgs
-				}
-			}
-			out = append(out, v)
-		}
-		if err := consumers.Err(); err != nil {
-			return nil, err
-		}
-	}
-	if err := streams.Err(); err != nil {
-		return nil, err
-	}
-	// A user who may not read the nodes bucket (the publish role) still
-	// sees the bindings; Nodes stays nil, shown as "?".
-	nodes, err := readNodes(ctx, js)
-	for i := range out {
-		if err != nil {
-			break
-		}
-		out[i].Nodes = []nodeWork{}
-		for _, n := range nodes {
-			if l, ok := n.Bindings[out[i].Name]; ok {
-				out[i].Nodes = append(out[i].Nodes, nodeWork{Node: n.Name, Load: l})
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b bindingView) int { return strings.Compare(a.Name, b.Name) })
-	return out, nil
-}
-
 func bindingsCmd(g *globals) *cobra.Command {
 	return listCmd(g, "bindings", "List every queue and topic binding with its backlog, work in flight and dead letters",
 		"BINDING\tKIND\tSUBJECT\tFUNCTION\tPENDING\tIN FLIGHT\tRETRYING\tDEAD LETTERS\tRATE\tSTATE\tNODES (IN FLIGHT)",
-		listBindings, func(w io.Writer, v bindingView) {
+		(*client.Client).Bindings, func(w io.Writer, v client.Binding) {
 			rate, state := "-", "running"
 			if v.Rate > 0 {
 				rate = fmt.Sprintf("%g/s", v.Rate)
@@ -174,8 +45,8 @@ func bindingsCmd(g *globals) *cobra.Command {
 func nodesCmd(g *globals) *cobra.Command {
 	return listCmd(g, "nodes", "List the running nodes and their work",
 		"NODE\tURL\tUP\tLAST SEEN\tIN FLIGHT\tINVOCATIONS\tSUCCEEDED",
-		readNodes, func(w io.Writer, n runtime.NodeState) {
-			var total triggers.Load
+		(*client.Client).Nodes, func(w io.Writer, n client.NodeState) {
+			var total client.Load
 			for _, l := range n.Bindings {
 				total.InFlight += l.InFlight
 				total.Invocations += l.Invocations
@@ -237,56 +108,19 @@ type pauseChange struct {
 	Until   *time.Time `json:"until,omitempty"`
 }
 
-// resumeLead is how far ahead `sluice resume` first sets the pause's end;
-// maxResumeLead bounds how far it moves it when the server applied the
-// change too late.
-const (
-	resumeLead    = 100 * time.Millisecond
-	maxResumeLead = 2 * time.Second
-)
-
-// resume ends a consumer's pause. Not with ResumeConsumer: nats-server
-// 2.15.2 wakes a paused consumer's waiting pull requests only from the
-// timer it arms for a pause deadline still ahead, so after ResumeConsumer
-// the backlog waited for the client's next pull request (measured: 15 s;
-// chaos.TestUpstreamResumeWakesNoWaitingPull reproduces it). A deadline
-// that had passed when the server applied it arms no timer either; a
-// server that says the consumer is not paused any more has done just
-// that, so the deadline is moved further ahead and set again. (A cluster
-// answers before the consumer's leader applies the change; there the
-// runtime's short pull expiry bounds the wait.)
-func resume(ctx context.Context, js jetstream.JetStream, stream, consumer string) error {
-	for lead := resumeLead; ; lead *= 2 {
-		resp, err := js.PauseConsumer(ctx, stream, consumer, time.Now().Add(lead))
-		if err != nil || resp.Paused || lead >= maxResumeLead {
-			return err
-		}
-	}
-}
-
 func setPaused(cmd *cobra.Command, g *globals, binding string, until *time.Time, asJSON bool) error {
-	nc, js, err := g.jetStream()
+	c, done, err := g.client()
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	ctx := cmd.Context()
-	targets := [][2]string{
-		{triggers.BindingStreamName(binding), triggers.BindingConsumerName(binding)},
-		{triggers.ReplayStreamName(binding), triggers.ReplayConsumerName(binding)},
+	defer done()
+	if until != nil {
+		err = c.Pause(cmd.Context(), binding, *until)
+	} else {
+		err = c.Resume(cmd.Context(), binding)
 	}
-	for i, t := range targets {
-		if until != nil {
-			_, err = js.PauseConsumer(ctx, t[0], t[1], *until)
-		} else {
-			err = resume(ctx, js, t[0], t[1])
-		}
-		if err != nil {
-			if i == 0 {
-				return failed(fmt.Errorf("binding %s: %w (see `sluice bindings`)", binding, err))
-			}
-			return failed(fmt.Errorf("binding %s replays: %w", binding, err))
-		}
+	if err != nil {
+		return failed(fmt.Errorf("%w (see `sluice bindings`)", err))
 	}
 	out := cmd.OutOrStdout()
 	switch {

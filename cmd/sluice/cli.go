@@ -8,9 +8,9 @@ import (
 	"os"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/internal/version"
 )
 
@@ -83,19 +83,17 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	return code
 }
 
-// jetStream connects to the server and opens JetStream on the connection;
-// the caller closes the connection.
-func (g *globals) jetStream() (*nats.Conn, jetstream.JetStream, error) {
+// client connects to the runtime; the caller calls done.
+func (g *globals) client() (c *client.Client, done func(), err error) {
 	nc, err := g.connect()
 	if err != nil {
 		return nil, nil, err
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
+	if c, err = client.New(nc); err != nil {
 		nc.Close()
 		return nil, nil, usage(err)
 	}
-	return nc, js, nil
+	return c, nc.Close, nil
 }
 
 func (g *globals) connect() (*nats.Conn, error) {

@@ -20,14 +20,14 @@ func completeNames(g *globals, n int, names func(*config.Effective) []string) co
 		if len(args) >= n {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		nc, js, err := g.jetStream()
+		c, done, err := g.client()
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		defer nc.Close()
+		defer done()
 		ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)
 		defer cancel()
-		eff, err := runningConfig(ctx, js)
+		eff, err := runningConfig(ctx, c)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}

@@ -2,33 +2,20 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/user"
-	"slices"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/functions"
 	"github.com/sluice-run/sluice/functions/sandbox"
-	"github.com/sluice-run/sluice/runtime"
-	"github.com/sluice-run/sluice/triggers"
 )
-
-// versionChange is what deploy and rollback changed, for --json.
-type versionChange struct {
-	Function string `json:"function"`
-	Version  string `json:"version"`
-	Previous string `json:"previous"`
-}
 
 func deployCmd(g *globals) *cobra.Command {
 	var (
@@ -54,28 +41,19 @@ func deployCmd(g *globals) *cobra.Command {
 			if _, err := sandbox.CapMemory(wasm, 4<<30); err != nil {
 				return failed(fmt.Errorf("deploy %s: %s: %w", name, file, err))
 			}
-			nc, js, err := g.jetStream()
+			c, done, err := g.client()
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
-			ctx := cmd.Context()
-			store, err := functions.OpenStore(ctx, js, 0)
-			if err != nil {
-				return failed(err)
-			}
-			version, err := store.PutModule(ctx, wasm)
-			if err != nil {
-				return failed(err)
-			}
-			rep, err := adminRequest(ctx, nc, "deploy", runtime.DeployRequest{Function: name, Version: version, By: g.identity()}, timeout)
+			defer done()
+			rep, err := c.Deploy(cmd.Context(), name, wasm, g.identity(), timeout)
 			if err != nil {
 				// The runtime knows the module by its stored copy: name the
 				// file the user gave.
 				return failed(fmt.Errorf("deploy %s: %s: %w", name, file, err))
 			}
 			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), versionChange{name, rep.Version, rep.Previous})
+				return writeJSON(cmd.OutOrStdout(), rep)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deployed %s version %s (was %s)\n", name, shortVersion(rep.Version), shortVersion(rep.Previous))
 			return nil
@@ -94,21 +72,21 @@ func rollbackCmd(g *globals) *cobra.Command {
 		Short: "Make an earlier version of a function live again (default: the one before the live one)",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := runtime.DeployRequest{Function: args[0], By: g.identity()}
+			version := ""
 			if len(args) == 2 {
-				req.Version = args[1]
+				version = args[1]
 			}
-			nc, err := g.connect()
+			c, done, err := g.client()
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
-			rep, err := adminRequest(cmd.Context(), nc, "rollback", req, 3*time.Minute)
+			defer done()
+			rep, err := c.Rollback(cmd.Context(), args[0], version, g.identity(), 3*time.Minute)
 			if err != nil {
 				return failed(fmt.Errorf("rollback %s: %w", args[0], err))
 			}
 			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), versionChange{args[0], rep.Version, rep.Previous})
+				return writeJSON(cmd.OutOrStdout(), rep)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "rolled %s back to version %s (was %s)\n", args[0], shortVersion(rep.Version), shortVersion(rep.Previous))
 			return nil
@@ -117,31 +95,6 @@ func rollbackCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: function, version, previous")
 	return cmd
-}
-
-// adminRequest calls an endpoint of the runtime's admin service.
-func adminRequest(ctx context.Context, nc *nats.Conn, endpoint string, req runtime.DeployRequest, timeout time.Duration) (runtime.DeployReply, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return runtime.DeployReply{}, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	msg, err := nc.RequestWithContext(ctx, runtime.AdminSubjectPrefix+"."+endpoint, body)
-	if errors.Is(err, nats.ErrNoResponders) {
-		return runtime.DeployReply{}, errors.New("no runtime answers (is `sluice run` running, and are you connected to it?)")
-	}
-	if err != nil {
-		return runtime.DeployReply{}, err
-	}
-	if desc := msg.Header.Get(micro.ErrorHeader); desc != "" {
-		return runtime.DeployReply{}, errors.New(desc)
-	}
-	var rep runtime.DeployReply
-	if err := json.Unmarshal(msg.Data, &rep); err != nil {
-		return runtime.DeployReply{}, fmt.Errorf("bad reply: %w", err)
-	}
-	return rep, nil
 }
 
 // identity names who deploys, for the version record.
@@ -159,15 +112,7 @@ func (g *globals) identity() string {
 func functionsCmd(g *globals) *cobra.Command {
 	return listCmd(g, "functions", "List functions with their versions and which one is live",
 		"FUNCTION\tVERSION\tLIVE\tSIZE\tDEPLOYED AT\tBY\tFROM",
-		func(ctx context.Context, js jetstream.JetStream) ([]functions.Record, error) {
-			store, err := functions.OpenStore(ctx, js, 0)
-			if err != nil {
-				return nil, err
-			}
-			recs, err := store.Records(ctx)
-			slices.SortFunc(recs, func(a, b functions.Record) int { return strings.Compare(a.Name, b.Name) })
-			return recs, err
-		}, func(w io.Writer, r functions.Record) {
+		(*client.Client).Functions, func(w io.Writer, r client.FunctionRecord) {
 			for _, v := range r.Versions {
 				live := ""
 				if v.Version == r.Live {
@@ -177,13 +122,6 @@ func functionsCmd(g *globals) *cobra.Command {
 					v.DeployedAt.Local().Format(time.DateTime), v.DeployedBy, v.Source)
 			}
 		})
-}
-
-// nodeReload is one node's answer to reload, for --json.
-type nodeReload struct {
-	Node     string `json:"node"`
-	Reloaded bool   `json:"reloaded"`
-	Error    string `json:"error,omitempty"`
 }
 
 func reloadCmd(g *globals) *cobra.Command {
@@ -196,59 +134,31 @@ func reloadCmd(g *globals) *cobra.Command {
 			"and that node's running config stays.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			nc, js, err := g.jetStream()
+			c, done, err := g.client()
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
+			defer done()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Minute)
 			defer cancel()
-			// Every node answers; how many to wait for is how many
-			// announce themselves (one, if that cannot be read).
-			expect := 1
-			if nodes, err := readNodes(ctx, js); err == nil && len(nodes) > 0 {
-				expect = len(nodes)
-			}
-			inbox := nc.NewRespInbox()
-			sub, err := nc.SubscribeSync(inbox)
-			if err != nil {
-				return failed(err)
-			}
-			defer func() { _ = sub.Unsubscribe() }()
-			if err := nc.PublishRequest(runtime.AdminSubjectPrefix+".reload", inbox, nil); err != nil {
+			nodes, err := c.Reload(ctx)
+			if nodes == nil {
 				return failed(err)
 			}
 			var problems []string
-			nodes := []nodeReload{}
-			for len(nodes) < expect {
-				msg, err := sub.NextMsgWithContext(ctx)
-				if err != nil {
-					if len(nodes) == 0 {
-						return failed(fmt.Errorf("no runtime answered: %w", err))
-					}
-					problems = append(problems, fmt.Sprintf("only %d of %d nodes answered: %v", len(nodes), expect, err))
-					break
-				}
-				if msg.Header.Get("Status") == "503" {
-					return failed(errors.New("no runtime answers (is `sluice run` running, and are you connected to it?)"))
-				}
-				n := nodeReload{Node: msg.Header.Get(triggers.HdrNode), Reloaded: true}
-				if desc := msg.Header.Get(micro.ErrorHeader); desc != "" {
-					// The body has the diagnostics with their line
-					// breaks; a header cannot.
-					n.Reloaded, n.Error = false, desc
-					if len(msg.Data) > 0 {
-						n.Error = string(msg.Data)
-					}
+			for _, n := range nodes {
+				if !n.Reloaded {
 					problems = append(problems, fmt.Sprintf("%s: not reloaded; its running config stays:\n%s", n.Node, n.Error))
 				} else if !asJSON {
 					fmt.Fprintf(cmd.OutOrStdout(), "reloaded %s\n", n.Node)
 				}
-				nodes = append(nodes, n)
+			}
+			if err != nil {
+				problems = append(problems, err.Error())
 			}
 			if asJSON {
 				if err := writeJSON(cmd.OutOrStdout(), struct {
-					Nodes []nodeReload `json:"nodes"`
+					Nodes []client.NodeReload `json:"nodes"`
 				}{nodes}); err != nil {
 					return err
 				}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/functions"
 	"github.com/sluice-run/sluice/runtime"
@@ -78,7 +79,7 @@ func invokeCmd(g *globals) *cobra.Command {
 			switch {
 			case err == nil:
 				report.Outcome, report.Version = "succeeded", res.Version
-				report.Result, report.ResultEncoding = encodeResult(res.Output)
+				report.Result, report.ResultEncoding = client.TextOrBase64(res.Output)
 			case errors.As(err, &fe):
 				report.Outcome, report.Error, report.Version = string(fe.Kind), fe.Reason, fe.Version
 			default:

@@ -6,27 +6,28 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
+
+	"github.com/sluice-run/sluice/client"
 )
 
-// listCmd is a command that reads rows through JetStream and prints them as
+// listCmd is a command that reads rows through the client and prints them as
 // a table (header, then one or more lines per row) or, with --json, as a
 // JSON array (never null).
 func listCmd[T any](g *globals, use, short, header string,
-	read func(context.Context, jetstream.JetStream) ([]T, error), line func(io.Writer, T)) *cobra.Command {
+	read func(*client.Client, context.Context) ([]T, error), line func(io.Writer, T)) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			nc, js, err := g.jetStream()
+			c, done, err := g.client()
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
-			rows, err := read(cmd.Context(), js)
+			defer done()
+			rows, err := read(c, cmd.Context())
 			if err != nil {
 				return failed(err)
 			}

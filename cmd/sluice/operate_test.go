@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/internal/testenv"
 	"github.com/sluice-run/sluice/triggers"
 )
@@ -267,7 +268,7 @@ queue "emails" {
 			t.Fatal(err)
 		}
 	}
-	var views []bindingView
+	var views []client.Binding
 	testenv.Eventually(t, 10*time.Second, "the backlog counted by bindings", func() bool {
 		_, out, _ := cli(t, server, "bindings", "--json")
 		return json.Unmarshal([]byte(out), &views) == nil && len(views) == 1 && views[0].Pending == n

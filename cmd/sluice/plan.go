@@ -2,20 +2,16 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/functions"
-	"github.com/sluice-run/sluice/runtime"
-	"github.com/sluice-run/sluice/triggers"
 )
 
 // planChange is a config.Change with what it means for pending events.
@@ -43,22 +39,22 @@ func planCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return failed(err)
 			}
-			nc, js, err := g.jetStream()
+			c, done, err := g.client()
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
+			defer done()
 			ctx := cmd.Context()
-			running, err := runningConfig(ctx, js)
+			running, err := runningConfig(ctx, c)
 			if err != nil {
 				return failed(err)
 			}
 			next := config.EffectiveOf(cfg, planModuleVersion(cfg))
 			changes := []planChange{}
-			for _, c := range config.Diff(running, next) {
-				pc := planChange{Change: c}
-				if c.Binding != "" && c.Op != config.OpAdd {
-					if n, ok := pendingOf(ctx, js, c.Binding); ok {
+			for _, ch := range config.Diff(running, next) {
+				pc := planChange{Change: ch}
+				if ch.Binding != "" && ch.Op != config.OpAdd {
+					if n, ok := c.Pending(ctx, ch.Binding); ok {
 						pc.Pending = &n
 					}
 				}
@@ -105,21 +101,14 @@ func planCmd(g *globals) *cobra.Command {
 }
 
 // runningConfig reads the effective config the runtime recorded.
-func runningConfig(ctx context.Context, js jetstream.JetStream) (*config.Effective, error) {
-	kv, err := js.KeyValue(ctx, runtime.StateBucket)
+func runningConfig(ctx context.Context, c *client.Client) (*config.Effective, error) {
+	raw, err := c.RunningConfig(ctx)
 	if err != nil {
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			return nil, fmt.Errorf("the runtime has not recorded its config (KV bucket %s is missing): is it a sluice older than this CLI?", runtime.StateBucket)
-		}
-		return nil, fmt.Errorf("read the running config: %w", err)
-	}
-	e, err := kv.Get(ctx, runtime.ConfigKey)
-	if err != nil {
-		return nil, fmt.Errorf("read the running config (%s/%s): %w", runtime.StateBucket, runtime.ConfigKey, err)
+		return nil, err
 	}
 	var eff config.Effective
-	if err := json.Unmarshal(e.Value(), &eff); err != nil {
-		return nil, fmt.Errorf("the running config (%s/%s) is not valid: %w", runtime.StateBucket, runtime.ConfigKey, err)
+	if err := json.Unmarshal(raw, &eff); err != nil {
+		return nil, fmt.Errorf("the running config is not valid: %w", err)
 	}
 	if eff.Schema != config.EffectiveSchema {
 		return nil, fmt.Errorf("the running config has schema %d; this CLI reads schema %d", eff.Schema, config.EffectiveSchema)
@@ -139,29 +128,8 @@ func planModuleVersion(cfg *config.Config) func(string) string {
 		if err != nil {
 			return ""
 		}
-		sum := sha256.Sum256(b)
-		return hex.EncodeToString(sum[:])
+		return client.ModuleVersion(b)
 	}
-}
-
-// pendingOf is a binding's backlog: its consumer's undelivered and
-// unacknowledged events, and its waiting replays.
-func pendingOf(ctx context.Context, js jetstream.JetStream, binding string) (uint64, bool) {
-	var n uint64
-	ok := false
-	for _, t := range [][2]string{
-		{triggers.BindingStreamName(binding), triggers.BindingConsumerName(binding)},
-		{triggers.ReplayStreamName(binding), triggers.ReplayConsumerName(binding)},
-	} {
-		c, err := js.Consumer(ctx, t[0], t[1])
-		if err != nil {
-			continue
-		}
-		info := c.CachedInfo()
-		n += info.NumPending + uint64(info.NumAckPending)
-		ok = true
-	}
-	return n, ok
 }
 
 func planText(c planChange) string {

@@ -2,30 +2,21 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 	"github.com/spf13/cobra"
 
-	"github.com/sluice-run/sluice/runtime"
-	"github.com/sluice-run/sluice/triggers"
+	"github.com/sluice-run/sluice/client"
 )
 
 type publishResult struct {
-	ID        string    `json:"id"`
-	Subject   string    `json:"subject"`
-	Stream    string    `json:"stream"`
-	Seq       uint64    `json:"seq"`
-	Duplicate bool      `json:"duplicate,omitempty"`
-	Outcomes  []outcome `json:"outcomes,omitempty"`
+	client.Published
+	Outcomes []client.Status `json:"outcomes,omitempty"`
 }
 
 func publishCmd(g *globals) *cobra.Command {
@@ -44,83 +35,70 @@ func publishCmd(g *globals) *cobra.Command {
 			"which also de-duplicates publishes. Exit codes: 0 ok, 1 an outcome failed, 2 usage or connection error.",
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var data []byte
+			ev := client.Event{Subject: args[0], ID: id, Header: nats.Header{}}
 			if len(args) == 2 {
 				var err error
-				if data, err = readData(g, args[1]); err != nil {
+				if ev.Data, err = readData(g, args[1]); err != nil {
 					return err
 				}
 			}
-			msg := &nats.Msg{Subject: args[0], Data: data, Header: nats.Header{}}
 			for _, h := range headers {
 				k, v, ok := strings.Cut(h, ":")
 				if !ok || strings.TrimSpace(k) == "" {
 					return usage(fmt.Errorf("-H %q: want NAME:VALUE", h))
 				}
-				msg.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+				ev.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 			}
-			if id == "" {
-				id = nuid.Next()
-			}
-			nc, js, err := g.jetStream()
+			c, done, err := g.client()
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
-			var replies chan *nats.Msg
-			if wait {
-				// Final outcomes come to an inbox of this connection
-				// (subscribed before the publish, so none is missed),
-				// unless the user named a reply subject of their own.
-				replies = make(chan *nats.Msg, 64)
-				if msg.Header.Get(triggers.HdrReply) == "" {
-					inbox := nc.NewInbox()
-					sub, err := nc.ChanSubscribe(inbox, replies)
-					if err != nil {
-						return failed(fmt.Errorf("subscribe to %s: %w", inbox, err))
-					}
-					defer sub.Unsubscribe()
-					msg.Header.Set(triggers.HdrReply, inbox)
-				}
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
-			ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(id))
-			cancel()
-			switch {
-			case errors.Is(err, jetstream.ErrNoStreamResponse):
-				return failed(fmt.Errorf("no queue or topic is bound to subject %q, so the event was not stored (check the subjects in runtime.hcl)", args[0]))
-			case err != nil:
-				return failed(fmt.Errorf("publish to %s: %w", args[0], err))
-			}
-			res := publishResult{ID: id, Subject: args[0], Stream: ack.Stream, Seq: ack.Sequence, Duplicate: ack.Duplicate}
+			defer done()
 			out := cmd.OutOrStdout()
-			if !asJSON {
-				dup := ""
-				if ack.Duplicate {
-					dup = " (duplicate id: already stored, not published again)"
-				}
-				fmt.Fprintf(out, "published %s to %s: stream %s, seq %d%s\n", id, args[0], ack.Stream, ack.Sequence, dup)
-			}
+			var res publishResult
 			if !wait {
+				ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+				defer cancel()
+				if res.Published, err = c.Publish(ctx, ev); err != nil {
+					return failed(publishError(ev.Subject, err))
+				}
 				if asJSON {
 					return writeJSON(out, res)
 				}
+				printPublished(out, res.Published)
 				return nil
 			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
 			// Progress goes to stderr: stdout holds only the result.
-			outcomes, werr := waitOutcomes(cmd.Context(), nc, replies, res, timeout, asJSON, cmd.ErrOrStderr())
-			res.Outcomes = outcomes
+			progress := func(s client.Status) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "  %s: %s (attempt %d)\n", s.Binding, s.State, s.Attempts)
+			}
+			if asJSON {
+				progress = nil
+			} else {
+				fmt.Fprintln(cmd.ErrOrStderr(), "processing…")
+			}
+			p, sts, werr := c.PublishWait(ctx, ev, progress)
+			if p.Stream == "" {
+				return failed(publishError(ev.Subject, werr))
+			}
+			res.Published, res.Outcomes = p, sts
 			if asJSON {
 				if err := writeJSON(out, res); err != nil {
 					return err
 				}
 			} else {
-				printOutcomes(out, outcomes)
+				printPublished(out, p)
+				printOutcomes(out, res.Outcomes)
+			}
+			if errors.Is(werr, context.DeadlineExceeded) {
+				return failed(fmt.Errorf("timed out after %s waiting for every binding's outcome", timeout))
 			}
 			if werr != nil {
 				return failed(werr)
 			}
-			if anyDeadLettered(outcomes) {
+			if anyDeadLettered(res.Outcomes) {
 				return failed(errSilent)
 			}
 			return nil
@@ -134,82 +112,19 @@ func publishCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// statusPoll is how often --wait asks the runtime for the states before
-// the final ones (running, retrying), which are not sent as replies.
-const statusPoll = 250 * time.Millisecond
+func publishError(subject string, err error) error {
+	if errors.Is(err, client.ErrNotBound) {
+		return fmt.Errorf("no queue or topic is bound to subject %q, so the event was not stored (check the subjects in runtime.hcl)", subject)
+	}
+	return err
+}
 
-// waitOutcomes waits until every binding of the event's stream has a final
-// outcome, showing progress on out unless quiet. Final outcomes arrive on
-// replies (the Sluice-Reply inbox); the status API gives the bindings and
-// the states in between, and the final ones too when a reply is missed.
-func waitOutcomes(ctx context.Context, nc *nats.Conn, replies <-chan *nats.Msg, res publishResult, timeout time.Duration, quiet bool, out io.Writer) ([]outcome, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req := runtime.StatusRequest{ID: res.ID, Stream: res.Stream}
-	first, err := requestStatuses(ctx, nc, req)
-	if err != nil {
-		return nil, err
+func printPublished(w io.Writer, p client.Published) {
+	dup := ""
+	if p.Duplicate {
+		dup = " (duplicate id: already stored, not published again)"
 	}
-	if len(first) == 0 {
-		return nil, fmt.Errorf("stream %s has no sluice bindings", res.Stream)
-	}
-	var order []string
-	latest := map[string]triggers.Status{}
-	update := func(s triggers.Status) {
-		prev, seen := latest[s.Binding]
-		if !seen || s.ID != res.ID || prev.Final() {
-			return // not one of this stream's bindings, or settled
-		}
-		if !quiet && (prev.State != s.State || prev.Attempts != s.Attempts) {
-			fmt.Fprintf(out, "  %s: %s (attempt %d)\n", s.Binding, s.State, s.Attempts)
-		}
-		latest[s.Binding] = s
-	}
-	collect := func() ([]outcome, bool) {
-		var os []outcome
-		done := true
-		for _, b := range order {
-			done = done && latest[b].Final()
-			os = append(os, outcomeOf(latest[b]))
-		}
-		return os, done
-	}
-	if !quiet {
-		fmt.Fprintln(out, "processing…")
-	}
-	for _, s := range first {
-		order = append(order, s.Binding)
-		latest[s.Binding] = triggers.Status{ID: res.ID, Binding: s.Binding, Function: s.Function, State: triggers.StateQueued, MaxAttempts: s.MaxAttempts}
-	}
-	sort.Strings(order)
-	for _, s := range first {
-		update(s)
-	}
-	tick := time.NewTicker(statusPoll)
-	defer tick.Stop()
-	for {
-		if os, done := collect(); done {
-			return os, nil
-		}
-		select {
-		case m := <-replies:
-			var s triggers.Status
-			if json.Unmarshal(m.Data, &s) == nil {
-				update(s)
-			}
-		case <-tick.C:
-			statuses, err := requestStatuses(ctx, nc, req)
-			if err != nil && ctx.Err() == nil {
-				return nil, err
-			}
-			for _, s := range statuses {
-				update(s)
-			}
-		case <-ctx.Done():
-			os, _ := collect()
-			return os, fmt.Errorf("%w after %s waiting for every binding's outcome", errTimeout, timeout)
-		}
-	}
+	fmt.Fprintf(w, "published %s to %s: stream %s, seq %d%s\n", p.ID, p.Subject, p.Stream, p.Seq, dup)
 }
 
 // readData is a DATA argument: the bytes themselves, or stdin for "-".

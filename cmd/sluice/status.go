@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/sluice-run/sluice/runtime"
+	"github.com/sluice-run/sluice/client"
 )
 
 func statusCmd(g *globals) *cobra.Command {
@@ -18,37 +18,32 @@ func statusCmd(g *globals) *cobra.Command {
 		Short: "Show an event's status at every binding that received it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			nc, err := g.connect()
+			c, done, err := g.client()
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
+			defer done()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			statuses, err := requestStatuses(ctx, nc, runtime.StatusRequest{ID: args[0]})
+			sts, err := c.Status(ctx, args[0])
+			if errors.Is(err, client.ErrNotFound) {
+				return failed(fmt.Errorf("no status recorded for event %q (not yet picked up by any binding, unknown, or older than the status retention)", args[0]))
+			}
 			if err != nil {
 				return failed(err)
 			}
-			if len(statuses) == 0 {
-				return failed(fmt.Errorf("no status recorded for event %q (not yet picked up by any binding, unknown, or older than the status retention)", args[0]))
-			}
-			var os []outcome
-			for _, s := range statuses {
-				os = append(os, outcomeOf(s))
-			}
-			sort.Slice(os, func(i, j int) bool { return os[i].Binding < os[j].Binding })
 			out := cmd.OutOrStdout()
 			if asJSON {
 				if err := writeJSON(out, struct {
-					ID       string    `json:"id"`
-					Outcomes []outcome `json:"outcomes"`
-				}{args[0], os}); err != nil {
+					ID       string          `json:"id"`
+					Outcomes []client.Status `json:"outcomes"`
+				}{args[0], sts}); err != nil {
 					return err
 				}
 			} else {
-				printOutcomes(out, os)
+				printOutcomes(out, sts)
 			}
-			if anyDeadLettered(os) {
+			if anyDeadLettered(sts) {
 				return failed(errSilent)
 			}
 			return nil

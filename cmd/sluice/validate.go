@@ -2,11 +2,9 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 
-	"github.com/hashicorp/hcl/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-run/sluice/config"
@@ -14,21 +12,11 @@ import (
 
 // validation is validate's --json output.
 type validation struct {
-	Config      string       `json:"config"`
-	OK          bool         `json:"ok"`
-	Functions   int          `json:"functions"`
-	Bindings    int          `json:"bindings"`
-	Diagnostics []diagnostic `json:"diagnostics"`
-}
-
-// diagnostic is one problem of a config file, where it is.
-type diagnostic struct {
-	Severity string `json:"severity"` // "error" or "warning"
-	Summary  string `json:"summary"`
-	Detail   string `json:"detail"`
-	File     string `json:"file,omitempty"`
-	Line     int    `json:"line,omitempty"`
-	Column   int    `json:"column,omitempty"`
+	Config      string              `json:"config"`
+	OK          bool                `json:"ok"`
+	Functions   int                 `json:"functions"`
+	Bindings    int                 `json:"bindings"`
+	Diagnostics []config.Diagnostic `json:"diagnostics"`
 }
 
 func validateCmd() *cobra.Command {
@@ -49,24 +37,9 @@ func validateCmd() *cobra.Command {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d functions, %d bindings)\n", cfgPath, len(cfg.Functions), len(cfg.Bindings()))
 				return nil
 			}
-			v := validation{Config: cfgPath, OK: err == nil, Diagnostics: []diagnostic{}}
-			var derr *config.DiagnosticsError
-			switch {
-			case err == nil:
+			v := validation{Config: cfgPath, OK: err == nil, Diagnostics: config.Diagnostics(err)}
+			if err == nil {
 				v.Functions, v.Bindings = len(cfg.Functions), len(cfg.Bindings())
-			case errors.As(err, &derr):
-				for _, d := range derr.Diags {
-					jd := diagnostic{Severity: "error", Summary: d.Summary, Detail: d.Detail}
-					if d.Severity == hcl.DiagWarning {
-						jd.Severity = "warning"
-					}
-					if d.Subject != nil {
-						jd.File, jd.Line, jd.Column = d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column
-					}
-					v.Diagnostics = append(v.Diagnostics, jd)
-				}
-			default:
-				v.Diagnostics = append(v.Diagnostics, diagnostic{Severity: "error", Summary: err.Error()})
 			}
 			if werr := writeJSON(cmd.OutOrStdout(), v); werr != nil {
 				return werr

@@ -1,0 +1,97 @@
+// Package connect resolves where a sluice runtime is and how to reach it
+// the way natscli does: a NATS context (natscli's context files), the
+// environment (SLUICE_SERVER, NATS_URL, NATS_CONTEXT) and explicit
+// settings that override the context's. It is apart from package client
+// because the context reader brings dependencies a producer that dials
+// NATS itself does not need.
+package connect
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/nats-io/jsm.go/natscontext"
+	"github.com/nats-io/nats.go"
+
+	"github.com/sluice-run/sluice/client"
+)
+
+// DefaultURL is where a runtime listens unless told otherwise.
+const DefaultURL = "nats://127.0.0.1:4222"
+
+// Options say where the runtime is and how to reach it; empty fields take
+// the context's settings.
+type Options struct {
+	// Server is the URL(s); empty means SLUICE_SERVER, then NATS_URL,
+	// then the context's, then DefaultURL.
+	Server string
+	// Context is a natscli context: a name (~/.config/nats/context/NAME.json)
+	// or a .json file; empty means NATS_CONTEXT, and without it none
+	// (never natscli's selected context, which would silently point at
+	// another deployment).
+	Context string
+	// User and Password; a user's connection takes client.UserInbox(User)
+	// as its inbox prefix, the only inboxes the publish role may use.
+	User, Password string
+	// Creds is a credentials file (JWT and seed), NKey a seed file.
+	Creds, NKey string
+	// TLSCert and TLSKey are a client certificate, TLSCA verifies the
+	// server's.
+	TLSCert, TLSKey, TLSCA string
+}
+
+// ErrOptions: the options (or the context they name) are not usable.
+var ErrOptions = errors.New("bad connection options")
+
+// Resolve returns the URL and the connection options, extra first.
+func (o Options) Resolve(extra ...nats.Option) (string, []nats.Option, error) {
+	server := o.Server
+	for _, env := range []string{"SLUICE_SERVER", "NATS_URL"} {
+		if server == "" {
+			server = os.Getenv(env)
+		}
+	}
+	name := o.Context
+	if name == "" {
+		name = os.Getenv("NATS_CONTEXT")
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return "", nil, fmt.Errorf("%w: a TLS certificate and its key go together", ErrOptions)
+	}
+	overrides := []natscontext.Option{
+		natscontext.WithUser(o.User), natscontext.WithPassword(o.Password),
+		natscontext.WithCreds(o.Creds), natscontext.WithNKey(o.NKey),
+		natscontext.WithCertificate(o.TLSCert), natscontext.WithKey(o.TLSKey), natscontext.WithCA(o.TLSCA),
+	}
+	if server != "" {
+		overrides = append(overrides, natscontext.WithServerURL(server))
+	}
+	var (
+		nctx *natscontext.Context
+		err  error
+	)
+	switch {
+	case name == "":
+		if server == "" {
+			overrides = append(overrides, natscontext.WithServerURL(DefaultURL))
+		}
+		nctx, err = natscontext.New("", false, overrides...)
+	case strings.ContainsRune(name, os.PathSeparator) || strings.HasSuffix(name, ".json"):
+		nctx, err = natscontext.NewFromFile(name, overrides...)
+	default:
+		nctx, err = natscontext.New(name, true, overrides...)
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: NATS context %q: %w", ErrOptions, name, err)
+	}
+	if o.User != "" {
+		extra = append(extra, nats.UserInfo(o.User, o.Password), nats.CustomInboxPrefix(client.UserInbox(o.User)))
+	}
+	opts, err := nctx.NATSOptions(extra...)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: NATS context %q: %w", ErrOptions, name, err)
+	}
+	return nctx.ServerURL(), opts, nil
+}

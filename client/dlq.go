@@ -1,0 +1,307 @@
+package client
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DeadLetter is one message of a binding's dead-letter stream, decoded
+// from the headers the runtime wrote on it.
+type DeadLetter struct {
+	Binding      string          `json:"binding"`
+	Seq          uint64          `json:"seq"`
+	EventID      string          `json:"id"`
+	Subject      string          `json:"subject"`
+	Function     string          `json:"function"`
+	Version      string          `json:"version,omitempty"`
+	Attempts     int             `json:"attempts"`
+	ErrorKind    string          `json:"error_kind"`
+	Error        string          `json:"error"`
+	FirstFailure time.Time       `json:"first_failure"`
+	LastFailure  time.Time       `json:"last_failure"`
+	History      []AttemptRecord `json:"history,omitempty"`
+	Headers      nats.Header     `json:"headers,omitempty"`
+	// Payload is the event's data as text, or base64 when Encoding says so.
+	Payload  string `json:"payload,omitempty"`
+	Encoding string `json:"payload_encoding,omitempty"`
+	// Data is the event's data; empty when only headers were read.
+	Data []byte `json:"-"`
+	// stored is when the stream stored it.
+	stored time.Time
+}
+
+// TextOrBase64 is b as text, or as base64 with "base64" when it is not
+// UTF-8: how results and payloads are shown.
+func TextOrBase64(b []byte) (text, encoding string) {
+	if utf8.Valid(b) {
+		return string(b), ""
+	}
+	return base64.StdEncoding.EncodeToString(b), "base64"
+}
+
+func decodeDeadLetter(binding string, seq uint64, stored time.Time, h nats.Header, data []byte) DeadLetter {
+	d := DeadLetter{
+		Binding: binding, Seq: seq, EventID: h.Get(HdrEventID), Subject: h.Get(HdrSubject),
+		Function: h.Get(HdrFunction), Version: h.Get(HdrVersion),
+		ErrorKind: h.Get(HdrErrorKind), Error: h.Get(HdrError), Headers: h, Data: data, stored: stored,
+	}
+	d.Attempts, _ = strconv.Atoi(h.Get(HdrAttempts))
+	d.FirstFailure, _ = time.Parse(time.RFC3339Nano, h.Get(HdrFirstFailure))
+	d.LastFailure, _ = time.Parse(time.RFC3339Nano, h.Get(HdrLastFailure))
+	_ = json.Unmarshal([]byte(h.Get(HdrHistory)), &d.History)
+	d.Payload, d.Encoding = TextOrBase64(data)
+	return d
+}
+
+// DeadLetterBindings lists the bindings that have a dead-letter stream.
+func (c *Client) DeadLetterBindings(ctx context.Context) ([]string, error) {
+	var out []string
+	names := c.js.StreamNames(ctx)
+	for name := range names.Name() {
+		if b, ok := deadLetterBinding(name); ok {
+			out = append(out, b)
+		}
+	}
+	slices.Sort(out)
+	return out, names.Err()
+}
+
+// deadLetterStream opens a binding's dead-letter stream.
+func (c *Client) deadLetterStream(ctx context.Context, binding string) (jetstream.Stream, error) {
+	s, err := c.js.Stream(ctx, DeadLetterStreamName(binding))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("binding %q: %w", binding, ErrNoDeadLetters)
+	}
+	return s, err
+}
+
+// scan reads a binding's dead letters, headers only, oldest first (from
+// start when not zero) until each returns false.
+func (c *Client) scan(ctx context.Context, s jetstream.Stream, binding string, start time.Time, each func(DeadLetter) bool) error {
+	info, err := s.Info(ctx)
+	if err != nil || info.State.Msgs == 0 {
+		return err
+	}
+	cfg := jetstream.OrderedConsumerConfig{HeadersOnly: true}
+	if !start.IsZero() {
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
+	}
+	cons, err := s.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	for {
+		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return err
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			md, err := m.Metadata()
+			if err != nil {
+				return err
+			}
+			if !each(decodeDeadLetter(binding, md.Sequence.Stream, md.Timestamp, m.Headers(), nil)) || md.NumPending == 0 {
+				return nil
+			}
+		}
+		if n == 0 {
+			return batch.Error()
+		}
+	}
+}
+
+// DeadLetters returns the dead letters of the bindings named, or of every
+// binding that has any, oldest first per binding, without their payloads.
+func (c *Client) DeadLetters(ctx context.Context, bindings ...string) ([]DeadLetter, error) {
+	if len(bindings) == 0 {
+		var err error
+		if bindings, err = c.DeadLetterBindings(ctx); err != nil {
+			return nil, err
+		}
+	}
+	all := []DeadLetter{}
+	for _, b := range bindings {
+		s, err := c.deadLetterStream(ctx, b)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.scan(ctx, s, b, time.Time{}, func(d DeadLetter) bool { all = append(all, d); return true }); err != nil {
+			return nil, fmt.Errorf("dead letters of %s: %w", b, err)
+		}
+	}
+	return all, nil
+}
+
+// skew bounds the clock difference between the node that dead-lettered an
+// event and the server that stored it.
+const skew = time.Minute
+
+// DeadLetterOf returns the dead letters of event id, with their payloads
+// (one per binding that dead-lettered it). It does not read every dead
+// letter: the event's statuses name the bindings that dead-lettered it and
+// when (between its last failed attempt and its status's update), and only
+// that window of those bindings' dead-letter streams is read, headers
+// only; the payload is then fetched by sequence. Without statuses (the
+// runtime restarted, or none answers) it reads the headers of every dead
+// letter.
+func (c *Client) DeadLetterOf(ctx context.Context, id string) ([]DeadLetter, error) {
+	type window struct{ from, to time.Time }
+	where := map[string]window{}
+	if sts, err := c.Statuses(ctx, StatusRequest{ID: id}); err == nil {
+		for _, s := range sts {
+			if s.State != StateDeadLettered {
+				continue
+			}
+			if s.UpdatedAt.IsZero() {
+				where[s.Binding] = window{} // no time known: the whole stream
+				continue
+			}
+			from := s.UpdatedAt
+			if n := len(s.History); n > 0 {
+				from = s.History[n-1].At
+			}
+			where[s.Binding] = window{from.Add(-skew), s.UpdatedAt.Add(skew)}
+		}
+	}
+	if len(where) == 0 {
+		bs, err := c.DeadLetterBindings(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range bs {
+			where[b] = window{}
+		}
+	}
+	var found []DeadLetter
+	for _, b := range slices.Sorted(maps.Keys(where)) {
+		w := where[b]
+		s, err := c.deadLetterStream(ctx, b)
+		if errors.Is(err, ErrNoDeadLetters) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var seqs []uint64
+		err = c.scan(ctx, s, b, w.from, func(d DeadLetter) bool {
+			if d.EventID == id {
+				seqs = append(seqs, d.Seq)
+			}
+			return w.to.IsZero() || !d.stored.After(w.to)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("dead letters of %s: %w", b, err)
+		}
+		for _, seq := range seqs {
+			d, err := c.deadLetterAt(ctx, s, b, seq)
+			if err != nil {
+				return nil, err
+			}
+			found = append(found, d)
+		}
+	}
+	if len(found) == 0 {
+		return nil, fmt.Errorf("dead letter of %s: %w", id, ErrNotFound)
+	}
+	return found, nil
+}
+
+// deadLetterAt reads one dead letter, payload included.
+func (c *Client) deadLetterAt(ctx context.Context, s jetstream.Stream, binding string, seq uint64) (DeadLetter, error) {
+	m, err := s.GetMsg(ctx, seq)
+	if err != nil {
+		return DeadLetter{}, fmt.Errorf("dead letter %d of %s: %w", seq, binding, err)
+	}
+	return decodeDeadLetter(binding, seq, m.Time, m.Header, m.Data), nil
+}
+
+// Selection chooses dead letters of a binding to replay or purge.
+type Selection struct {
+	// IDs are the events chosen; All chooses every one instead.
+	IDs []string
+	All bool
+	// Since, when positive, keeps those that last failed within it.
+	Since time.Duration
+	// ErrorKind, when set, keeps those that failed with it.
+	ErrorKind string
+}
+
+// Select returns the dead letters of binding that sel chooses, without
+// their payloads.
+func (c *Client) Select(ctx context.Context, binding string, sel Selection) ([]DeadLetter, error) {
+	dls, err := c.DeadLetters(ctx, binding)
+	if err != nil {
+		return nil, err
+	}
+	var out []DeadLetter
+	cutoff := time.Now().Add(-sel.Since)
+	for _, d := range dls {
+		if !sel.All && !slices.Contains(sel.IDs, d.EventID) ||
+			sel.Since > 0 && d.LastFailure.Before(cutoff) ||
+			sel.ErrorKind != "" && d.ErrorKind != sel.ErrorKind {
+			continue
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// Replay puts one dead letter (from Select or DeadLetters) back on its
+// binding's replay subject, then removes it: a failure in between leaves a
+// duplicate, never a loss, and the replay's message id makes a second try
+// a no-op. Only that binding sees the event again.
+func (c *Client) Replay(ctx context.Context, d DeadLetter) error {
+	s, err := c.deadLetterStream(ctx, d.Binding)
+	if err != nil {
+		return err
+	}
+	full, err := c.deadLetterAt(ctx, s, d.Binding, d.Seq)
+	if err != nil {
+		return err
+	}
+	h := nats.Header{}
+	for k, v := range full.Headers {
+		// Nats- headers steer JetStream; the history stays with the status.
+		if !strings.EqualFold(k, HdrHistory) && !(len(k) >= 5 && strings.EqualFold(k[:5], "Nats-")) {
+			h[k] = v
+		}
+	}
+	m := &nats.Msg{Subject: ReplaySubject(d.Binding), Data: full.Data, Header: h}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := c.js.PublishMsg(pctx, m, jetstream.WithMsgID(fmt.Sprintf("replay:%s:%d", d.Binding, d.Seq))); err != nil {
+		return fmt.Errorf("replay %s (dead letter %d): %w", d.EventID, d.Seq, err)
+	}
+	if err := s.DeleteMsg(pctx, d.Seq); err != nil {
+		return fmt.Errorf("replay %s: remove dead letter %d: %w", d.EventID, d.Seq, err)
+	}
+	return nil
+}
+
+// Purge deletes dead letters for good.
+func (c *Client) Purge(ctx context.Context, dls []DeadLetter) error {
+	for _, d := range dls {
+		s, err := c.deadLetterStream(ctx, d.Binding)
+		if err != nil {
+			return err
+		}
+		if err := s.DeleteMsg(ctx, d.Seq); err != nil {
+			return fmt.Errorf("purge %s: %w", d.EventID, err)
+		}
+	}
+	return nil
+}
