@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/functions"
 )
 
@@ -40,7 +41,7 @@ func TestLogLinesDropWhenTheConnectionIsBackedUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reader.Close()
-	sub, err := reader.SubscribeSync(LogSubjectPrefix + ".>")
+	sub, err := reader.SubscribeSync(client.LogSubjectPrefix + ".>")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +67,7 @@ func TestLogLinesDropWhenTheConnectionIsBackedUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r LogRecord
+	var r client.LogRecord
 	if err := json.Unmarshal(m.Data, &r); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/internal/testenv"
 	"github.com/sluice-run/sluice/runtime"
 	"github.com/sluice-run/sluice/triggers"
@@ -206,7 +207,7 @@ func TestRoleMatrix(t *testing.T) {
 		{"sluice.admin.deploy", `{}`},
 		{"sluice.replay.bad", "forged"},
 		{"sluice.dlq.bad", "forged"},
-		{runtime.LogSubject("kv", "kv"), `{"line":"forged"}`},
+		{client.LogSubject("kv", "kv"), `{"line":"forged"}`},
 		{"$SRV.PING", ""},
 		{"$SRV.INFO.sluice", ""},
 		{"_INBOX.someone.else", "forged answer"},
@@ -217,7 +218,7 @@ func TestRoleMatrix(t *testing.T) {
 			t.Fatalf("publish %s: %v", d.subject, err)
 		}
 	}
-	subs := []string{">", "_INBOX.>", "_INBOX.*.>", "_INBOX.admin.>", "$KV.>", "$JS.>", "_SLUICE_INBOX.>", "sluice.>", runtime.LogSubjectPrefix + ".>", "kv.cmd", "$JS.API.DIRECT.GET.>"}
+	subs := []string{">", "_INBOX.>", "_INBOX.*.>", "_INBOX.admin.>", "$KV.>", "$JS.>", "_SLUICE_INBOX.>", "sluice.>", client.LogSubjectPrefix + ".>", "kv.cmd", "$JS.API.DIRECT.GET.>"}
 	for _, sub := range subs {
 		if _, err := app.SubscribeSync(sub); err != nil {
 			t.Fatalf("subscribe %s: %v", sub, err)

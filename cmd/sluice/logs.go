@@ -13,8 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
+	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/config"
-	"github.com/sluice-run/sluice/runtime"
 )
 
 // errNotStored answers `sluice logs --follow=false`: there is no history
@@ -24,7 +24,7 @@ var errNotStored = errors.New("logs are streamed, not stored: drop --follow=fals
 func logsCmd(g *globals) *cobra.Command {
 	var (
 		asJSON, follow bool
-		event          string
+		filter         client.LogFilter
 	)
 	cmd := &cobra.Command{
 		Use:   "logs [FUNCTION|BINDING]",
@@ -47,59 +47,46 @@ func logsCmd(g *globals) *cobra.Command {
 			if !follow {
 				return usage(errNotStored)
 			}
-			name := ""
 			if len(args) == 1 {
-				name = args[0]
+				filter.Name = args[0]
 			}
-			nc, err := g.connect()
+			c, done, err := g.client()
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
-			sub, err := nc.SubscribeSync(runtime.LogSubjectPrefix + ".>")
+			defer done()
+			stream, err := c.FollowLogs(filter)
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				return usage(fmt.Errorf("%w; it needs a user with role \"admin\"", err))
+			}
 			if err != nil {
-				return usage(fmt.Errorf("subscribe to the log lines: %w", err))
+				return usage(err)
 			}
-			// The server refuses a subscription asynchronously: its answer
-			// arrives before the flush's.
-			if err := nc.Flush(); err != nil {
-				return usage(fmt.Errorf("subscribe to the log lines: %w", err))
-			}
-			if err := nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) {
-				return usage(fmt.Errorf("subscribe to the log lines: %w; it needs a user with role \"admin\"", err))
-			}
+			defer stream.Close()
 			what := "every function"
-			if name != "" {
-				what = strconv.Quote(name)
+			if filter.Name != "" {
+				what = strconv.Quote(filter.Name)
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "streaming the log lines of %s from every node (Ctrl-C to stop)\n", what)
-			return streamLogs(cmd.Context(), sub, cmd.OutOrStdout(), name, event, asJSON)
+			return printLogs(cmd.Context(), stream, cmd.OutOrStdout(), asJSON)
 		},
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", true, "follow the stream (the only mode: lines are not stored)")
-	cmd.Flags().StringVar(&event, "event", "", "only the lines of this event id")
+	cmd.Flags().StringVar(&filter.Event, "event", "", "only the lines of this event id")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per line")
 	return cmd
 }
 
-// streamLogs prints the log records sub receives that match name (a
-// function or a binding) and event, until ctx ends.
-func streamLogs(ctx context.Context, sub *nats.Subscription, out io.Writer, name, event string, asJSON bool) error {
+// printLogs prints the stream's lines until ctx ends.
+func printLogs(ctx context.Context, stream *client.LogStream, out io.Writer, asJSON bool) error {
 	enc := json.NewEncoder(out)
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
+		r, err := stream.Next(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
-			return failed(fmt.Errorf("log stream: %w", err))
-		}
-		var r runtime.LogRecord
-		if json.Unmarshal(m.Data, &r) != nil {
-			continue
-		}
-		if (name != "" && r.Function != name && r.Binding != name) || (event != "" && r.Event != event) {
-			continue
+			return failed(err)
 		}
 		if asJSON {
 			err = enc.Encode(r)

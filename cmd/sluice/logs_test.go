@@ -13,8 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/wasmerio/wasmer-go/wasmer"
 
+	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/internal/testenv"
-	"github.com/sluice-run/sluice/runtime"
 )
 
 // follower is a `sluice logs` running until the test stops it.
@@ -140,7 +140,7 @@ queue "charges" {
 	sc := bufio.NewScanner(strings.NewReader(oneEvent.out.String()))
 	attempts := map[int]bool{}
 	for sc.Scan() {
-		var r runtime.LogRecord
+		var r client.LogRecord
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatalf("--json line %q: %v", sc.Text(), err)
 		}
@@ -205,7 +205,7 @@ queue "charges" {
 		published++
 		sc := bufio.NewScanner(strings.NewReader(f.out.String()))
 		for sc.Scan() {
-			var r runtime.LogRecord
+			var r client.LogRecord
 			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 				t.Fatalf("--json line %q: %v", sc.Text(), err)
 			}
