@@ -17,10 +17,10 @@ import (
 // cut link to the server must not hold back invocations or grow memory.
 const maxLogBuffered = 1 << 20
 
-// logPublisher sends guest log lines to client.LogSubject without waiting: a core
-// publish only appends to the connection's buffer, and a line is dropped
-// (and counted) when that buffer is already large or the subject is not
-// one the runtime may send to.
+// logPublisher sends guest log lines to client.LogSubject without
+// waiting: a core publish only appends to the connection's buffer, and a
+// line is dropped (and counted) when that buffer is already large or the
+// subject is not one the runtime may send to.
 type logPublisher struct {
 	nc      *nats.Conn
 	node    string
