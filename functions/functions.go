@@ -136,6 +136,26 @@ type Options struct {
 	// InitTimeout bounds a new worker's load of a module, _initialize
 	// included. Default 15 s.
 	InitTimeout time.Duration
+	// Logs hears every guest log line (sluice_log and WASI stdout/stderr),
+	// within the function's max_log_size, besides Logger; nil for none.
+	Logs LogSink
+}
+
+// LogSink hears guest log lines as the guest writes them. GuestLog runs
+// on the invocation's path: it must not block.
+type LogSink interface {
+	GuestLog(LogLine)
+}
+
+// LogLine is one line a guest logged during an invocation.
+type LogLine struct {
+	Time     time.Time
+	Function string
+	Binding  string
+	Event    string
+	Attempt  int
+	Level    slog.Level
+	Line     string
 }
 
 // Observer hears about a Set's worker processes and compiles, for metrics.

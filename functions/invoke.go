@@ -605,6 +605,12 @@ var slogLevels = [...]slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn
 
 func (h *host) Log(level int, line string) {
 	h.logger().Log(h.ctx, slogLevels[level], line, "source", "guest")
+	if sink := h.f.set.opts.Logs; sink != nil {
+		sink.GuestLog(LogLine{
+			Time: time.Now(), Function: h.f.cfg.Name, Binding: h.ev.Binding, Event: h.ev.ID,
+			Attempt: h.ev.Attempt, Level: slogLevels[level], Line: line,
+		})
+	}
 }
 
 // allowed reports whether subject matches one of the patterns (NATS

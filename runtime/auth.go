@@ -99,7 +99,8 @@ func (r *Runtime) reloadUsers(cfg *config.Config) error {
 // no JetStream API at all (no stream or consumer listing, no message or
 // key-value read, no consumer creation, whose delivery subject permissions
 // cannot check), no key-value or object store subject, no admin, replay or
-// micro-service subject, no publish to inboxes (answering others'
+// micro-service subject, no forged guest log line
+// (client.LogSubjectPrefix), no publish to inboxes (answering others'
 // requests), and no other client's inbox: "_INBOX.>" would show the
 // answers to every admin's and producer's requests, payloads and values
 // included. The runtime's own traffic uses another prefix still
@@ -110,7 +111,7 @@ func publishPermissions(cfg *config.Config, user string) *server.Permissions {
 	deny := []string{
 		"$JS.>", "$KV.>", "$O.>", "$SRV.>", "$SYS.>", "$JSC.>", "$NRG.>",
 		"_INBOX.>", RuntimeInboxPrefix + ".>",
-		AdminSubjectPrefix + ".>", "sluice.replay.>", "sluice.dlq.>",
+		AdminSubjectPrefix + ".>", "sluice.replay.>", "sluice.dlq.>", client.LogSubjectPrefix + ".>",
 	}
 	for _, b := range cfg.Bindings() {
 		deny = append(deny, b.DeadLetter)

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/internal/testenv"
 	"github.com/sluice-run/sluice/runtime"
 	"github.com/sluice-run/sluice/triggers"
@@ -71,7 +72,8 @@ func (v *violations) named(kind, subject string) bool {
 // through the CLI: the publish role publishes to bound subjects (with a
 // JetStream acknowledgement) and asks the runtime for statuses, and every
 // other JetStream API, key-value, object-store, admin, replay, service and
-// inbox subject is refused by the server; it may subscribe to its own
+// inbox subject is refused by the server, and so is forging or reading
+// guests' log lines (sluice.logs.>); it may subscribe to its own
 // inboxes ("_INBOX.app.>") only, and they carry none of the runtime's or
 // the admin's traffic; the admin may do everything.
 func TestRoleMatrix(t *testing.T) {
@@ -205,6 +207,7 @@ func TestRoleMatrix(t *testing.T) {
 		{"sluice.admin.deploy", `{}`},
 		{"sluice.replay.bad", "forged"},
 		{"sluice.dlq.bad", "forged"},
+		{client.LogSubject("kv", "kv"), `{"line":"forged"}`},
 		{"$SRV.PING", ""},
 		{"$SRV.INFO.sluice", ""},
 		{"_INBOX.someone.else", "forged answer"},
@@ -215,7 +218,7 @@ func TestRoleMatrix(t *testing.T) {
 			t.Fatalf("publish %s: %v", d.subject, err)
 		}
 	}
-	subs := []string{">", "_INBOX.>", "_INBOX.*.>", "_INBOX.admin.>", "$KV.>", "$JS.>", "_SLUICE_INBOX.>", "sluice.>", "kv.cmd", "$JS.API.DIRECT.GET.>"}
+	subs := []string{">", "_INBOX.>", "_INBOX.*.>", "_INBOX.admin.>", "$KV.>", "$JS.>", "_SLUICE_INBOX.>", "sluice.>", client.LogSubjectPrefix + ".>", "kv.cmd", "$JS.API.DIRECT.GET.>"}
 	for _, sub := range subs {
 		if _, err := app.SubscribeSync(sub); err != nil {
 			t.Fatalf("subscribe %s: %v", sub, err)

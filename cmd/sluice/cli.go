@@ -65,6 +65,7 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	g.auth.register(root)
 	root.AddCommand(runCmd(g), publishCmd(g), statusCmd(g), invokeCmd(g), bindingsCmd(g), nodesCmd(g), pauseCmd(g), resumeCmd(g), dlqCmd(g), deployCmd(g), functionsCmd(g), rollbackCmd(g), reloadCmd(g), validateCmd(), planCmd(g), fmtCmd(), versionCmd())
 	root.AddCommand(newCmd())
+	root.AddCommand(logsCmd(g))
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
 
 	err := g.auth.explain(root.ExecuteContext(g.auth.watch(ctx)))

@@ -63,6 +63,7 @@ type Metrics struct {
 	coldStartDuration *prometheus.HistogramVec
 	cacheHits         *prometheus.CounterVec
 	cacheMisses       *prometheus.CounterVec
+	logLinesDropped   *prometheus.CounterVec
 
 	backlog atomic.Pointer[backlogSource]
 	node    atomic.Pointer[nodeSource]
@@ -108,6 +109,10 @@ func New() *Metrics {
 			Name: "sluice_replies_dropped_total",
 			Help: "Outcomes not sent to the subject a producer named in Sluice-Reply, by binding and reason: too_long, invalid, not_allowed (outside _INBOX.> and reply_subjects).",
 		}, []string{"binding", "reason"}),
+		logLinesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_log_lines_dropped_total",
+			Help: "Guest log lines not streamed to `sluice logs` (they still reach the runtime's log), by function: the connection to NATS had too much unsent, or it was down.",
+		}, []string{"function"}),
 		workerStarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_worker_starts_total",
 			Help: "Worker processes started with a function's module loaded.",
@@ -144,7 +149,7 @@ func New() *Metrics {
 	}, []string{"version", "go_version"})
 	buildInfo.WithLabelValues(version.String(), goruntime.Version()).Set(1)
 	m.reg.MustRegister(buildInfo, m.invocations, m.duration, m.retries, m.deadLetters, m.notStored, m.deduplicated, m.repliesDropped,
-		m.workerStarts, m.workerCrashes, m.workers, m.coldStarts, m.coldStartDuration, m.cacheHits, m.cacheMisses,
+		m.workerStarts, m.workerCrashes, m.workers, m.coldStarts, m.coldStartDuration, m.cacheHits, m.cacheMisses, m.logLinesDropped,
 		backlogCollector{m}, nodeCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -216,6 +221,11 @@ func (m *Metrics) Deduplicated(binding, function string) {
 // ReplyDropped counts a refused Sluice-Reply (triggers.ReplyObserver).
 func (m *Metrics) ReplyDropped(binding, reason string) {
 	m.repliesDropped.WithLabelValues(binding, reason).Inc()
+}
+
+// LogLineDropped counts a guest log line not streamed.
+func (m *Metrics) LogLineDropped(function string) {
+	m.logLinesDropped.WithLabelValues(function).Inc()
 }
 
 // WorkerStarted counts a worker start (functions.Observer).
