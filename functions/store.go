@@ -7,17 +7,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/internal/jsx"
 )
 
-// Buckets of the module store.
+// Buckets of the module store, named once in client.
 const (
-	ModulesBucket   = "sluice_modules"   // object store: module bytes by version
-	FunctionsBucket = "sluice_functions" // KV: a Record per function
+	ModulesBucket   = client.ModulesBucket   // object store: module bytes by version
+	FunctionsBucket = client.FunctionsBucket // KV: a Record per function
 	// MaxModuleSize bounds a deployed module.
 	MaxModuleSize = 64 << 20
 )
@@ -29,24 +29,15 @@ type Store struct {
 	kv  jetstream.KeyValue
 }
 
-// Record is a function's versions, oldest first, and which one is live.
-type Record struct {
-	Name string `json:"name"`
-	Live string `json:"live"`
-	// ConfigVersion is the version of the module file runtime.hcl named
-	// when the runtime last started: a changed file wins over a deploy.
-	ConfigVersion string        `json:"config_version"`
-	Versions      []VersionInfo `json:"versions"`
-}
+// Record is a function's versions, oldest first, and which one is live;
+// its ConfigVersion is the version of the module file runtime.hcl named
+// when the runtime last started (a changed file wins over a deploy). The
+// encoding is client's, which operators read.
+type Record = client.FunctionRecord
 
-// VersionInfo describes one version of a function.
-type VersionInfo struct {
-	Version    string    `json:"version"`
-	Size       int64     `json:"size"`
-	DeployedAt time.Time `json:"deployed_at"`
-	DeployedBy string    `json:"deployed_by,omitempty"`
-	Source     string    `json:"source"` // "runtime.hcl" or "deploy"
-}
+// VersionInfo describes one version of a function; Source is
+// "runtime.hcl" or "deploy".
+type VersionInfo = client.VersionInfo
 
 // OpenStore opens the module store, creating it, or changing its number of
 // copies, with replicas > 0 (the runtime); with replicas 0 (a client such
