@@ -58,11 +58,13 @@ func (r *Runtime) startAPI(ctx context.Context) error {
 	}
 	r.api = svc
 	err = svc.AddGroup(APISubjectPrefix).AddEndpoint("status", micro.HandlerFunc(func(req micro.Request) {
-		// The runtime answers with its own authority: only to a
-		// subject it may send to (a reply subject too long would close
-		// its connection).
-		if config.CheckSendSubject(req.Reply()) != nil {
-			r.log.Warn("status request dropped: bad reply subject", "length", len(req.Reply()))
+		// The runtime answers with its own authority, and a requester
+		// chooses the reply subject: answer only where a Sluice-Reply may
+		// go (an inbox or a configured reply subject), never to a KV,
+		// admin or other reserved subject, nor to one too long for the
+		// connection.
+		if err := config.CheckReplySubject(r.CurrentConfig().ReplySubjects, req.Reply()); err != nil {
+			r.log.Warn("status request dropped: reply subject not allowed", "length", len(req.Reply()), "error", err)
 			return
 		}
 		var in StatusRequest

@@ -376,5 +376,30 @@ queue "ok" {
 	if m, err := sub.NextMsg(0); err == nil {
 		t.Errorf("answered on a 3,907-byte subject: %q", m.Data)
 	}
+
+	// A reply subject the requester chose is not lent the runtime's
+	// authority: no answer to a KV, admin or other non-inbox subject.
+	forged := []string{"$KV.sluice_fn_noop.secret", "sluice.admin.reload", "ok.send", "_SLUICE_INBOX.x.y"}
+	var subs []*nats.Subscription
+	for _, to := range forged {
+		s, err := nc.SubscribeSync(to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs = append(subs, s)
+		if err := nc.PublishRequest(runtime.StatusSubject, to, []byte(`{"id":"after"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The endpoint answers requests one at a time, in order: once this
+	// one is answered, the forged ones were handled.
+	if _, err := nc.Request(runtime.StatusSubject, []byte(`{"id":"after"}`), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range subs {
+		if m, err := s.NextMsg(0); err == nil {
+			t.Errorf("answered on %s: %q", forged[i], m.Data)
+		}
+	}
 	healthy(t, rt)
 }
