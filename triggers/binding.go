@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -943,7 +944,16 @@ func (b *binding) reply(ctx context.Context, msg jetstream.Msg, st Status) {
 	out.Header.Set(HdrEventID, st.ID)
 	out.Header.Set(HdrBinding, b.cfg.Name)
 	out.Header.Set(HdrNode, b.r.opts.Node)
-	if err := b.publish(ctx, out, ""); err != nil {
+	var err error
+	if strings.HasPrefix(to, "_INBOX.") {
+		// An inbox is never a stream's: skip the Publisher's lookup,
+		// which every new inbox would miss (one JetStream request per
+		// reply).
+		err = b.r.opts.Publisher.nc.PublishMsg(out)
+	} else {
+		err = b.publish(ctx, out, "")
+	}
+	if err != nil {
 		b.log.Warn("reply not sent", "event", st.ID, "reply", to, "error", err)
 	}
 }
