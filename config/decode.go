@@ -830,37 +830,29 @@ func (d *decoder) list(a *hcl.Attribute) ([]string, []hcl.Range, bool) {
 
 // subjects decodes a function's publish list.
 func (d *decoder) subjects(a *hcl.Attribute) []string {
-	list, ranges, ok := d.list(a)
-	if !ok {
-		return nil
-	}
-	var out []string
-	for i, s := range list {
-		if err := ValidSubject(s, true); err != nil {
-			d.errorf(ranges[i], "Invalid subject", "%s. %s", capitalize(err.Error()), subjectHelp)
-			continue
-		}
-		if !d.subjectLength(ranges[i], s) {
-			continue
-		}
-		if why := ReservedSubject(s); why != "" {
-			d.errorf(ranges[i], "Reserved subject",
-				"A function may not publish to %q: %s. List the application's own subjects, such as \"orders.>\".", s, why)
-			continue
-		}
-		out = append(out, s)
-	}
+	out, _ := d.ownSubjects(a, "A function may not publish to %q: %s. List the application's own subjects, such as \"orders.>\".")
 	return out
 }
 
 // replySubjects decodes reply_subjects: the patterns, besides "_INBOX.>",
 // that a producer may name in a Sluice-Reply header.
 func (d *decoder) replySubjects(a *hcl.Attribute) []string {
+	out, ranges := d.ownSubjects(a, "Replies may not go to %q: %s. Inboxes (\"_INBOX.>\") are always allowed; list only the application's own reply subjects, such as \"app.replies.>\".")
+	d.replyRanges = append(d.replyRanges, ranges...)
+	return out
+}
+
+// ownSubjects decodes a list of subject patterns the application owns:
+// valid, bounded and outside the reserved namespaces (reserved is the
+// diagnostic's detail, given the subject and why it is reserved). It
+// returns the accepted patterns and their ranges.
+func (d *decoder) ownSubjects(a *hcl.Attribute, reserved string) ([]string, []hcl.Range) {
 	list, ranges, ok := d.list(a)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	var out []string
+	var kept []hcl.Range
 	for i, s := range list {
 		if err := ValidSubject(s, true); err != nil {
 			d.errorf(ranges[i], "Invalid subject", "%s. %s", capitalize(err.Error()), subjectHelp)
@@ -870,14 +862,13 @@ func (d *decoder) replySubjects(a *hcl.Attribute) []string {
 			continue
 		}
 		if why := ReservedSubject(s); why != "" {
-			d.errorf(ranges[i], "Reserved subject",
-				"Replies may not go to %q: %s. Inboxes (\"_INBOX.>\") are always allowed; list only the application's own reply subjects, such as \"app.replies.>\".", s, why)
+			d.errorf(ranges[i], "Reserved subject", reserved, s, why)
 			continue
 		}
 		out = append(out, s)
-		d.replyRanges = append(d.replyRanges, ranges[i])
+		kept = append(kept, ranges[i])
 	}
-	return out
+	return out, kept
 }
 
 // subjectLength reports whether s is at most MaxSubjectLen bytes long,
