@@ -186,8 +186,8 @@ func (st *StatusStore) asyncFailed(_ jetstream.JetStream, m *nats.Msg, err error
 	}()
 }
 
-// retry writes s until it is stored, a status ahead of it is, or
-// statusRetryFor has passed.
+// retry writes s until it is stored, a status ahead of it is, the
+// connection is closed, or statusRetryFor has passed.
 func (st *StatusStore) retry(s Status) {
 	deadline := time.Now().Add(statusRetryFor)
 	wait := 250 * time.Millisecond
@@ -195,7 +195,8 @@ func (st *StatusStore) retry(s Status) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, _, err := st.Advance(ctx, s, Revision{})
 		cancel()
-		if err == nil || time.Now().Add(wait).After(deadline) {
+		// A closed connection (the runtime stopping) ends the retry too.
+		if err == nil || st.async.Conn().IsClosed() || time.Now().Add(wait).After(deadline) {
 			return
 		}
 		time.Sleep(wait)
