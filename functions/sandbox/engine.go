@@ -84,8 +84,12 @@ type Module struct {
 	// cache).
 	ArtifactPath string
 
-	engine     *wasmer.Engine
+	engine *wasmer.Engine
+
+	serMu      sync.Mutex // guards serialized, which instantiations read
 	serialized []byte
+	free       func() // returns a loaded artifact's memory (LoadArtifacts)
+	artifact   Digest // a loaded artifact's digest, to read it again after Release
 
 	adapterOnce sync.Once // compiles or loads the host-call adapter (adapter.go)
 	adapterPath string    // its place in the compile cache ("" without one)
@@ -180,17 +184,32 @@ func (e *Engine) CompileArtifacts(wasm []byte, memLimit int64) (module, adapter 
 // only if its bytes match the digest the runtime recorded when it stored
 // them: deserializing is not validation.
 func (e *Engine) LoadArtifacts(paths Artifacts, module, adapter Digest, memLimit int64) (*Module, error) {
-	ser, err := ReadArtifact(paths.Module, module)
+	ser, free, err := readArtifactMapped(paths.Module, module)
 	if err != nil {
 		return nil, err
 	}
 	ad, err := ReadArtifact(paths.Adapter, adapter)
 	if err != nil {
+		free()
 		return nil, err
 	}
-	m := &Module{MemoryLimit: memLimit, ArtifactPath: paths.Module, engine: e.engine, serialized: ser, adapter: ad}
+	m := &Module{MemoryLimit: memLimit, ArtifactPath: paths.Module, engine: e.engine, serialized: ser, free: free, artifact: module, adapter: ad}
 	m.adapterOnce.Do(func() {})
 	return m, nil
+}
+
+// Release drops a loaded module's artifact from memory (its instances
+// keep their own copy in wasmer): a worker that runs a single instance,
+// the common case, then holds the artifact once instead of twice. The
+// next Instantiate reads it again, checked against its digest, and keeps
+// it. A compiled module keeps its artifact.
+func (m *Module) Release() {
+	m.serMu.Lock()
+	defer m.serMu.Unlock()
+	if m.free != nil && m.serialized != nil {
+		m.free()
+		m.serialized = nil
+	}
 }
 
 func artifactPath(cacheDir, engineID string, module Digest, memLimit int64) string {

@@ -211,7 +211,7 @@ type Instance struct {
 // _initialize are inert.
 func (m *Module) Instantiate(env map[string]string) (*Instance, error) {
 	store := wasmer.NewStore(m.engine)
-	mod, err := wasmer.DeserializeModule(store, m.serialized)
+	mod, err := m.deserialize(store)
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("load compiled module: %w", err)
@@ -228,6 +228,22 @@ func (m *Module) Instantiate(env map[string]string) (*Instance, error) {
 		return nil, err
 	}
 	return in, nil
+}
+
+// deserialize loads the module's artifact into store, reading it again
+// when Release dropped it. The lock keeps Release from unmapping the bytes
+// wasmer reads.
+func (m *Module) deserialize(store *wasmer.Store) (*wasmer.Module, error) {
+	m.serMu.Lock()
+	defer m.serMu.Unlock()
+	if m.serialized == nil {
+		ser, free, err := readArtifactMapped(m.ArtifactPath, m.artifact)
+		if err != nil {
+			return nil, err
+		}
+		m.serialized, m.free = ser, free
+	}
+	return wasmer.DeserializeModule(store, m.serialized)
 }
 
 func (in *Instance) instantiate(env map[string]string, adapter []byte) error {

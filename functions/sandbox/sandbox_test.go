@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -360,5 +361,65 @@ func TestParseHeaders(t *testing.T) {
 		if _, ok := ParseHeaders([]byte(bad)); ok {
 			t.Errorf("ParseHeaders(%q) accepted", bad)
 		}
+	}
+}
+
+// TestReleasedArtifactIsReadAndCheckedAgain: a loaded module that released
+// its artifact reads it again for its next instance, checked against its
+// digest: an artifact altered meanwhile is refused, never deserialized.
+func TestReleasedArtifactIsReadAndCheckedAgain(t *testing.T) {
+	dir := t.TempDir()
+	e := NewEngine(dir)
+	module, adapter, err := e.CompileArtifacts(wat(t, echoWAT), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := ArtifactPaths(dir, DigestOf([]byte("echo")), 1<<20)[TierOptimized]
+	modSum, err := StoreArtifact(paths.Module, module)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adSum, err := StoreArtifact(paths.Adapter, adapter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := func() *Module {
+		t.Helper()
+		m, err := e.LoadArtifacts(paths, modSum, adSum, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	handle := func(m *Module) error {
+		inst, err := m.Instantiate(nil)
+		if err != nil {
+			return err
+		}
+		defer inst.Close()
+		if out := inst.Handle(&Call{Payload: []byte("hi"), Attempt: 1, Host: &recordingHost{}}); string(out.Result) != "hi" {
+			t.Fatalf("outcome %+v", out)
+		}
+		return nil
+	}
+
+	m := load()
+	if err := handle(m); err != nil {
+		t.Fatal(err)
+	}
+	m.Release()
+	if err := handle(m); err != nil {
+		t.Fatalf("instance after release: %v", err)
+	}
+
+	m = load()
+	m.Release()
+	altered := append([]byte(nil), module...)
+	altered[len(altered)/2] ^= 0xff
+	if err := os.WriteFile(ArtifactFile(paths.Module, modSum), altered, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := handle(m); !errors.Is(err, ErrArtifactDigest) {
+		t.Fatalf("instance from an altered artifact: %v, want ErrArtifactDigest", err)
 	}
 }

@@ -6,6 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"os"
+	"runtime"
+	"sync"
 	"testing"
 
 	"github.com/sluice-run/sluice/functions/sandbox"
@@ -13,12 +16,9 @@ import (
 
 // frameOf encodes one frame as the protocol does.
 func frameOf(typ byte, fill func(e *enc)) []byte {
-	var e enc
-	e.reset(typ)
-	fill(&e)
 	var out bytes.Buffer
-	w := bufio.NewWriter(&out)
-	_ = e.send(w)
+	fw := frameWriter{w: &out}
+	_ = fw.send(typ, false, fill)
 	return out.Bytes()
 }
 
@@ -108,4 +108,89 @@ func FuzzReadFrame(f *testing.F) {
 			}
 		}
 	})
+}
+
+// gateWriter records each write; the first one waits for open.
+type gateWriter struct {
+	open   chan struct{}
+	mu     sync.Mutex
+	writes [][]byte
+}
+
+func (g *gateWriter) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	first := len(g.writes) == 0
+	g.writes = append(g.writes, append([]byte(nil), p...))
+	g.mu.Unlock()
+	if first {
+		<-g.open
+	}
+	return len(p), nil
+}
+
+// TestFramesQueuedDuringAWriteShareTheNextWrite: frames sent while a write
+// is under way do not wait for it; the writer sends them all in one more
+// write, each still a whole frame with its own request id.
+func TestFramesQueuedDuringAWriteShareTheNextWrite(t *testing.T) {
+	g := &gateWriter{open: make(chan struct{})}
+	fw := &frameWriter{w: g}
+	first := make(chan error, 1)
+	go func() {
+		first <- fw.send(msgInvoke, false, func(e *enc) { e.i64(0) })
+	}()
+	for {
+		g.mu.Lock()
+		n := len(g.writes)
+		g.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		runtime.Gosched()
+	}
+	const queued = 5
+	for id := 1; id <= queued; id++ {
+		// Returns at once: the write under way takes the frame.
+		if err := fw.send(msgInvoke, false, func(e *enc) { e.i64(int64(id)) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(g.open)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if len(g.writes) != 2 {
+		t.Fatalf("%d writes, want 2 (the first frame, then the %d queued together)", len(g.writes), queued)
+	}
+	r := bufio.NewReader(bytes.NewReader(g.writes[1]))
+	var buf []byte
+	for want := int64(1); want <= queued; want++ {
+		typ, d, err := readFrame(r, &buf, 1<<10)
+		if err != nil {
+			t.Fatalf("frame %d: %v", want, err)
+		}
+		if id := d.i64(); typ != msgInvoke || id != want || d.end() != nil {
+			t.Fatalf("frame %d: type %d, request %d", want, typ, id)
+		}
+	}
+	if _, _, err := readFrame(r, &buf, 1<<10); !errors.Is(err, io.EOF) {
+		t.Fatalf("bytes after the queued frames: %v", err)
+	}
+}
+
+// TestAFailedWriteFailsLaterSends: once the pipe is broken, sends fail
+// instead of queueing frames no one will write.
+func TestAFailedWriteFailsLaterSends(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	fw := &frameWriter{w: w}
+	defer w.Close()
+	if err := fw.send(msgReady, false, func(*enc) {}); err == nil {
+		t.Fatal("a write to a closed pipe succeeded")
+	}
+	if err := fw.send(msgReady, false, func(*enc) {}); err == nil {
+		t.Fatal("a send after a failed write succeeded")
+	}
 }
