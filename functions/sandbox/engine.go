@@ -86,10 +86,15 @@ type Module struct {
 
 	engine *wasmer.Engine
 
-	serMu      sync.Mutex // guards serialized, which instantiations read
+	// Every instance is made from one deserialized module: its compiled
+	// code and metadata are immutable, and each instance has its own
+	// store, memory, tables and globals. A Go guest's module holds about
+	// 20 MB in wasmer; deserializing it per instance cost that, and 13 ms,
+	// for each instance a worker added.
+	modMu      sync.Mutex // guards serialized, free and shared
 	serialized []byte
-	free       func() // returns a loaded artifact's memory (LoadArtifacts)
-	artifact   Digest // a loaded artifact's digest, to read it again after Release
+	free       func()         // returns a loaded artifact's memory once it is deserialized (LoadArtifacts)
+	shared     *wasmer.Module // the deserialized module, once an instance needed it
 
 	adapterOnce sync.Once // compiles or loads the host-call adapter (adapter.go)
 	adapterPath string    // its place in the compile cache ("" without one)
@@ -193,23 +198,9 @@ func (e *Engine) LoadArtifacts(paths Artifacts, module, adapter Digest, memLimit
 		free()
 		return nil, err
 	}
-	m := &Module{MemoryLimit: memLimit, ArtifactPath: paths.Module, engine: e.engine, serialized: ser, free: free, artifact: module, adapter: ad}
+	m := &Module{MemoryLimit: memLimit, ArtifactPath: paths.Module, engine: e.engine, serialized: ser, free: free, adapter: ad}
 	m.adapterOnce.Do(func() {})
 	return m, nil
-}
-
-// Release drops a loaded module's artifact from memory (its instances
-// keep their own copy in wasmer): a worker that runs a single instance,
-// the common case, then holds the artifact once instead of twice. The
-// next Instantiate reads it again, checked against its digest, and keeps
-// it. A compiled module keeps its artifact.
-func (m *Module) Release() {
-	m.serMu.Lock()
-	defer m.serMu.Unlock()
-	if m.free != nil && m.serialized != nil {
-		m.free()
-		m.serialized = nil
-	}
 }
 
 func artifactPath(cacheDir, engineID string, module Digest, memLimit int64) string {

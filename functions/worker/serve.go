@@ -263,11 +263,6 @@ func (s *server) load(a Artifacts, limit int64, env map[string]string) error {
 		return s.sendError(err)
 	}
 	s.idle = append(s.idle, sl)
-	if !s.fresh {
-		// The instance holds the module: most workers never need
-		// another, and one that does reads the artifact again.
-		m.Release()
-	}
 	return s.out.send(msgReady, false, func(*enc) {})
 }
 
