@@ -22,10 +22,10 @@ func frameOf(typ byte, fill func(e *enc)) []byte {
 	return out.Bytes()
 }
 
-// FuzzReadFrame feeds arbitrary bytes to the frame reader and every
-// decoder, as a hostile worker (or a corrupted supervisor) could: none may
-// panic, allocate beyond the frame's bound or accept a frame with bytes
-// left over.
+// FuzzReadFrame feeds arbitrary bytes to the frame reader, frame after
+// frame as combined writes deliver them, and every decoder, as a hostile
+// worker (or a corrupted supervisor) could: none may panic, allocate
+// beyond the frame's bound or accept a frame with bytes left over.
 func FuzzReadFrame(f *testing.F) {
 	lim := sandbox.Limits{ResultBytes: 1 << 10, ReasonBytes: 256, LogBytes: 1 << 10, PublishBytes: 1 << 10}.WithDefaults()
 	f.Add(frameOf(msgDone, func(e *enc) {
@@ -71,43 +71,67 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 0})
 	f.Add([]byte{0, 0, 0, 3, msgLog, 0x80, 0x80})
 
+	// Frames written together, as a combined write carries them.
+	f.Add(append(frameOf(msgLog, func(e *enc) { e.i64(1); e.i64(1); e.str("a") }),
+		frameOf(msgDone, func(e *enc) {
+			e.i64(1)
+			e.i64(0)
+			e.bytes(nil)
+			e.str("")
+			e.i64(0)
+			e.str("")
+			e.bool(false)
+			e.bool(false)
+			e.i64(1)
+		})...))
+
 	const limit = 1 << 20
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var buf []byte
-		typ, d, err := readFrame(bufio.NewReader(bytes.NewReader(b)), &buf, limit)
-		if err != nil {
-			if len(b) >= 4 && binary.BigEndian.Uint32(b) > limit && !errors.Is(err, errFrameSize) && !errors.Is(err, io.ErrUnexpectedEOF) {
-				t.Fatalf("an over-long frame gave %v", err)
+		// Every frame in the input, one after the other from one reader.
+		r := bufio.NewReader(bytes.NewReader(b))
+		for rest := b; ; {
+			var buf []byte
+			typ, d, err := readFrame(r, &buf, limit)
+			if err != nil {
+				if len(rest) >= 4 && binary.BigEndian.Uint32(rest) > limit && !errors.Is(err, errFrameSize) && !errors.Is(err, io.ErrUnexpectedEOF) {
+					t.Fatalf("an over-long frame gave %v", err)
+				}
+				return
 			}
-			return
-		}
-		if cap(buf) > limit {
-			t.Fatalf("read buffer grew to %d bytes past the limit", cap(buf))
-		}
-		body := append([]byte(nil), d.b...)
-		decoders := []func(d *dec) error{
-			func(d *dec) error { _, err := decodeDone(d, lim); return err },
-			func(d *dec) error { _, _, err := decodeLog(d); return err },
-			func(d *dec) error { _, _, err := decodePublish(d); return err },
-			func(d *dec) error { _, _, err := decodeCall(d); return err },
-			func(d *dec) error { _, _, err := decodeCompiled(d); return err },
-			func(d *dec) error { _, err := workerError(d); return err },
-			func(d *dec) error { _, _, _, err := decodeCompile(d); return err },
-			func(d *dec) error { _, err := decodeLoad(d); return err },
-			func(d *dec) error { _, _, err := decodeInvoke(d); return err },
-		}
-		for _, decode := range decoders {
-			d := &dec{b: append([]byte(nil), body...)}
-			if err := decode(d); err == nil && len(d.b) != 0 {
-				t.Fatalf("frame %d decoded with %d bytes left over", typ, len(d.b))
+			rest = rest[4+binary.BigEndian.Uint32(rest):]
+			if cap(buf) > limit {
+				t.Fatalf("read buffer grew to %d bytes past the limit", cap(buf))
 			}
-		}
-		if typ == msgDone {
-			if r, err := decodeDone(&dec{b: body}, lim); err == nil && (len(r.Result) > lim.ResultBytes || len(r.Reason) > lim.ReasonBytes) {
-				t.Fatalf("done frame beyond its limits accepted: %d result bytes, %d reason bytes", len(r.Result), len(r.Reason))
-			}
+			checkDecoders(t, typ, append([]byte(nil), d.b...), lim)
 		}
 	})
+}
+
+// checkDecoders runs every decoder on a frame body: none may panic or
+// accept the body with bytes left over, and a done must be within lim.
+func checkDecoders(t *testing.T, typ byte, body []byte, lim sandbox.Limits) {
+	decoders := []func(d *dec) error{
+		func(d *dec) error { _, err := decodeDone(d, lim); return err },
+		func(d *dec) error { _, _, err := decodeLog(d); return err },
+		func(d *dec) error { _, _, err := decodePublish(d); return err },
+		func(d *dec) error { _, _, err := decodeCall(d); return err },
+		func(d *dec) error { _, _, err := decodeCompiled(d); return err },
+		func(d *dec) error { _, err := workerError(d); return err },
+		func(d *dec) error { _, _, _, err := decodeCompile(d); return err },
+		func(d *dec) error { _, err := decodeLoad(d); return err },
+		func(d *dec) error { _, _, err := decodeInvoke(d); return err },
+	}
+	for _, decode := range decoders {
+		d := &dec{b: append([]byte(nil), body...)}
+		if err := decode(d); err == nil && len(d.b) != 0 {
+			t.Fatalf("frame %d decoded with %d bytes left over", typ, len(d.b))
+		}
+	}
+	if typ == msgDone {
+		if r, err := decodeDone(&dec{b: body}, lim); err == nil && (len(r.Result) > lim.ResultBytes || len(r.Reason) > lim.ReasonBytes) {
+			t.Fatalf("done frame beyond its limits accepted: %d result bytes, %d reason bytes", len(r.Result), len(r.Reason))
+		}
+	}
 }
 
 // gateWriter records each write; the first one waits for open.
