@@ -101,6 +101,20 @@ func DeadLetterStreamName(binding string) string {
 	return deadLetterStreamPrefix + strings.ReplaceAll(binding, "/", "__")
 }
 
+// DeadLetterSubject is the subject of event id's dead letter on a binding
+// whose dead_letter subject is deadLetter: the subject names the event
+// (StatusPrefix), so that its dead letter is read by subject, exactly,
+// however many others the stream keeps and whether or not its status
+// still exists.
+func DeadLetterSubject(deadLetter, eventID string) string {
+	return deadLetter + "." + StatusPrefix(eventID)
+}
+
+// DeadLetterSubjects is what a binding's dead-letter stream captures: one
+// token below its dead_letter subject. One token only, so that dead_letter
+// subjects "dlq" and "dlq.b" of two bindings keep apart.
+func DeadLetterSubjects(deadLetter string) string { return deadLetter + ".*" }
+
 // deadLetterBinding is the binding of a dead-letter stream.
 func deadLetterBinding(stream string) (string, bool) {
 	b, ok := strings.CutPrefix(stream, deadLetterStreamPrefix)
