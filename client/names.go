@@ -106,8 +106,15 @@ func DeadLetterStreamName(binding string) string {
 // (StatusPrefix), so that its dead letter is read by subject, exactly,
 // however many others the stream keeps and whether or not its status
 // still exists.
+// The token is hashed when the id would make the subject longer than the
+// runtime sends to (config.MaxSubjectLen, 256 bytes; config bounds
+// dead_letter subjects so that a hashed token always fits).
 func DeadLetterSubject(deadLetter, eventID string) string {
-	return deadLetter + "." + StatusPrefix(eventID)
+	token := StatusPrefix(eventID)
+	if len(deadLetter)+1+len(token) > 256 {
+		token = hashedID(eventID)
+	}
+	return deadLetter + "." + token
 }
 
 // DeadLetterSubjects is what a binding's dead-letter stream captures: one
@@ -164,6 +171,11 @@ func StatusPrefix(eventID string) string {
 	if plainID.MatchString(eventID) {
 		return eventID
 	}
+	return hashedID(eventID)
+}
+
+// hashedID is a 33-byte token naming an event id.
+func hashedID(eventID string) string {
 	sum := sha256.Sum256([]byte(eventID))
 	return "h" + hex.EncodeToString(sum[:16])
 }

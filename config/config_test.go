@@ -841,3 +841,23 @@ queue "b" {
 		t.Errorf("dead_letter subjects dlq and dlq.b: %v", err)
 	}
 }
+
+// TestDeadLetterSubjectLength: a dead_letter subject leaves room for the
+// token naming each event below it.
+func TestDeadLetterSubjectLength(t *testing.T) {
+	src := func(n int) []byte {
+		return []byte(`
+function "f" { module = "f.wasm" }
+queue "a" {
+  subject     = "a"
+  function    = "f"
+  dead_letter = "` + strings.Repeat("d", n) + `"
+}`)
+	}
+	if _, err := Parse("", src(MaxDeadLetterLen)); err != nil {
+		t.Errorf("dead_letter of %d bytes: %v", MaxDeadLetterLen, err)
+	}
+	if _, err := Parse("", src(MaxDeadLetterLen+1)); err == nil || !strings.Contains(err.Error(), "at most 222 bytes") {
+		t.Errorf("dead_letter of %d bytes: %v, want refused", MaxDeadLetterLen+1, err)
+	}
+}
