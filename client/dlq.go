@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 )
 
 // DeadLetter is one message of a binding's dead-letter stream, decoded
@@ -285,6 +286,30 @@ func (c *Client) Replay(ctx context.Context, d DeadLetter) error {
 	}
 	if err := s.DeleteMsg(pctx, d.Seq); err != nil {
 		return fmt.Errorf("replay %s: remove dead letter %d: %w", d.EventID, d.Seq, err)
+	}
+	return nil
+}
+
+// ReplayAll replays dls in order (Replay), at most perSecond a second
+// when it is positive, calling progress (if not nil) with the count
+// replayed after each. It stops at the first failure.
+func (c *Client) ReplayAll(ctx context.Context, dls []DeadLetter, perSecond float64, progress func(replayed int)) error {
+	var limiter *rate.Limiter
+	if perSecond > 0 {
+		limiter = rate.NewLimiter(rate.Limit(perSecond), 1)
+	}
+	for i, d := range dls {
+		if limiter != nil {
+			if err := limiter.Wait(ctx); err != nil {
+				return fmt.Errorf("%w; %d replayed before it", err, i)
+			}
+		}
+		if err := c.Replay(ctx, d); err != nil {
+			return fmt.Errorf("%w; %d replayed before it", err, i)
+		}
+		if progress != nil {
+			progress(i + 1)
+		}
 	}
 	return nil
 }

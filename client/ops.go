@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"os/user"
 	"slices"
 	"strconv"
 	"strings"
@@ -278,6 +280,19 @@ type VersionChange struct {
 	Function string `json:"function"`
 	Version  string `json:"version"`
 	Previous string `json:"previous"`
+}
+
+// Identity names who deploys, for a version record: the user and host of
+// this process, "unknown" when the user is not known.
+func Identity() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	if host, err := os.Hostname(); err == nil {
+		name += "@" + host
+	}
+	return name
 }
 
 // ModuleVersion is the version of a module: the hex sha256 of its bytes.

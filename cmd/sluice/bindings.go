@@ -3,135 +3,76 @@ package main
 import (
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-run/sluice/client"
+	"github.com/sluice-run/sluice/internal/render"
 )
 
-// nodesCell shows each node's in-flight events, "n1:2 n2:0".
-func nodesCell(nodes []client.NodeWork) string {
-	if nodes == nil {
-		return "?"
-	}
-	if len(nodes) == 0 {
-		return "-"
-	}
-	cells := make([]string, len(nodes))
-	for i, n := range nodes {
-		cells[i] = fmt.Sprintf("%s:%d", n.Node, n.InFlight)
-	}
-	return strings.Join(cells, " ")
-}
-
 func bindingsCmd(g *globals) *cobra.Command {
-	return listCmd(g, "bindings", "List every queue and topic binding with its backlog, work in flight and dead letters",
-		"BINDING\tKIND\tSUBJECT\tFUNCTION\tPENDING\tIN FLIGHT\tRETRYING\tDEAD LETTERS\tRATE\tSTATE\tNODES (IN FLIGHT)",
-		(*client.Client).Bindings, func(w io.Writer, v client.Binding) {
-			rate, state := "-", "running"
-			if v.Rate > 0 {
-				rate = fmt.Sprintf("%g/s", v.Rate)
-			}
-			if v.Paused {
-				state = "paused for " + v.PausedFor
-			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", v.Name, v.Kind, v.Subject, v.Function,
-				v.Pending, v.InFlight, v.Retrying, v.DeadLetters, rate, state, nodesCell(v.Nodes))
-		})
+	return list(g, "bindings", "List every queue and topic binding with its backlog, work in flight and dead letters",
+		render.BindingsHeader, (*client.Client).Bindings, render.Binding)
 }
 
 func nodesCmd(g *globals) *cobra.Command {
-	return listCmd(g, "nodes", "List the running nodes and their work",
-		"NODE\tURL\tUP\tLAST SEEN\tIN FLIGHT\tINVOCATIONS\tSUCCEEDED",
-		(*client.Client).Nodes, func(w io.Writer, n client.NodeState) {
-			var total client.Load
-			for _, l := range n.Bindings {
-				total.InFlight += l.InFlight
-				total.Invocations += l.Invocations
-				total.Succeeded += l.Succeeded
-			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s ago\t%d\t%d\t%d\n", n.Name, n.URL,
-				time.Since(n.Started).Round(time.Second), time.Since(n.Updated).Round(100*time.Millisecond),
-				total.InFlight, total.Invocations, total.Succeeded)
-		})
+	return list(g, "nodes", "List the running nodes and their work", render.NodesHeader, (*client.Client).Nodes, render.Node)
 }
 
-// pauseCmd and resumeCmd stop and restart delivery to a binding (its events
-// and its replays); events published meanwhile wait in the stream.
-func pauseCmd(g *globals) *cobra.Command {
-	var (
-		forDur time.Duration
-		asJSON bool
-	)
-	cmd := &cobra.Command{
-		Use:   "pause BINDING [--for D]",
-		Short: "Stop delivering events to a binding (they wait in JetStream) until resume or --for passes",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			until := time.Now().AddDate(100, 0, 0)
-			if cmd.Flags().Changed("for") {
-				if forDur <= 0 {
-					return usage(fmt.Errorf("--for %s: want a positive duration such as 10m (leave --for out to pause until `sluice resume`)", forDur))
-				}
-				until = time.Now().Add(forDur)
-			}
-			return setPaused(cmd, g, args[0], &until, asJSON)
-		},
-		ValidArgsFunction: completeBindings(g, 1),
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: binding, paused, until")
-	cmd.Flags().DurationVar(&forDur, "for", 0, "resume by itself after this long, a positive `duration` such as 10m (default: paused until \"sluice resume\")")
-	return cmd
-}
-
-func resumeCmd(g *globals) *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "resume BINDING",
-		Short: "Deliver a paused binding's events again",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return setPaused(cmd, g, args[0], nil, asJSON)
-		},
-		ValidArgsFunction: completeBindings(g, 1),
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: binding, paused")
-	return cmd
-}
-
-// pauseChange is what pause and resume changed, for --json.
+// pauseChange is what pause and resume changed.
 type pauseChange struct {
 	Binding string     `json:"binding"`
 	Paused  bool       `json:"paused"`
 	Until   *time.Time `json:"until,omitempty"`
 }
 
-func setPaused(cmd *cobra.Command, g *globals, binding string, until *time.Time, asJSON bool) error {
-	c, done, err := g.client()
-	if err != nil {
-		return err
-	}
-	defer done()
-	if until != nil {
-		err = c.Pause(cmd.Context(), binding, *until)
-	} else {
-		err = c.Resume(cmd.Context(), binding)
-	}
-	if err != nil {
-		return failed(fmt.Errorf("%w (see `sluice bindings`)", err))
-	}
-	out := cmd.OutOrStdout()
-	switch {
-	case asJSON:
-		return writeJSON(out, pauseChange{Binding: binding, Paused: until != nil, Until: until})
-	case until == nil:
-		fmt.Fprintf(out, "resumed %s\n", binding)
-	case until.After(time.Now().AddDate(50, 0, 0)):
-		fmt.Fprintf(out, "paused %s until `sluice resume %s`\n", binding, binding)
-	default:
-		fmt.Fprintf(out, "paused %s until %s\n", binding, until.Local().Format(time.DateTime))
-	}
-	return nil
+// pauseCmd and resumeCmd stop and restart delivery to a binding (its events
+// and its replays); events published meanwhile wait in the stream.
+func pauseCmd(g *globals) *cobra.Command {
+	var forDur time.Duration
+	until := time.Now().AddDate(100, 0, 0)
+	cmd := op(g, &cobra.Command{
+		Use:   "pause BINDING [--for D]",
+		Short: "Stop delivering events to a binding (they wait in JetStream) until resume or --for passes",
+		Args:  cobra.ExactArgs(1),
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("for") {
+				return nil
+			}
+			if forDur <= 0 {
+				return usage(fmt.Errorf("--for %s: want a positive duration such as 10m (leave --for out to pause until `sluice resume`)", forDur))
+			}
+			until = time.Now().Add(forDur)
+			return nil
+		},
+		ValidArgsFunction: completeBindings(g, 1),
+	}, "print JSON: binding, paused, until", func(cmd *cobra.Command, args []string, c *client.Client) (pauseChange, error) {
+		if err := c.Pause(cmd.Context(), args[0], until); err != nil {
+			return pauseChange{}, fmt.Errorf("%w (see `sluice bindings`)", err)
+		}
+		return pauseChange{Binding: args[0], Paused: true, Until: &until}, nil
+	}, func(w io.Writer, p pauseChange) {
+		if p.Until.After(time.Now().AddDate(50, 0, 0)) {
+			fmt.Fprintf(w, "paused %s until `sluice resume %s`\n", p.Binding, p.Binding)
+		} else {
+			fmt.Fprintf(w, "paused %s until %s\n", p.Binding, p.Until.Local().Format(time.DateTime))
+		}
+	})
+	cmd.Flags().DurationVar(&forDur, "for", 0, "resume by itself after this long, a positive `duration` such as 10m (default: paused until \"sluice resume\")")
+	return cmd
+}
+
+func resumeCmd(g *globals) *cobra.Command {
+	return op(g, &cobra.Command{
+		Use:               "resume BINDING",
+		Short:             "Deliver a paused binding's events again",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeBindings(g, 1),
+	}, "print JSON: binding, paused", func(cmd *cobra.Command, args []string, c *client.Client) (pauseChange, error) {
+		if err := c.Resume(cmd.Context(), args[0]); err != nil {
+			return pauseChange{}, fmt.Errorf("%w (see `sluice bindings`)", err)
+		}
+		return pauseChange{Binding: args[0]}, nil
+	}, func(w io.Writer, p pauseChange) { fmt.Fprintf(w, "resumed %s\n", p.Binding) })
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-run/sluice/client"
+	"github.com/sluice-run/sluice/client/connect"
+	"github.com/sluice-run/sluice/internal/render"
 	"github.com/sluice-run/sluice/internal/version"
 )
 
@@ -20,7 +22,6 @@ const (
 	exitFailed  = 1 // an outcome failed, or the command's work did
 	exitUsage   = 2 // bad usage or no connection
 	exitChanges = 2 // plan --detailed-exitcode: there are changes
-	defaultAddr = "nats://127.0.0.1:4222"
 )
 
 // exitError carries an exit code through cobra.
@@ -39,12 +40,27 @@ func usage(err error) error  { return &exitError{code: exitUsage, err: err} }
 var errSilent = errors.New("")
 
 type globals struct {
-	conn  connFlags
-	stdin io.Reader
-	auth  authFlags
+	// conn says where the runtime is and how to reach it, the way natscli
+	// does (see package client/connect).
+	conn    connect.Options
+	denials connect.Denials
+	stdin   io.Reader
 	// reload delivers the signals asking `sluice run` to reload its
 	// config (SIGHUP, see main); nil when none do.
 	reload <-chan os.Signal
+}
+
+func (g *globals) register(root *cobra.Command) {
+	f := root.PersistentFlags()
+	f.StringVar(&g.conn.Server, "server", "", "NATS URL(s) of the runtime (env SLUICE_SERVER, then NATS_URL; default the context's, else "+connect.DefaultURL+")")
+	f.StringVar(&g.conn.Context, "context", "", "natscli context: a name (~/.config/nats/context/NAME.json) or a .json file (env NATS_CONTEXT)")
+	f.StringVar(&g.conn.Creds, "creds", "", "user credentials file (JWT and seed)")
+	f.StringVar(&g.conn.NKey, "nkey", "", "user NKEY seed file")
+	f.StringVar(&g.conn.TLSCert, "tlscert", "", "TLS client certificate file")
+	f.StringVar(&g.conn.TLSKey, "tlskey", "", "TLS client private key file")
+	f.StringVar(&g.conn.TLSCA, "tlsca", "", "CA file verifying the server's TLS certificate")
+	f.StringVar(&g.conn.User, "user", os.Getenv("SLUICE_USER"), "user name on the runtime's NATS server (env SLUICE_USER)")
+	f.StringVar(&g.conn.Password, "password", os.Getenv("SLUICE_PASSWORD"), "password of --user (env SLUICE_PASSWORD)")
 }
 
 func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -56,19 +72,23 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		SilenceErrors: true,
 		Version:       version.String(),
 	}
-	root.SetVersionTemplate(versionLine())
+	root.SetVersionTemplate(version.Line() + "\n")
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	g.conn.register(root)
-	g.auth.register(root)
-	root.AddCommand(runCmd(g), publishCmd(g), statusCmd(g), invokeCmd(g), bindingsCmd(g), nodesCmd(g), pauseCmd(g), resumeCmd(g), dlqCmd(g), deployCmd(g), functionsCmd(g), rollbackCmd(g), reloadCmd(g), validateCmd(), planCmd(g), fmtCmd(), versionCmd())
-	root.AddCommand(newCmd())
-	root.AddCommand(logsCmd(g))
+	g.register(root)
+	root.AddCommand(runCmd(g), publishCmd(g), statusCmd(g), invokeCmd(g), bindingsCmd(g), nodesCmd(g), pauseCmd(g), resumeCmd(g), dlqCmd(g), deployCmd(g), functionsCmd(g), rollbackCmd(g), reloadCmd(g), validateCmd(), planCmd(g), fmtCmd(), versionCmd(), newCmd(), logsCmd(g))
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
 
-	err := g.auth.explain(root.ExecuteContext(g.auth.watch(ctx)))
+	err := root.ExecuteContext(g.denials.Watch(ctx))
+	if denied := g.denials.Err(); err != nil && denied != nil {
+		who := "this user"
+		if g.conn.User != "" {
+			who = "user " + g.conn.User
+		}
+		err = usage(fmt.Errorf("permission denied: %s may not do this (%v); it needs a user with role \"admin\"", who, denied))
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -85,9 +105,9 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 
 // client connects to the runtime; the caller calls done.
 func (g *globals) client() (c *client.Client, done func(), err error) {
-	nc, err := g.connect()
+	nc, err := g.conn.Dial(nats.Name("sluice cli"), g.denials.Option())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, usage(err)
 	}
 	if c, err = client.New(nc); err != nil {
 		nc.Close()
@@ -96,17 +116,59 @@ func (g *globals) client() (c *client.Client, done func(), err error) {
 	return c, nc.Close, nil
 }
 
-func (g *globals) connect() (*nats.Conn, error) {
-	server, opts, err := g.conn.resolve(&g.auth)
-	if err != nil {
-		return nil, err
+// printed is an error that comes after the value was printed.
+type printed struct{ error }
+
+// op makes cmd call the runtime through the client and print what call
+// returns, with --json (jsonHelp says what) as JSON. An error of call
+// exits 1 unless it carries its own code; one wrapped in printed comes
+// after the value is printed. Checks that need no runtime go in PreRunE.
+func op[T any](g *globals, cmd *cobra.Command, jsonHelp string,
+	call func(*cobra.Command, []string, *client.Client) (T, error), text func(io.Writer, T)) *cobra.Command {
+	var asJSON bool
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, done, err := g.client()
+		if err != nil {
+			return err
+		}
+		defer done()
+		v, err := call(cmd, args, c)
+		var after printed
+		if err != nil && !errors.As(err, &after) {
+			var ee *exitError
+			if errors.As(err, &ee) {
+				return err
+			}
+			return failed(err)
+		}
+		if err := emit(cmd, asJSON, v, func(w io.Writer) { text(w, v) }); err != nil {
+			return err
+		}
+		return after.error
 	}
-	nc, err := nats.Connect(server, opts...)
-	if aerr := g.auth.connectError(server, err); aerr != nil {
-		return nil, aerr
+	cmd.Flags().BoolVar(&asJSON, "json", false, jsonHelp)
+	return cmd
+}
+
+// emit prints v: as JSON with --json, else as text.
+func emit(cmd *cobra.Command, asJSON bool, v any, text func(io.Writer)) error {
+	if asJSON {
+		return render.JSON(cmd.OutOrStdout(), v)
 	}
-	if err != nil {
-		return nil, usage(fmt.Errorf("connect to %s: %w (is `sluice run` running? set --server, SLUICE_SERVER, NATS_URL or --context)", server, err))
-	}
-	return nc, nil
+	text(cmd.OutOrStdout())
+	return nil
+}
+
+// list makes a command that prints the rows read returns as a table
+// under header, or as a JSON array (never null).
+func list[T any](g *globals, use, short, header string,
+	read func(*client.Client, context.Context) ([]T, error), line func(io.Writer, T)) *cobra.Command {
+	return op(g, &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs}, "print JSON",
+		func(cmd *cobra.Command, _ []string, c *client.Client) ([]T, error) {
+			rows, err := read(c, cmd.Context())
+			if rows == nil {
+				rows = []T{}
+			}
+			return rows, err
+		}, func(w io.Writer, rows []T) { render.Table(w, header, rows, line) })
 }

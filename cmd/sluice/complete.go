@@ -27,7 +27,11 @@ func completeNames(g *globals, n int, names func(*config.Effective) []string) co
 		defer done()
 		ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)
 		defer cancel()
-		eff, err := runningConfig(ctx, c)
+		raw, err := c.RunningConfig(ctx)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		eff, err := config.DecodeEffective(raw)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
@@ -35,24 +39,10 @@ func completeNames(g *globals, n int, names func(*config.Effective) []string) co
 	}
 }
 
-// completeBindings completes binding names.
 func completeBindings(g *globals, n int) cobra.CompletionFunc {
-	return completeNames(g, n, func(e *config.Effective) []string {
-		var out []string
-		for _, b := range e.Bindings {
-			out = append(out, b.Name)
-		}
-		return out
-	})
+	return completeNames(g, n, (*config.Effective).BindingNames)
 }
 
-// completeFunctions completes function names.
 func completeFunctions(g *globals, n int) cobra.CompletionFunc {
-	return completeNames(g, n, func(e *config.Effective) []string {
-		var out []string
-		for _, f := range e.Functions {
-			out = append(out, f.Name)
-		}
-		return out
-	})
+	return completeNames(g, n, (*config.Effective).FunctionNames)
 }

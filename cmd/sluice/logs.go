@@ -1,20 +1,17 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
-	"strings"
-	"unicode"
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/config"
+	"github.com/sluice-run/sluice/internal/render"
 )
 
 // errNotStored answers `sluice logs --follow=false`: there is no history
@@ -34,14 +31,7 @@ func logsCmd(g *globals) *cobra.Command {
 			"this command runs are shown. Needs an admin user.",
 		Args: cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeNames(g, 1, func(e *config.Effective) []string {
-			var out []string
-			for _, f := range e.Functions {
-				out = append(out, f.Name)
-			}
-			for _, b := range e.Bindings {
-				out = append(out, b.Name)
-			}
-			return out
+			return append(e.FunctionNames(), e.BindingNames()...)
 		}),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !follow {
@@ -68,47 +58,25 @@ func logsCmd(g *globals) *cobra.Command {
 				what = strconv.Quote(filter.Name)
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "streaming the log lines of %s from every node (Ctrl-C to stop)\n", what)
-			return printLogs(cmd.Context(), stream, cmd.OutOrStdout(), asJSON)
+			ctx, out, enc := cmd.Context(), cmd.OutOrStdout(), json.NewEncoder(cmd.OutOrStdout())
+			for {
+				r, err := stream.Next(ctx)
+				if ctx.Err() != nil {
+					return nil
+				}
+				if err == nil && asJSON {
+					err = enc.Encode(r)
+				} else if err == nil {
+					err = render.LogLine(out, r)
+				}
+				if err != nil {
+					return failed(err)
+				}
+			}
 		},
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", true, "follow the stream (the only mode: lines are not stored)")
 	cmd.Flags().StringVar(&filter.Event, "event", "", "only the lines of this event id")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per line")
 	return cmd
-}
-
-// printLogs prints the stream's lines until ctx ends.
-func printLogs(ctx context.Context, stream *client.LogStream, out io.Writer, asJSON bool) error {
-	enc := json.NewEncoder(out)
-	for {
-		r, err := stream.Next(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			return failed(err)
-		}
-		if asJSON {
-			err = enc.Encode(r)
-		} else {
-			_, err = fmt.Fprintf(out, "%s %s %s %s %s#%d %s %s\n", r.Time.Format("2006-01-02T15:04:05.000Z07:00"),
-				printable(r.Node), printable(r.Function), printable(r.Binding), printable(r.Event), r.Attempt,
-				strings.ToUpper(r.Level), printable(r.Line))
-		}
-		if err != nil {
-			return failed(err)
-		}
-	}
-}
-
-// printable keeps a guest's line or a producer's event id from writing
-// control sequences to the operator's terminal: such a string is printed
-// quoted, with escapes.
-func printable(s string) string {
-	for _, r := range s {
-		if !unicode.IsPrint(r) && r != '\t' {
-			return strconv.Quote(s)
-		}
-	}
-	return s
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-run/sluice/client"
+	"github.com/sluice-run/sluice/internal/render"
 )
 
 type publishResult struct {
@@ -35,26 +36,19 @@ func publishCmd(g *globals) *cobra.Command {
 			"which also de-duplicates publishes. Exit codes: 0 ok, 1 an outcome failed, 2 usage or connection error.",
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ev := client.Event{Subject: args[0], ID: id, Header: nats.Header{}}
-			if len(args) == 2 {
-				var err error
-				if ev.Data, err = readData(g, args[1]); err != nil {
-					return err
-				}
+			ev := client.Event{Subject: args[0], ID: id}
+			var err error
+			if ev.Data, err = readData(g, args[1:]); err != nil {
+				return err
 			}
-			for _, h := range headers {
-				k, v, ok := strings.Cut(h, ":")
-				if !ok || strings.TrimSpace(k) == "" {
-					return usage(fmt.Errorf("-H %q: want NAME:VALUE", h))
-				}
-				ev.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+			if ev.Header, err = parseHeaders(headers); err != nil {
+				return err
 			}
 			c, done, err := g.client()
 			if err != nil {
 				return err
 			}
 			defer done()
-			out := cmd.OutOrStdout()
 			var res publishResult
 			if !wait {
 				ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
@@ -62,11 +56,7 @@ func publishCmd(g *globals) *cobra.Command {
 				if res.Published, err = c.Publish(ctx, ev); err != nil {
 					return failed(publishError(ev.Subject, err))
 				}
-				if asJSON {
-					return writeJSON(out, res)
-				}
-				printPublished(out, res.Published)
-				return nil
+				return emit(cmd, asJSON, res, func(w io.Writer) { render.Published(w, res.Published) })
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
@@ -79,18 +69,15 @@ func publishCmd(g *globals) *cobra.Command {
 			} else {
 				fmt.Fprintln(cmd.ErrOrStderr(), "processing…")
 			}
-			p, sts, werr := c.PublishWait(ctx, ev, progress)
-			if p.Stream == "" {
+			var werr error
+			if res.Published, res.Outcomes, werr = c.PublishWait(ctx, ev, progress); res.Stream == "" {
 				return failed(publishError(ev.Subject, werr))
 			}
-			res.Published, res.Outcomes = p, sts
-			if asJSON {
-				if err := writeJSON(out, res); err != nil {
-					return err
-				}
-			} else {
-				printPublished(out, p)
-				printOutcomes(out, res.Outcomes)
+			if err := emit(cmd, asJSON, res, func(w io.Writer) {
+				render.Published(w, res.Published)
+				render.Outcomes(w, res.Outcomes)
+			}); err != nil {
+				return err
 			}
 			if errors.Is(werr, context.DeadlineExceeded) {
 				return failed(fmt.Errorf("timed out after %s waiting for every binding's outcome", timeout))
@@ -98,10 +85,7 @@ func publishCmd(g *globals) *cobra.Command {
 			if werr != nil {
 				return failed(werr)
 			}
-			if anyDeadLettered(res.Outcomes) {
-				return failed(errSilent)
-			}
-			return nil
+			return deadLettered(res.Outcomes)
 		},
 	}
 	cmd.Flags().StringVar(&id, "id", "", "event id (default: a new unique id)")
@@ -119,22 +103,38 @@ func publishError(subject string, err error) error {
 	return err
 }
 
-func printPublished(w io.Writer, p client.Published) {
-	dup := ""
-	if p.Duplicate {
-		dup = " (duplicate id: already stored, not published again)"
+// deadLettered exits 1, silently, when an outcome failed for good.
+func deadLettered(sts []client.Status) error {
+	for _, o := range sts {
+		if o.State == client.StateDeadLettered {
+			return failed(errSilent)
+		}
 	}
-	fmt.Fprintf(w, "published %s to %s: stream %s, seq %d%s\n", p.ID, p.Subject, p.Stream, p.Seq, dup)
+	return nil
 }
 
-// readData is a DATA argument: the bytes themselves, or stdin for "-".
-func readData(g *globals, arg string) ([]byte, error) {
-	if arg != "-" {
-		return []byte(arg), nil
+// readData is the optional DATA argument: the bytes themselves, or stdin
+// for "-".
+func readData(g *globals, args []string) ([]byte, error) {
+	if len(args) == 0 || args[0] != "-" {
+		return []byte(strings.Join(args, "")), nil
 	}
 	b, err := io.ReadAll(g.stdin)
 	if err != nil {
 		return nil, usage(fmt.Errorf("read stdin: %w", err))
 	}
 	return b, nil
+}
+
+// parseHeaders reads -H NAME:VALUE flags.
+func parseHeaders(flags []string) (nats.Header, error) {
+	h := nats.Header{}
+	for _, f := range flags {
+		k, v, ok := strings.Cut(f, ":")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, usage(fmt.Errorf("-H %q: want NAME:VALUE", f))
+		}
+		h.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	return h, nil
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-run/sluice/client"
+	"github.com/sluice-run/sluice/internal/render"
 )
 
 func statusCmd(g *globals) *cobra.Command {
@@ -32,21 +34,13 @@ func statusCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return failed(err)
 			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				if err := writeJSON(out, struct {
-					ID       string          `json:"id"`
-					Outcomes []client.Status `json:"outcomes"`
-				}{args[0], sts}); err != nil {
-					return err
-				}
-			} else {
-				printOutcomes(out, sts)
+			if err := emit(cmd, asJSON, struct {
+				ID       string          `json:"id"`
+				Outcomes []client.Status `json:"outcomes"`
+			}{args[0], sts}, func(w io.Writer) { render.Outcomes(w, sts) }); err != nil {
+				return err
 			}
-			if anyDeadLettered(sts) {
-				return failed(errSilent)
-			}
-			return nil
+			return deadLettered(sts)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")

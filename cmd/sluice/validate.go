@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -30,18 +31,16 @@ func validateCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(cfgPath)
-			if !asJSON {
-				if err != nil {
-					return failed(err)
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d functions, %d bindings)\n", cfgPath, len(cfg.Functions), len(cfg.Bindings()))
-				return nil
+			if err != nil && !asJSON {
+				return failed(err)
 			}
 			v := validation{Config: cfgPath, OK: err == nil, Diagnostics: config.Diagnostics(err)}
 			if err == nil {
 				v.Functions, v.Bindings = len(cfg.Functions), len(cfg.Bindings())
 			}
-			if werr := writeJSON(cmd.OutOrStdout(), v); werr != nil {
+			if werr := emit(cmd, asJSON, v, func(w io.Writer) {
+				fmt.Fprintf(w, "%s: ok (%d functions, %d bindings)\n", cfgPath, v.Functions, v.Bindings)
+			}); werr != nil {
 				return werr
 			}
 			if err != nil {
@@ -73,15 +72,11 @@ func fmtCmd() *cobra.Command {
 			}
 			out := config.Format(src)
 			switch {
-			case check:
-				if !bytes.Equal(src, out) {
-					return failed(fmt.Errorf("%s is not formatted (run sluice fmt -w %s)", args[0], args[0]))
-				}
+			case check && !bytes.Equal(src, out):
+				return failed(fmt.Errorf("%s is not formatted (run sluice fmt -w %s)", args[0], args[0]))
+			case check || write && bytes.Equal(src, out):
 				return nil
 			case write:
-				if bytes.Equal(src, out) {
-					return nil
-				}
 				info, err := os.Stat(args[0])
 				if err != nil {
 					return failed(err)

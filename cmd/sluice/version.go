@@ -2,17 +2,11 @@ package main
 
 import (
 	"fmt"
-	goruntime "runtime"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-run/sluice/internal/version"
 )
-
-// versionLine is what `sluice version` and `sluice --version` print.
-func versionLine() string {
-	return fmt.Sprintf("sluice %s (%s, %s/%s)\n", version.String(), goruntime.Version(), goruntime.GOOS, goruntime.GOARCH)
-}
 
 func versionCmd() *cobra.Command {
 	return &cobra.Command{
@@ -20,7 +14,7 @@ func versionCmd() *cobra.Command {
 		Short: "Print sluice's version, the Go release that built it, and the platform",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprint(cmd.OutOrStdout(), versionLine())
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), version.Line())
 			return err
 		},
 	}
