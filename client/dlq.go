@@ -290,28 +290,88 @@ func (c *Client) Replay(ctx context.Context, d DeadLetter) error {
 	return nil
 }
 
-// ReplayAll replays dls in order (Replay), at most perSecond a second
-// when it is positive, calling progress (if not nil) with the count
-// replayed after each. It stops at the first failure.
-func (c *Client) ReplayAll(ctx context.Context, dls []DeadLetter, perSecond float64, progress func(replayed int)) error {
-	var limiter *rate.Limiter
-	if perSecond > 0 {
-		limiter = rate.NewLimiter(rate.Limit(perSecond), 1)
+// ReplayReport is what a replay of a binding's dead letters did.
+type ReplayReport struct {
+	Binding  string   `json:"binding"`
+	Selected int      `json:"selected"`
+	Replayed int      `json:"replayed"`
+	DryRun   bool     `json:"dry_run,omitempty"`
+	Events   []string `json:"events"`
+}
+
+// ReplayOptions tune ReplaySelected.
+type ReplayOptions struct {
+	// PerSecond, when positive, bounds the pace.
+	PerSecond float64
+	// DryRun selects and replays nothing.
+	DryRun bool
+	// Progress, when set, is called after each replay.
+	Progress func(replayed, selected int)
+}
+
+// ReplaySelected replays (Replay) the dead letters of binding that sel
+// chooses, in order, and stops at the first failure, whose error says
+// how many were replayed before it.
+func (c *Client) ReplaySelected(ctx context.Context, binding string, sel Selection, opts ReplayOptions) (ReplayReport, error) {
+	chosen, err := c.Select(ctx, binding, sel)
+	if err != nil {
+		return ReplayReport{}, err
 	}
-	for i, d := range dls {
+	rep := ReplayReport{Binding: binding, Selected: len(chosen), DryRun: opts.DryRun, Events: eventIDs(chosen)}
+	if opts.DryRun {
+		return rep, nil
+	}
+	var limiter *rate.Limiter
+	if opts.PerSecond > 0 {
+		limiter = rate.NewLimiter(rate.Limit(opts.PerSecond), 1)
+	}
+	for _, d := range chosen {
 		if limiter != nil {
 			if err := limiter.Wait(ctx); err != nil {
-				return fmt.Errorf("%w; %d replayed before it", err, i)
+				return rep, fmt.Errorf("%w; %d replayed before it", err, rep.Replayed)
 			}
 		}
 		if err := c.Replay(ctx, d); err != nil {
-			return fmt.Errorf("%w; %d replayed before it", err, i)
+			return rep, fmt.Errorf("%w; %d replayed before it", err, rep.Replayed)
 		}
-		if progress != nil {
-			progress(i + 1)
+		if rep.Replayed++; opts.Progress != nil {
+			opts.Progress(rep.Replayed, rep.Selected)
 		}
 	}
-	return nil
+	return rep, nil
+}
+
+// PurgeReport is what a purge of a binding's dead letters did.
+type PurgeReport struct {
+	Binding string `json:"binding"`
+	// Purged are the event ids of the dead letters deleted.
+	Purged []string `json:"purged"`
+}
+
+// PurgeSelected deletes the dead letters of binding that sel chooses, once
+// confirm (when not nil) accepts their number.
+func (c *Client) PurgeSelected(ctx context.Context, binding string, sel Selection, confirm func(n int) error) (PurgeReport, error) {
+	chosen, err := c.Select(ctx, binding, sel)
+	if err != nil {
+		return PurgeReport{}, err
+	}
+	if confirm != nil {
+		if err := confirm(len(chosen)); err != nil {
+			return PurgeReport{}, err
+		}
+	}
+	if err := c.Purge(ctx, chosen); err != nil {
+		return PurgeReport{}, err
+	}
+	return PurgeReport{Binding: binding, Purged: eventIDs(chosen)}, nil
+}
+
+func eventIDs(dls []DeadLetter) []string {
+	ids := []string{}
+	for _, d := range dls {
+		ids = append(ids, d.EventID)
+	}
+	return ids
 }
 
 // Purge deletes dead letters for good.

@@ -337,6 +337,25 @@ type NodeReload struct {
 	Error string `json:"error,omitempty"`
 }
 
+// ReloadError is nil when every node reloaded and err is nil; else it
+// names each node that kept its running config, with its diagnostics,
+// then err.
+func ReloadError(nodes []NodeReload, err error) error {
+	var problems []string
+	for _, n := range nodes {
+		if !n.Reloaded {
+			problems = append(problems, fmt.Sprintf("%s: not reloaded; its running config stays:\n%s", n.Node, n.Error))
+		}
+	}
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(problems, "\n"))
+}
+
 // Reload asks every running node to re-read its config file, and returns
 // each node's answer. It waits for as many answers as nodes announce
 // themselves (one, when they cannot be read) until ctx ends; fewer

@@ -335,6 +335,22 @@ func ReadModule(path string) ([]byte, error) {
 	return sandbox.ReadFileCapped(path, MaxModuleSize)
 }
 
+// ReadDeployable reads a module file to deploy and makes the checks that
+// need no engine, with the runtime's own words: a regular file within
+// MaxModuleSize (/dev/zero is an error, not an endless read) and a module
+// whose memory section parses. The runtime checks the rest (exports,
+// imports) when it compiles the module.
+func ReadDeployable(path string) ([]byte, error) {
+	wasm, err := ReadModule(path)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := sandbox.CapMemory(wasm, 4<<30); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return wasm, nil
+}
+
 // FileVersions gives the version of each function of cfg from its module
 // file, the way the runtime computes it when it loads the file; a module
 // not built yet has none ("").

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/jsm.go/natscontext"
 	"github.com/nats-io/nats.go"
+	"github.com/spf13/pflag"
 
 	"github.com/sluice-run/sluice/client"
 )
@@ -158,4 +159,18 @@ func (d *Denials) Err() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.first
+}
+
+// AddFlags adds natscli's connection flags to f, and sluice's --user and
+// --password (defaults from SLUICE_USER and SLUICE_PASSWORD), setting o.
+func (o *Options) AddFlags(f *pflag.FlagSet) {
+	f.StringVar(&o.Server, "server", "", "NATS URL(s) of the runtime (env SLUICE_SERVER, then NATS_URL; default the context's, else "+DefaultURL+")")
+	f.StringVar(&o.Context, "context", "", "natscli context: a name (~/.config/nats/context/NAME.json) or a .json file (env NATS_CONTEXT)")
+	f.StringVar(&o.Creds, "creds", "", "user credentials file (JWT and seed)")
+	f.StringVar(&o.NKey, "nkey", "", "user NKEY seed file")
+	f.StringVar(&o.TLSCert, "tlscert", "", "TLS client certificate file")
+	f.StringVar(&o.TLSKey, "tlskey", "", "TLS client private key file")
+	f.StringVar(&o.TLSCA, "tlsca", "", "CA file verifying the server's TLS certificate")
+	f.StringVar(&o.User, "user", os.Getenv("SLUICE_USER"), "user name on the runtime's NATS server (env SLUICE_USER)")
+	f.StringVar(&o.Password, "password", os.Getenv("SLUICE_PASSWORD"), "password of --user (env SLUICE_PASSWORD)")
 }

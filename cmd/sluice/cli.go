@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/client/connect"
+	"github.com/sluice-run/sluice/config"
+	"github.com/sluice-run/sluice/internal/prompt"
 	"github.com/sluice-run/sluice/internal/render"
 	"github.com/sluice-run/sluice/internal/version"
 )
@@ -45,26 +48,17 @@ type globals struct {
 	conn    connect.Options
 	denials connect.Denials
 	stdin   io.Reader
-	// reload delivers the signals asking `sluice run` to reload its
-	// config (SIGHUP, see main); nil when none do.
-	reload <-chan os.Signal
-}
-
-func (g *globals) register(root *cobra.Command) {
-	f := root.PersistentFlags()
-	f.StringVar(&g.conn.Server, "server", "", "NATS URL(s) of the runtime (env SLUICE_SERVER, then NATS_URL; default the context's, else "+connect.DefaultURL+")")
-	f.StringVar(&g.conn.Context, "context", "", "natscli context: a name (~/.config/nats/context/NAME.json) or a .json file (env NATS_CONTEXT)")
-	f.StringVar(&g.conn.Creds, "creds", "", "user credentials file (JWT and seed)")
-	f.StringVar(&g.conn.NKey, "nkey", "", "user NKEY seed file")
-	f.StringVar(&g.conn.TLSCert, "tlscert", "", "TLS client certificate file")
-	f.StringVar(&g.conn.TLSKey, "tlskey", "", "TLS client private key file")
-	f.StringVar(&g.conn.TLSCA, "tlsca", "", "CA file verifying the server's TLS certificate")
-	f.StringVar(&g.conn.User, "user", os.Getenv("SLUICE_USER"), "user name on the runtime's NATS server (env SLUICE_USER)")
-	f.StringVar(&g.conn.Password, "password", os.Getenv("SLUICE_PASSWORD"), "password of --user (env SLUICE_PASSWORD)")
+	reload  <-chan os.Signal
 }
 
 func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	g := &globals{stdin: stdin, reload: reloadSignals(ctx)}
+	return executeWith(ctx, nil, args, stdin, stdout, stderr)
+}
+
+// executeWith runs the command line; reload delivers the signals that
+// ask `sluice run` to reload its config.
+func executeWith(ctx context.Context, reload <-chan os.Signal, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	g := &globals{stdin: stdin, reload: reload}
 	root := &cobra.Command{
 		Use:           "sluice",
 		Short:         "sluice runs WebAssembly functions when events arrive on NATS JetStream",
@@ -77,7 +71,7 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	g.register(root)
+	g.conn.AddFlags(root.PersistentFlags())
 	root.AddCommand(runCmd(g), publishCmd(g), statusCmd(g), invokeCmd(g), bindingsCmd(g), nodesCmd(g), pauseCmd(g), resumeCmd(g), dlqCmd(g), deployCmd(g), functionsCmd(g), rollbackCmd(g), reloadCmd(g), validateCmd(), planCmd(g), fmtCmd(), versionCmd(), newCmd(), logsCmd(g))
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
 
@@ -171,4 +165,67 @@ func list[T any](g *globals, use, short, header string,
 			}
 			return rows, err
 		}, func(w io.Writer, rows []T) { render.Table(w, header, rows, line) })
+}
+
+// confirm asks question on stderr; without a terminal on in it refuses
+// (exit 2).
+func confirm(cmd *cobra.Command, in io.Reader, question string) error {
+	err := prompt.Confirm(in, cmd.ErrOrStderr(), question)
+	if errors.Is(err, prompt.ErrNoTerminal) {
+		return usage(err)
+	}
+	if err != nil {
+		return failed(err)
+	}
+	return nil
+}
+
+// completionTimeout bounds the runtime look-up behind a shell completion:
+// a completion that hangs is worse than none.
+const completionTimeout = 2 * time.Second
+
+// completeNames completes the first n arguments with names read from the
+// config the running runtime recorded; without a runtime it offers none.
+func completeNames(g *globals, n int, names func(*config.Effective) []string) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) >= n {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		c, done, err := g.client()
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		defer done()
+		ctx, cancel := context.WithTimeout(cmd.Context(), completionTimeout)
+		defer cancel()
+		raw, err := c.RunningConfig(ctx)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		eff, err := config.DecodeEffective(raw)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		return names(eff), cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+func completeBindings(g *globals, n int) cobra.CompletionFunc {
+	return completeNames(g, n, (*config.Effective).BindingNames)
+}
+
+func completeFunctions(g *globals, n int) cobra.CompletionFunc {
+	return completeNames(g, n, (*config.Effective).FunctionNames)
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print sluice's version, the Go release that built it, and the platform",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), version.Line())
+			return err
+		},
+	}
 }

@@ -19,12 +19,13 @@ func dlqCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// dlqError turns the client's errors into the CLI's exit codes.
+// dlqError says which bindings there are when binding has no dead-letter
+// stream.
 func dlqError(binding string, err error) error {
 	if errors.Is(err, client.ErrNoDeadLetters) {
 		return usage(fmt.Errorf("no binding %q has dead letters here (bindings: see `sluice bindings`)", binding))
 	}
-	return failed(err)
+	return err
 }
 
 func dlqLsCmd(g *globals) *cobra.Command {
@@ -74,30 +75,11 @@ func needEvents(sel *client.Selection, verb string) func(*cobra.Command, []strin
 	}
 }
 
-// selectDeadLetters reads the dead letters of BINDING (args[0]) that sel
-// chooses.
-func selectDeadLetters(cmd *cobra.Command, args []string, c *client.Client, sel client.Selection) ([]client.DeadLetter, error) {
-	chosen, err := c.Select(cmd.Context(), args[0], sel)
-	if err != nil {
-		return nil, dlqError(args[0], err)
-	}
-	return chosen, nil
-}
-
-type replayReport struct {
-	Binding  string   `json:"binding"`
-	Selected int      `json:"selected"`
-	Replayed int      `json:"replayed"`
-	DryRun   bool     `json:"dry_run,omitempty"`
-	Events   []string `json:"events"`
-}
-
 func dlqReplayCmd(g *globals) *cobra.Command {
 	var (
-		sel       client.Selection
-		dryRun    bool
-		rateSpec  string
-		perSecond float64
+		sel      client.Selection
+		opts     client.ReplayOptions
+		rateSpec string
 	)
 	cmd := op(g, &cobra.Command{
 		Use:   "replay BINDING [EVENT_ID…] [--all] [--since D] [--error-kind K] [--rate N/s] [--dry-run]",
@@ -111,48 +93,28 @@ func dlqReplayCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return usage(fmt.Errorf("--rate: %w", err))
 				}
-				perSecond = r.PerSecond()
+				opts.PerSecond = r.PerSecond()
+			}
+			if quiet, _ := cmd.Flags().GetBool("json"); !quiet {
+				opts.Progress = func(n, of int) {
+					if n%100 == 0 {
+						fmt.Fprintf(cmd.ErrOrStderr(), "replayed %d/%d\n", n, of)
+					}
+				}
 			}
 			return needEvents(&sel, "replay")(cmd, args)
 		},
 		ValidArgsFunction: completeBindings(g, 1),
-	}, "print JSON", func(cmd *cobra.Command, args []string, c *client.Client) (replayReport, error) {
-		chosen, err := selectDeadLetters(cmd, args, c, sel)
-		if err != nil {
-			return replayReport{}, err
-		}
-		rep := replayReport{Binding: args[0], Selected: len(chosen), DryRun: dryRun, Events: []string{}}
-		for _, d := range chosen {
-			rep.Events = append(rep.Events, d.EventID)
-		}
-		if dryRun {
-			return rep, nil
-		}
-		quiet, _ := cmd.Flags().GetBool("json")
-		err = c.ReplayAll(cmd.Context(), chosen, perSecond, func(n int) {
-			if rep.Replayed = n; n%100 == 0 && !quiet {
-				fmt.Fprintf(cmd.ErrOrStderr(), "replayed %d/%d\n", n, len(chosen))
-			}
-		})
-		return rep, err
-	}, func(w io.Writer, rep replayReport) {
-		if rep.DryRun {
-			fmt.Fprintf(w, "dry run: would replay %d dead letters of %s: %s\n", rep.Selected, rep.Binding, strings.Join(rep.Events, " "))
-		} else {
-			fmt.Fprintf(w, "replayed %d dead letters to %s\n", rep.Replayed, rep.Binding)
-		}
-	})
+	}, "print JSON", func(cmd *cobra.Command, args []string, c *client.Client) (client.ReplayReport, error) {
+		rep, err := c.ReplaySelected(cmd.Context(), args[0], sel, opts)
+		return rep, dlqError(args[0], err)
+	}, render.Replayed)
 	cmd.Flags().BoolVar(&sel.All, "all", false, "every dead letter of the binding (with the filters)")
 	cmd.Flags().DurationVar(&sel.Since, "since", 0, "only dead letters that failed within this long")
 	cmd.Flags().StringVar(&sel.ErrorKind, "error-kind", "", "only this error kind: failed, permanent, trap, timeout, memory")
 	cmd.Flags().StringVar(&rateSpec, "rate", "", "at most this fast, e.g. 50/s")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "show what would be replayed; change nothing")
+	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "show what would be replayed; change nothing")
 	return cmd
-}
-
-type purgeReport struct {
-	Binding string   `json:"binding"`
-	Purged  []string `json:"purged"`
 }
 
 func dlqPurgeCmd(g *globals) *cobra.Command {
@@ -166,24 +128,15 @@ func dlqPurgeCmd(g *globals) *cobra.Command {
 		Args:              cobra.MinimumNArgs(1),
 		PreRunE:           needEvents(&sel, "purge"),
 		ValidArgsFunction: completeBindings(g, 1),
-	}, "print JSON: binding, purged (event ids)", func(cmd *cobra.Command, args []string, c *client.Client) (purgeReport, error) {
-		chosen, err := selectDeadLetters(cmd, args, c, sel)
-		if err != nil {
-			return purgeReport{}, err
-		}
-		if sel.All && !yes && len(chosen) > 0 {
-			if err := confirm(cmd, g.stdin, fmt.Sprintf("Delete all %d dead letters of %s for good?", len(chosen), args[0])); err != nil {
-				return purgeReport{}, err
+	}, "print JSON: binding, purged (event ids)", func(cmd *cobra.Command, args []string, c *client.Client) (client.PurgeReport, error) {
+		rep, err := c.PurgeSelected(cmd.Context(), args[0], sel, func(n int) error {
+			if !sel.All || yes || n == 0 {
+				return nil
 			}
-		}
-		rep := purgeReport{Binding: args[0], Purged: []string{}}
-		for _, d := range chosen {
-			rep.Purged = append(rep.Purged, d.EventID)
-		}
-		return rep, c.Purge(cmd.Context(), chosen)
-	}, func(w io.Writer, rep purgeReport) {
-		fmt.Fprintf(w, "purged %d dead letters of %s\n", len(rep.Purged), rep.Binding)
-	})
+			return confirm(cmd, g.stdin, fmt.Sprintf("Delete all %d dead letters of %s for good?", n, args[0]))
+		})
+		return rep, dlqError(args[0], err)
+	}, render.Purged)
 	cmd.Flags().BoolVar(&sel.All, "all", false, "every dead letter of the binding (asks first, unless --yes)")
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
 	return cmd

@@ -18,6 +18,7 @@ import (
 	"unicode"
 
 	"github.com/sluice-run/sluice/client"
+	"github.com/sluice-run/sluice/config"
 )
 
 // JSON writes v as indented JSON.
@@ -192,4 +193,64 @@ func LogLine(w io.Writer, r client.LogRecord) error {
 		Printable(r.Node), Printable(r.Function), Printable(r.Binding), Printable(r.Event), r.Attempt,
 		strings.ToUpper(r.Level), Printable(r.Line))
 	return err
+}
+
+// Paused says until when a binding is paused; until nil says it resumed.
+func Paused(w io.Writer, binding string, until *time.Time) {
+	switch {
+	case until == nil:
+		fmt.Fprintf(w, "resumed %s\n", binding)
+	case until.After(time.Now().AddDate(50, 0, 0)):
+		fmt.Fprintf(w, "paused %s until `sluice resume %s`\n", binding, binding)
+	default:
+		fmt.Fprintf(w, "paused %s until %s\n", binding, until.Local().Format(time.DateTime))
+	}
+}
+
+// Deployed says which version of a function is live after a deploy
+// (verb "deployed") or a rollback ("rolled back").
+func Deployed(w io.Writer, verb string, c client.VersionChange) {
+	if verb == "rolled back" {
+		fmt.Fprintf(w, "rolled %s back to version %s (was %s)\n", c.Function, ShortVersion(c.Version), ShortVersion(c.Previous))
+		return
+	}
+	fmt.Fprintf(w, "%s %s version %s (was %s)\n", verb, c.Function, ShortVersion(c.Version), ShortVersion(c.Previous))
+}
+
+// Reloaded names each node that reloaded its config.
+func Reloaded(w io.Writer, nodes []client.NodeReload) {
+	for _, n := range nodes {
+		if n.Reloaded {
+			fmt.Fprintf(w, "reloaded %s\n", n.Node)
+		}
+	}
+}
+
+// Replayed says what a replay did, or with a dry run would do.
+func Replayed(w io.Writer, r client.ReplayReport) {
+	if r.DryRun {
+		fmt.Fprintf(w, "dry run: would replay %d dead letters of %s: %s\n", r.Selected, r.Binding, strings.Join(r.Events, " "))
+	} else {
+		fmt.Fprintf(w, "replayed %d dead letters to %s\n", r.Replayed, r.Binding)
+	}
+}
+
+// Purged says how many dead letters a purge deleted.
+func Purged(w io.Writer, r client.PurgeReport) {
+	fmt.Fprintf(w, "purged %d dead letters of %s\n", len(r.Purged), r.Binding)
+}
+
+// Plan lists the changes a config would make, and says none was applied.
+func Plan(w io.Writer, changes []config.Planned) {
+	for _, c := range changes {
+		fmt.Fprintln(w, c.Text)
+	}
+	switch n := len(changes); n {
+	case 0:
+		fmt.Fprintln(w, "no changes")
+	case 1:
+		fmt.Fprintln(w, "1 change; nothing was applied")
+	default:
+		fmt.Fprintf(w, "%d changes; nothing was applied\n", n)
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,8 +11,36 @@ import (
 
 	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/functions"
+	"github.com/sluice-run/sluice/internal/guestbuild"
+	"github.com/sluice-run/sluice/internal/scaffold"
 	"github.com/sluice-run/sluice/runtime"
 )
+
+func newCmd() *cobra.Command {
+	var lang, parent string
+	cmd := &cobra.Command{
+		Use:   "new NAME",
+		Short: "Scaffold a function (source and build file) and print the runtime.hcl block to paste",
+		Long: "Create the directory NAME (under --dir) holding a function in --lang that logs, publishes its\n" +
+			"payload to NAME.done and returns \"hello <payload>\"; the payload \"fail\" fails it (retried) and\n" +
+			"\"permanent\" fails it permanently (dead-lettered at once). sluice builds it from source when it runs.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := scaffold.New(parent, args[0], guestbuild.Language(lang))
+			if errors.Is(err, scaffold.ErrInvalid) {
+				return usage(err)
+			}
+			if err != nil {
+				return failed(err)
+			}
+			f.WriteGuide(cmd.OutOrStdout())
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&lang, "lang", "l", "go", "language: go, c, rust or assemblyscript")
+	cmd.Flags().StringVar(&parent, "dir", ".", "directory to create the function's directory in")
+	return cmd
+}
 
 func invokeCmd(g *globals) *cobra.Command {
 	var (
@@ -34,11 +63,7 @@ func invokeCmd(g *globals) *cobra.Command {
 			}
 			fc, ok := cfg.Function(args[0])
 			if !ok {
-				var names []string
-				for _, f := range cfg.Functions {
-					names = append(names, f.Name)
-				}
-				return usage(fmt.Errorf("no function %q in %s (functions: %s)", args[0], cfgPath, strings.Join(names, ", ")))
+				return usage(fmt.Errorf("no function %q in %s (functions: %s)", args[0], cfgPath, strings.Join(cfg.FunctionNames(), ", ")))
 			}
 			ev := functions.Event{ID: id, Subject: subject, Binding: "invoke", Attempt: attempt}
 			if ev.Data, err = readData(g, args[1:]); err != nil {
