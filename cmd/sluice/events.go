@@ -32,7 +32,7 @@ func publishCmd(g *globals) *cobra.Command {
 		Use:   "publish SUBJECT [DATA | -]",
 		Short: "Publish an event; with --wait, wait for every binding's outcome",
 		Long: "Publish an event and print its id and stream sequence once it is stored.\n" +
-			"DATA is the payload; - reads it from stdin. --id sets the event id (Nats-Msg-Id),\n" +
+			"DATA is the payload; - reads it from stdin. --id sets the event id (its NATS message id),\n" +
 			"which also de-duplicates publishes. Exit codes: 0 ok, 1 an outcome failed, 2 usage or connection error.",
 		Args: cobra.RangeArgs(1, 2),
 		PreRunE: func(_ *cobra.Command, args []string) (err error) {
