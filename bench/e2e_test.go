@@ -47,7 +47,22 @@ const (
 	// native: sluice's runner with a native no-op Invoker, to split (b)'s
 	// cost between the runner and the wasm invocation.
 	variantNative = "sluice + native no-op Invoker"
+	// watermill: the peer, a Watermill router with native no-op handlers
+	// on the same consumer (startWatermill), with its defaults.
+	variantWatermill = "Watermill router + native no-op"
+	// watermill-ackasync: the same with the subscriber's AckAsync.
+	variantWatermillAsync = "Watermill router, AckAsync + native no-op"
 )
+
+// variantKeys are the variants' short names, for -report.only and the
+// profile files of -report.profile.
+var variantKeys = map[string]string{
+	variantRaw:            "raw",
+	variantNative:         "native",
+	variantWasm:           "wasm",
+	variantWatermill:      "watermill",
+	variantWatermillAsync: "watermill-ackasync",
+}
 
 const (
 	subject     = "bench.q"
@@ -157,6 +172,9 @@ func (e *env) start(t testing.TB, variant string, set *functions.Set, onEntry, o
 			})
 		}
 		return func() { it.Drain(); wg.Wait() }
+	}
+	if variant == variantWatermill || variant == variantWatermillAsync {
+		return e.startWatermill(t, variant == variantWatermillAsync, onEntry)
 	}
 	var inv triggers.Invoker
 	switch variant {

@@ -30,7 +30,7 @@ var (
 	warmIters   = flag.Int("report.warm", 20000, "calls per warm-invocation run")
 	restartMany = flag.Int("report.many", 100, "functions in the large restart (0 skips it)")
 	runCap      = flag.Duration("report.cap", 20*time.Second, "stop a throughput run after this long and count what was acknowledged")
-	only        = flag.String("report.only", "", "run only these consume variants: comma-separated raw, native, wasm (for profiling)")
+	only        = flag.String("report.only", "", "run only these consume variants: comma-separated raw, native, wasm, watermill, watermill-ackasync (for profiling)")
 	outFile     = flag.String("report.out", "RESULTS.md", "also write the report here (\"\" for stdout only)")
 )
 
@@ -115,7 +115,7 @@ func reportThroughput(t *testing.T, b *strings.Builder, set *functions.Set, cfgs
 		"+ worker processes) / N. RSS = peak of this process during the run (+ workers' peak RSS for wasm).\n\n", *runCap, *nDurable, *nFast)
 	fmt.Fprintf(b, "| storage | concurrency | variant | events/s | × raw | CPU µs/event | peak RSS MiB | target |\n")
 	fmt.Fprintf(b, "| --- | --- | --- | --- | --- | --- | --- | --- |\n")
-	variants := selected(variantRaw, variantNative, variantWasm)
+	variants := selected(variantRaw, variantNative, variantWasm, variantWatermill, variantWatermillAsync)
 	for _, st := range storages {
 		n := *nFast
 		if st.syncAlways {
@@ -407,11 +407,10 @@ func selected(variants ...string) []string {
 	if *only == "" {
 		return variants
 	}
-	keys := map[string]string{"raw": variantRaw, "native": variantNative, "wasm": variantWasm}
 	var out []string
 	for _, v := range variants {
 		for _, k := range strings.Split(*only, ",") {
-			if keys[strings.TrimSpace(k)] == v {
+			if strings.TrimSpace(k) == variantKeys[v] {
 				out = append(out, v)
 			}
 		}
