@@ -248,14 +248,16 @@ type tputResult struct {
 
 // throughput publishes n events as fast as async publishing allows (4000
 // outstanding) while the variant consumes them, and times first publish to
-// last acknowledgement.
-func throughput(t testing.TB, st storage, cfg *config.Config, variant string, set *functions.Set, n int) tputResult {
+// last acknowledgement. A non-empty prof is a file for a CPU profile of
+// this process over that window.
+func throughput(t testing.TB, st storage, cfg *config.Config, variant string, set *functions.Set, n int, prof string) tputResult {
 	t.Helper()
 	e := newEnv(t, st, cfg)
 	defer e.close()
 	stop := e.start(t, variant, set, nop, nop)
 	payload := make([]byte, payloadSize)
 	resetPeakRSS()
+	stopProf := startProfile(t, prof)
 	cpu0 := cpuTime()
 	start := time.Now()
 	for range n {
@@ -266,6 +268,7 @@ func throughput(t testing.TB, st storage, cfg *config.Config, variant string, se
 	acked := e.waitAcked(t, n, *runCap)
 	elapsed := time.Since(start)
 	cpu := cpuTime() - cpu0
+	stopProf()
 	if acked == 0 {
 		t.Fatalf("%s: no event acknowledged in %s", variant, *runCap)
 	}
@@ -292,8 +295,10 @@ type latResult struct {
 // latency sends rate events/s for dur on a fixed schedule (open loop: each
 // event's latency counts from its scheduled send time, so a stalled
 // publisher is not hidden), discarding the first 200 ms as warm-up. How
-// late the publisher itself sends is reported as lag.
-func latency(t testing.TB, st storage, cfg *config.Config, variant string, set *functions.Set, rate int, dur time.Duration) latResult {
+// late the publisher itself sends is reported as lag. A non-empty prof is
+// a file for a CPU profile of this process while events are sent and
+// handled.
+func latency(t testing.TB, st storage, cfg *config.Config, variant string, set *functions.Set, rate int, dur time.Duration, prof string) latResult {
 	t.Helper()
 	e := newEnv(t, st, cfg)
 	defer e.close()
@@ -329,6 +334,7 @@ func latency(t testing.TB, st storage, cfg *config.Config, variant string, set *
 		}
 	}
 	stop := e.start(t, variant, set, onEntry, onExit)
+	stopProf := startProfile(t, prof)
 	lag := make([]time.Duration, 0, n)
 	var pubErr error
 	inThread(func() {
@@ -365,6 +371,7 @@ func latency(t testing.TB, st storage, cfg *config.Config, variant string, set *
 		time.Sleep(2 * time.Millisecond)
 	}
 	handled := time.Since(t0) - lead
+	stopProf()
 	// Exits are recorded just after the last entry.
 	time.Sleep(20 * time.Millisecond)
 	stop()
