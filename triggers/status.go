@@ -98,7 +98,7 @@ type Revision struct {
 // status stored: s, or the one ahead of it with stored false.
 func (st *StatusStore) Advance(ctx context.Context, s Status, last Revision) (now Revision, stored bool, err error) {
 	key := StatusKey(s.ID, s.Binding)
-	b, err := json.Marshal(s)
+	b, err := encodeStatus(s)
 	if err != nil {
 		return last, false, err
 	}
@@ -141,7 +141,7 @@ func (st *StatusStore) AdvanceAsync(s Status, last Revision) error {
 	if last.Rev != 0 && behind(s, last.Status) {
 		return nil
 	}
-	b, err := json.Marshal(s)
+	b, err := encodeStatus(s)
 	if err != nil {
 		return err
 	}
@@ -151,6 +151,12 @@ func (st *StatusStore) AdvanceAsync(s Status, last Revision) error {
 	m := &nats.Msg{Subject: "$KV." + StatusBucket + "." + StatusKey(s.ID, s.Binding), Data: b}
 	_, err = st.async.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(last.Rev))
 	return err
+}
+
+// encodeStatus is s as stored. The buffer fits a success's status with
+// its history entry, so that encoding allocates once.
+func encodeStatus(s Status) ([]byte, error) {
+	return s.AppendJSON(make([]byte, 0, 512))
 }
 
 // asyncFailed settles an AdvanceAsync write that failed. A lost
