@@ -504,7 +504,7 @@ func (b *binding) eventOrigin(msg jetstream.Msg, md *jetstream.MsgMetadata) (id,
 		}
 	}
 	if id = h.Get(nats.MsgIdHdr); id == "" {
-		id = fmt.Sprintf("%s-%d", md.Stream, md.Sequence.Stream)
+		id = md.Stream + "-" + strconv.FormatUint(md.Sequence.Stream, 10)
 	}
 	return id, msg.Subject()
 }
