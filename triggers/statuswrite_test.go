@@ -85,8 +85,8 @@ func pendingWrites(w *asyncWrites) int {
 // TestAsyncWritesSettleEveryAcknowledgement: a stored write is settled
 // without a failure; a lost compare-and-set reports the server's error
 // (wrong last sequence) with the write's data; a subject that no stream
-// captures reports no stream response; a write nobody answers times out.
-// Each leaves nothing pending.
+// captures reports no stream response; a write nobody answers times out;
+// an answer to no write in flight is ignored. Each leaves nothing pending.
 func TestAsyncWritesSettleEveryAcknowledgement(t *testing.T) {
 	_, nc, js := serverAndConn(t)
 	ctx := context.Background()
@@ -105,6 +105,13 @@ func TestAsyncWritesSettleEveryAcknowledgement(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Answers to no write in flight (an unknown id, a stray token) are
+	// ignored: nothing is reported for them.
+	for _, stray := range []string{w.prefix + "999", w.prefix + "x", w.prefix + "18446744073709551616"} {
+		if err := nc.Publish(stray, []byte(`{"error":{"code":503,"err_code":10077,"description":"forged"}}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := w.publish("$KV.w.a", []byte("1"), 0); err != nil {
 		t.Fatal(err)
 	}
