@@ -3,7 +3,6 @@ package client
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"regexp"
 	"strings"
 )
 
@@ -156,8 +155,6 @@ func ReplayConsumerName(binding string) string {
 	return "sluice_replay_" + strings.ReplaceAll(binding, "/", "__")
 }
 
-var plainID = regexp.MustCompile(`^[A-Za-z0-9_=-]{1,128}$`)
-
 // StatusKey is the KV key of an event's status for one binding. Event ids
 // that are not valid KV tokens are hashed.
 func StatusKey(eventID, binding string) string {
@@ -168,7 +165,7 @@ func StatusKey(eventID, binding string) string {
 // itself when it matches [A-Za-z0-9_=-]{1,128}, else "h" and the hex of
 // the first 16 bytes of its sha256.
 func StatusPrefix(eventID string) string {
-	if plainID.MatchString(eventID) {
+	if plainID(eventID) {
 		return eventID
 	}
 	return hashedID(eventID)
@@ -178,6 +175,22 @@ func StatusPrefix(eventID string) string {
 func hashedID(eventID string) string {
 	sum := sha256.Sum256([]byte(eventID))
 	return "h" + hex.EncodeToString(sum[:16])
+}
+
+// plainID reports whether id matches [A-Za-z0-9_=-]{1,128}; a loop
+// rather than a regexp, since every status write asks.
+func plainID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '=', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // UserInbox is the inbox prefix of a configured user's connections: a

@@ -461,6 +461,8 @@ func (b *binding) consume(ctx context.Context, events, replays jetstream.Message
 // that outlives shutdown: an event that started must be settled.
 func (b *binding) work(ctx context.Context, it jetstream.MessagesContext) {
 	settleCtx := context.WithoutCancel(ctx)
+	running := b.newRunningMark(settleCtx)
+	defer running.stop()
 	for {
 		msg, err := it.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
@@ -480,7 +482,7 @@ func (b *binding) work(ctx context.Context, it jetstream.MessagesContext) {
 			_ = b.limiter.Wait(ctx)
 		}
 		b.slots <- struct{}{}
-		b.handle(settleCtx, msg)
+		b.handle(settleCtx, msg, running)
 		<-b.slots
 		b.load.inFlight.Add(-1)
 	}
@@ -502,7 +504,7 @@ func (b *binding) eventOrigin(msg jetstream.Msg, md *jetstream.MsgMetadata) (id,
 		}
 	}
 	if id = h.Get(nats.MsgIdHdr); id == "" {
-		id = fmt.Sprintf("%s-%d", md.Stream, md.Sequence.Stream)
+		id = md.Stream + "-" + strconv.FormatUint(md.Sequence.Stream, 10)
 	}
 	return id, msg.Subject()
 }
@@ -519,7 +521,7 @@ type delivery struct {
 // handle runs one delivery through the settle policy (settle.go): Admit
 // finishes what an earlier delivery of the same message decided, or
 // names the attempt to run; Settle decides on its outcome.
-func (b *binding) handle(ctx context.Context, msg jetstream.Msg) {
+func (b *binding) handle(ctx context.Context, msg jetstream.Msg, running *runningMark) {
 	md, err := msg.Metadata()
 	if err != nil {
 		b.log.Error("message without metadata", "error", err)
@@ -590,7 +592,7 @@ func (b *binding) handle(ctx context.Context, msg jetstream.Msg) {
 		ID: id, Subject: subject, Binding: b.cfg.Name, Data: msg.Data(),
 		Headers: msg.Headers(), Attempt: attempt,
 	}
-	running := b.markRunning(ctx, d)
+	running.start(d)
 	b.load.invocations.Add(1)
 	started := time.Now()
 	res, err := b.r.opts.Invoker.Invoke(ctx, b.cfg.Function, ev)
@@ -748,7 +750,7 @@ func (b *binding) deadLetter(ctx context.Context, d *delivery, fe *functions.Err
 	st.State, st.NextTryAt, st.DeadLetter = StateDeadLettered, nil, b.cfg.DeadLetter
 	st.Error, st.ErrorKind, st.Version = fe.Reason, string(fe.Kind), fe.Version
 	if b.cfg.OnFailure != "" {
-		record, _ := json.Marshal(st)
+		record, _ := st.AppendJSON(nil)
 		out := &nats.Msg{Subject: b.cfg.OnFailure, Data: record, Header: nats.Header{}}
 		out.Header.Set(HdrEventID, st.ID)
 		out.Header.Set(HdrBinding, b.cfg.Name)
@@ -891,36 +893,56 @@ func (b *binding) term(d *delivery) {
 // a quick one goes straight to its outcome, saving a write per event.
 const runningAfter = 50 * time.Millisecond
 
-// runningMark writes the "running" status of a slow invocation.
+// runningMark writes the "running" status of a slow invocation. Each
+// worker goroutine has one and re-arms its timer per event, rather than
+// making a timer per event.
 type runningMark struct {
-	mu    sync.Mutex
-	done  bool
+	b     *binding
+	ctx   context.Context
 	timer *time.Timer
+
+	mu    sync.Mutex
+	d     *delivery // the invocation being timed; nil once written or stopped
+	st    Status    // d's status as the invocation started
+	since time.Time
 }
 
-// markRunning records d's status as running once the invocation has run
-// for runningAfter. The write updates d.last; the caller reads d again
-// only after stop.
-func (b *binding) markRunning(ctx context.Context, d *delivery) *runningMark {
-	m := &runningMark{}
-	st := d.st
-	m.timer = time.AfterFunc(runningAfter, func() {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		if m.done {
-			return
-		}
-		st.UpdatedAt = time.Now().UTC()
-		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		last, _, err := b.r.status.Advance(wctx, st, d.last)
-		if err != nil {
-			b.log.Debug("running status not recorded", "event", st.ID, "error", err)
-			return
-		}
-		d.last = last
-	})
+func (b *binding) newRunningMark(ctx context.Context) *runningMark {
+	m := &runningMark{b: b, ctx: ctx}
+	m.timer = time.AfterFunc(time.Hour, m.write)
+	m.timer.Stop()
 	return m
+}
+
+// start records d's status as running once the invocation has run for
+// runningAfter. The write updates d.last; the caller reads d again only
+// after stop.
+func (m *runningMark) start(d *delivery) {
+	m.mu.Lock()
+	m.d, m.st, m.since = d, d.st, time.Now()
+	m.mu.Unlock()
+	m.timer.Reset(runningAfter)
+}
+
+func (m *runningMark) write() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	// A firing meant for an earlier invocation, that raced with its stop,
+	// finds none, or one that has not run for runningAfter yet.
+	if m.d == nil || time.Since(m.since) < runningAfter {
+		return
+	}
+	d, st := m.d, m.st
+	m.d = nil
+	st.UpdatedAt = time.Now().UTC()
+	wctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+	defer cancel()
+	last, _, err := m.b.r.status.Advance(wctx, st, d.last)
+	if err != nil {
+		m.b.log.Debug("running status not recorded", "event", st.ID, "error", err)
+		return
+	}
+	d.last = last
 }
 
 // stop cancels the write, or waits until it is done, so that the next
@@ -928,7 +950,7 @@ func (b *binding) markRunning(ctx context.Context, d *delivery) *runningMark {
 func (m *runningMark) stop() {
 	m.timer.Stop()
 	m.mu.Lock()
-	m.done = true
+	m.d = nil
 	m.mu.Unlock()
 }
 
@@ -939,7 +961,7 @@ func (b *binding) reply(ctx context.Context, msg jetstream.Msg, st Status) {
 	if to == "" || b.replyRefused(st, to) {
 		return
 	}
-	body, _ := json.Marshal(st)
+	body, _ := st.AppendJSON(nil)
 	out := &nats.Msg{Subject: to, Data: body, Header: nats.Header{}}
 	out.Header.Set(HdrEventID, st.ID)
 	out.Header.Set(HdrBinding, b.cfg.Name)

@@ -36,9 +36,10 @@ type (
 // StatusStore reads and writes statuses.
 type StatusStore struct {
 	kv jetstream.KeyValue
-	// async sends AdvanceAsync's writes: its own context bounds the
-	// writes outstanding, and its error handler settles their conflicts.
-	async jetstream.JetStream
+	nc *nats.Conn
+	// async sends AdvanceAsync's writes; asyncFailed settles those not
+	// stored.
+	async *asyncWrites
 	// retries bounds the writes being retried after an asynchronous one
 	// failed (see asyncFailed).
 	retries chan struct{}
@@ -50,12 +51,8 @@ func NewStatusStore(ctx context.Context, js jetstream.JetStream) (*StatusStore, 
 	if err != nil {
 		return nil, err
 	}
-	st := &StatusStore{kv: kv, retries: make(chan struct{}, maxStatusRetries)}
-	st.async, err = jetstream.New(js.Conn(), jetstream.WithPublishAsyncMaxPending(2*maxStatusPending),
-		// An acknowledgement lost (to a slow-consumer drop, say) must not
-		// hold its slot forever.
-		jetstream.WithPublishAsyncTimeout(5*time.Second),
-		jetstream.WithPublishAsyncErrHandler(st.asyncFailed))
+	st := &StatusStore{kv: kv, nc: js.Conn(), retries: make(chan struct{}, maxStatusRetries)}
+	st.async, err = newAsyncWrites(st.nc, statusAckTimeout, st.asyncFailed)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +95,7 @@ type Revision struct {
 // status stored: s, or the one ahead of it with stored false.
 func (st *StatusStore) Advance(ctx context.Context, s Status, last Revision) (now Revision, stored bool, err error) {
 	key := StatusKey(s.ID, s.Binding)
-	b, err := json.Marshal(s)
+	b, err := encodeStatus(s)
 	if err != nil {
 		return last, false, err
 	}
@@ -141,16 +138,17 @@ func (st *StatusStore) AdvanceAsync(s Status, last Revision) error {
 	if last.Rev != 0 && behind(s, last.Status) {
 		return nil
 	}
-	b, err := json.Marshal(s)
+	b, err := encodeStatus(s)
 	if err != nil {
 		return err
 	}
-	if st.async.PublishAsyncPending() >= maxStatusPending {
-		return errStatusBacklog
-	}
-	m := &nats.Msg{Subject: "$KV." + StatusBucket + "." + StatusKey(s.ID, s.Binding), Data: b}
-	_, err = st.async.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(last.Rev))
-	return err
+	return st.async.publish("$KV."+StatusBucket+"."+StatusKey(s.ID, s.Binding), b, last.Rev)
+}
+
+// encodeStatus is s as stored. The buffer fits a success's status with
+// its history entry, so that encoding allocates once.
+func encodeStatus(s Status) ([]byte, error) {
+	return s.AppendJSON(make([]byte, 0, 512))
 }
 
 // asyncFailed settles an AdvanceAsync write that failed. A lost
@@ -160,9 +158,9 @@ func (st *StatusStore) AdvanceAsync(s Status, last Revision) error {
 // the event may already be acknowledged, and a success or dead letter
 // whose status is lost would show "running" forever (found by the chaos
 // suite, killing the status bucket's leader).
-func (st *StatusStore) asyncFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
+func (st *StatusStore) asyncFailed(data []byte, err error) {
 	var s Status
-	if json.Unmarshal(m.Data, &s) != nil {
+	if json.Unmarshal(data, &s) != nil {
 		return
 	}
 	var apiErr *jetstream.APIError
@@ -196,7 +194,7 @@ func (st *StatusStore) retry(s Status) {
 		_, _, err := st.Advance(ctx, s, Revision{})
 		cancel()
 		// A closed connection (the runtime stopping) ends the retry too.
-		if err == nil || st.async.Conn().IsClosed() || time.Now().Add(wait).After(deadline) {
+		if err == nil || st.nc.IsClosed() || time.Now().Add(wait).After(deadline) {
 			return
 		}
 		time.Sleep(wait)
@@ -209,6 +207,10 @@ const (
 	maxStatusRetries = 1024
 	statusRetryFor   = time.Minute
 )
+
+// statusAckTimeout is how long an asynchronous status write waits for its
+// acknowledgement before it counts as failed (and is retried).
+const statusAckTimeout = 5 * time.Second
 
 // maxStatusPending bounds status writes awaiting the broker. Past it,
 // AdvanceAsync fails at once instead of stalling the caller.

@@ -268,21 +268,27 @@ func status(t *testing.T, js jetstream.JetStream, id, binding string) triggers.S
 	return st
 }
 
+// TestSlowInvocationShowsRunning: each slow invocation shows "running",
+// then its outcome. The events follow one another through the binding's
+// worker goroutines, each of which re-arms one running mark per event.
 func TestSlowInvocationShowsRunning(t *testing.T) {
 	release := make(chan struct{})
 	js := start(t, policyConfig, invokerFunc(func(ev functions.Event) (functions.Result, error) {
 		<-release
-		return functions.Result{Output: []byte("done")}, nil
+		return functions.Result{Output: []byte("done " + ev.ID)}, nil
 	}))
-	publish(t, js, "jobs.run", "slow-1")
-	testenv.Eventually(t, 10*time.Second, "the running status", func() bool {
-		return status(t, js, "slow-1", "jobs").State == triggers.StateRunning
-	})
-	close(release)
-	testenv.Eventually(t, 10*time.Second, "the final status", func() bool {
-		st := status(t, js, "slow-1", "jobs")
-		return st.State == triggers.StateSucceeded && string(st.Result) == "done"
-	})
+	for i := range 5 {
+		id := "slow-" + strconv.Itoa(i)
+		publish(t, js, "jobs.run", id)
+		testenv.Eventually(t, 10*time.Second, "the running status of "+id, func() bool {
+			return status(t, js, id, "jobs").State == triggers.StateRunning
+		})
+		release <- struct{}{}
+		testenv.Eventually(t, 10*time.Second, "the final status of "+id, func() bool {
+			st := status(t, js, id, "jobs")
+			return st.State == triggers.StateSucceeded && string(st.Result) == "done "+id
+		})
+	}
 }
 
 // TestHistoryKeepsEveryAttemptOfSlowInvocations: a slow invocation's

@@ -65,8 +65,19 @@ type Metrics struct {
 	cacheMisses       *prometheus.CounterVec
 	logLinesDropped   *prometheus.CounterVec
 
+	// invoked holds the children Invoked updates, by invokedKey: resolved
+	// once rather than hashing their labels per event.
+	invoked sync.Map
+
 	backlog atomic.Pointer[backlogSource]
 	node    atomic.Pointer[nodeSource]
+}
+
+type invokedKey struct{ binding, function, outcome string }
+
+type invokedChildren struct {
+	count prometheus.Counter
+	took  prometheus.Observer
 }
 
 var (
@@ -194,8 +205,17 @@ func (m *Metrics) Watch(js jetstream.JetStream, cfg *config.Config) {
 
 // Invoked counts one invocation and its duration (triggers.Observer).
 func (m *Metrics) Invoked(binding, function, outcome string, _ int, took time.Duration) {
-	m.invocations.WithLabelValues(binding, function, outcome).Inc()
-	m.duration.WithLabelValues(binding, function).Observe(took.Seconds())
+	k := invokedKey{binding, function, outcome}
+	c, ok := m.invoked.Load(k)
+	if !ok {
+		c, _ = m.invoked.LoadOrStore(k, &invokedChildren{
+			count: m.invocations.WithLabelValues(binding, function, outcome),
+			took:  m.duration.WithLabelValues(binding, function),
+		})
+	}
+	ic := c.(*invokedChildren)
+	ic.count.Inc()
+	ic.took.Observe(took.Seconds())
 }
 
 // Retried counts a retry (triggers.Observer).

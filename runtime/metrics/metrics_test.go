@@ -73,3 +73,12 @@ func totals(t *testing.T, m *metrics.Metrics) map[string]float64 {
 	}
 	return out
 }
+
+func BenchmarkInvoked(b *testing.B) {
+	m := metrics.New()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			m.Invoked("orders", "process", "succeeded", 1, time.Millisecond)
+		}
+	})
+}
