@@ -4,7 +4,6 @@
 package guestbuild
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -34,6 +33,12 @@ import (
 // is always either absent, the previous module or a complete new one.
 // Errors include the compiler's output.
 func Build(ctx context.Context, dir, out string) (built bool, err error) {
+	return (*Builder)(nil).Build(ctx, dir, out)
+}
+
+// Build builds as the package's Build does, with what b keeps between
+// builds (see Builder). A nil b keeps nothing.
+func (b *Builder) Build(ctx context.Context, dir, out string) (built bool, err error) {
 	dir, err = filepath.Abs(dir)
 	if err != nil {
 		return false, err
@@ -54,7 +59,18 @@ func Build(ctx context.Context, dir, out string) (built bool, err error) {
 		return false, ctx.Err()
 	}
 
-	stale, err := isStale(lang, dir, out)
+	// The module's mtime is set to when the build started, so that a source
+	// edited while compiling still counts as newer than the module; a failed
+	// build is remembered from the same instant.
+	start := time.Now()
+	defer func() {
+		if err != nil && ctx.Err() == nil {
+			b.remember(out, start)
+		} else if built {
+			b.remember(out, time.Time{})
+		}
+	}()
+	stale, err := isStale(lang, dir, out, b.failedAt(out))
 	if err != nil || !stale {
 		return false, err
 	}
@@ -68,23 +84,19 @@ func Build(ctx context.Context, dir, out string) (built bool, err error) {
 	defer os.RemoveAll(tmpDir)
 	tmp := filepath.Join(tmpDir, filepath.Base(out))
 
-	cmds, err := commands(ctx, lang, dir, tmp, tmpDir)
+	steps, err := b.steps(ctx, lang, dir, tmp, tmpDir)
 	if err != nil {
+		if ctx.Err() != nil {
+			return false, fmt.Errorf("build %s guest %s: %w", lang, dir, ctx.Err())
+		}
 		return false, fmt.Errorf("build %s guest %s: %w", lang, dir, err)
 	}
-	// The module's mtime is set to when the build started, so that a source
-	// edited while compiling still counts as newer than the module.
-	start := time.Now()
-	for _, cmd := range cmds {
-		var output bytes.Buffer
-		cmd.Stdout = &output
-		cmd.Stderr = &output
-		if err := cmd.Run(); err != nil {
-			msg := strings.TrimSpace(output.String())
+	for _, s := range steps {
+		if output, err := s.run(); err != nil {
 			if ctx.Err() != nil {
 				return false, fmt.Errorf("build %s guest %s: %w", lang, dir, ctx.Err())
 			}
-			return false, fmt.Errorf("build %s guest %s: %s: %v\n%s", lang, dir, filepath.Base(cmd.Path), err, msg)
+			return false, fmt.Errorf("build %s guest %s: %s: %v\n%s", lang, dir, s.tool, err, strings.TrimSpace(string(output)))
 		}
 	}
 	if err := os.Chtimes(tmp, start, start); err != nil {
@@ -94,6 +106,17 @@ func Build(ctx context.Context, dir, out string) (built bool, err error) {
 		return false, err
 	}
 	return true, nil
+}
+
+// step is one command of a build: tool names it in errors, run returns its
+// combined output.
+type step struct {
+	tool string
+	run  func() ([]byte, error)
+}
+
+func cmdStep(cmd *exec.Cmd) step {
+	return step{tool: filepath.Base(cmd.Path), run: cmd.CombinedOutput}
 }
 
 // ModuleRoot returns the directory of the go.mod enclosing dir ("" if none).
@@ -114,16 +137,22 @@ func ModuleRoot(dir string) string {
 	}
 }
 
-// isStale reports whether out is missing or older than any input.
-func isStale(lang Language, dir, out string) (bool, error) {
+// isStale reports whether out is missing or older than any input. A build
+// that failed at failedAt (zero: none) counts as built then: only an input
+// changed since makes it stale again.
+func isStale(lang Language, dir, out string, failedAt time.Time) (bool, error) {
+	built := failedAt
 	fi, err := os.Stat(out)
-	if errors.Is(err, fs.ErrNotExist) {
-		return true, nil
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if failedAt.IsZero() {
+			return true, nil
+		}
+	case err != nil:
 		return false, err
+	case fi.ModTime().After(built):
+		built = fi.ModTime()
 	}
-	built := fi.ModTime()
 	newer := func(path string) (bool, error) {
 		fi, err := os.Stat(path)
 		if errors.Is(err, fs.ErrNotExist) {

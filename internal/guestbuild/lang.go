@@ -90,15 +90,15 @@ func Toolchain(lang Language) error {
 	return fmt.Errorf("%w: unknown language %q", ErrNoToolchain, lang)
 }
 
-// commands returns the commands that compile the guest in dir to the
-// module out, using work (an empty directory) for intermediate files.
-func commands(ctx context.Context, lang Language, dir, out, work string) ([]*exec.Cmd, error) {
-	var cmds []*exec.Cmd
+// steps returns the commands that compile the guest in dir to the module
+// out, using work (an empty directory) for intermediate files.
+func (b *Builder) steps(ctx context.Context, lang Language, dir, out, work string) ([]step, error) {
+	var steps []step
 	add := func(env []string, name string, args ...string) {
 		cmd := exec.CommandContext(ctx, name, args...)
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), env...)
-		cmds = append(cmds, cmd)
+		steps = append(steps, cmdStep(cmd))
 	}
 	switch lang {
 	case Go:
@@ -133,21 +133,39 @@ func commands(ctx context.Context, lang Language, dir, out, work string) ([]*exe
 		if _, err := os.Stat(entry); err != nil {
 			return nil, fmt.Errorf("a Rust function is a library crate: %w", err)
 		}
-		sdkDir := filepath.Join(work, "sluice")
-		if err := writeFile(filepath.Join(sdkDir, "lib.rs"), rustsdk.Lib); err != nil {
+		rlib, err := b.rustSDK(ctx, rustc, target, work)
+		if err != nil {
 			return nil, err
 		}
-		rlib := filepath.Join(work, "libsluice.rlib")
-		add(nil, rustc, "--edition", "2021", "--crate-type", "rlib", "--crate-name", "sluice", "--target", target,
-			"-O", "-o", rlib, filepath.Join(sdkDir, "lib.rs"))
 		add(nil, rustc, "--edition", "2021", "--crate-type", "cdylib", "--crate-name", "function", "--target", target,
-			"-O", "-C", "strip=debuginfo", "--extern", "sluice="+rlib, "-L", work, "-o", out, entry)
+			"-O", "-C", "strip=debuginfo", "--extern", "sluice="+rlib, "-L", filepath.Dir(rlib), "-o", out, entry)
 	case AssemblyScript:
-		return assemblyScriptCommands(ctx, dir, out, work)
+		s, err := b.assemblyScriptStep(ctx, dir, out, work)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, s)
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrUnknownLanguage, lang)
 	}
-	return cmds, nil
+	return steps, nil
+}
+
+// buildRustSDK compiles the Rust SDK crate for target into dir, returning
+// the rlib's path.
+func buildRustSDK(ctx context.Context, rustc, target, dir string) (string, error) {
+	src := filepath.Join(dir, "sluice", "lib.rs")
+	if err := writeFile(src, rustsdk.Lib); err != nil {
+		return "", err
+	}
+	rlib := filepath.Join(dir, "libsluice.rlib")
+	cmd := exec.CommandContext(ctx, rustc, "--edition", "2021", "--crate-type", "rlib", "--crate-name", "sluice", "--target", target,
+		"-O", "-o", rlib, src)
+	cmd.Dir = dir
+	if output, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("the sluice crate: %s: %w\n%s", filepath.Base(rustc), err, strings.TrimSpace(string(output)))
+	}
+	return rlib, nil
 }
 
 func writeFile(path string, data []byte) error {
