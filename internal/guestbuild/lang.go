@@ -137,8 +137,11 @@ func (b *Builder) steps(ctx context.Context, lang Language, dir, out, work strin
 		if err != nil {
 			return nil, err
 		}
+		// One codegen unit: for a function's small crate it takes about a
+		// third less CPU than the default 16 (measured with rustc 1.63),
+		// for a module of the same size.
 		add(nil, rustc, "--edition", "2021", "--crate-type", "cdylib", "--crate-name", "function", "--target", target,
-			"-O", "-C", "strip=debuginfo", "--extern", "sluice="+rlib, "-L", filepath.Dir(rlib), "-o", out, entry)
+			"-O", "-C", "codegen-units=1", "-C", "strip=debuginfo", "--extern", "sluice="+rlib, "-L", filepath.Dir(rlib), "-o", out, entry)
 	case AssemblyScript:
 		s, err := b.assemblyScriptStep(ctx, dir, out, work)
 		if err != nil {
