@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// ascServerScript loads the AssemblyScript compiler (argv[1]: its
+// ascServerScript loads the AssemblyScript compiler (argv[2]: its
 // dist/asc.js) once and compiles one request per line of stdin, {"dir",
 // "args"}, answering {"ok", "output"} on fd 3, so that nothing the compiler
 // prints can be taken for an answer. asc adds each --lib file to its table
@@ -25,7 +25,7 @@ const ascServerScript = `
 import { createInterface } from "node:readline";
 import { writeSync } from "node:fs";
 import { pathToFileURL } from "node:url";
-const asc = await import(pathToFileURL(process.argv[1]).href);
+const asc = await import(pathToFileURL(process.argv[2]).href);
 const builtin = new Set(Object.keys(asc.libraryFiles));
 for await (const line of createInterface({ input: process.stdin })) {
   let ok = false, output = "";
@@ -80,12 +80,14 @@ type ascAnswer struct {
 	Output string `json:"output"`
 }
 
-func startASCServer(ascJS string) (*ascServer, error) {
+// startASCServer runs script (ascServerScript, in a .mjs file) with node
+// for the compiler ascJS.
+func startASCServer(script, ascJS string) (*ascServer, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command("node", "--input-type=module", "-e", ascServerScript, "--", ascJS)
+	cmd := exec.Command("node", script, ascJS)
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.SysProcAttr = sysProcAttr()
 	stderr := &tailBuffer{max: 16 << 10}

@@ -197,6 +197,17 @@ func (b *Builder) ascServer(asc string) *ascServer {
 	if pkg == "" {
 		return nil
 	}
+	work, err := b.workDir()
+	if err != nil {
+		return nil
+	}
+	// A file rather than node -e, so that ps shows what the process is.
+	script := filepath.Join(work, "ascserver.mjs")
+	if _, err := os.Stat(script); err != nil {
+		if err := writeFile(script, []byte(ascServerScript)); err != nil {
+			return nil
+		}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -205,7 +216,7 @@ func (b *Builder) ascServer(asc string) *ascServer {
 	if s := b.ascs[pkg]; s != nil && s.alive() {
 		return s
 	}
-	s, err := startASCServer(pkg)
+	s, err := startASCServer(script, pkg)
 	if err != nil {
 		return nil
 	}
