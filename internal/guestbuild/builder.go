@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 )
 
 // Builder builds guests as Build does, for a caller that rebuilds the same
@@ -23,8 +22,8 @@ import (
 type Builder struct {
 	mu     sync.Mutex
 	closed bool
-	work   string               // files kept between builds ("" until needed)
-	failed map[string]time.Time // module -> start of its last failed build
+	work   string            // files kept between builds ("" until needed)
+	failed map[string]string // module -> inputs signature of its last build, when it failed
 	ascs   map[string]*ascServer
 	rlibs  map[string]string // rustc and target -> the SDK crate built with them
 
@@ -36,7 +35,7 @@ var ErrClosed = errors.New("guestbuild: builder closed")
 
 // NewBuilder returns a Builder; the caller closes it.
 func NewBuilder() *Builder {
-	return &Builder{failed: map[string]time.Time{}, ascs: map[string]*ascServer{}, rlibs: map[string]string{}}
+	return &Builder{failed: map[string]string{}, ascs: map[string]*ascServer{}, rlibs: map[string]string{}}
 }
 
 // Warm loads what the guest in dir will need to rebuild fast, before its
@@ -73,7 +72,7 @@ func (b *Builder) Warm(ctx context.Context, dir string) error {
 		if err := os.Remove(out); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
-		b.remember(out, time.Time{})
+		b.remember(out, "")
 		_, err = b.Build(ctx, dir, out)
 		return err
 	}
@@ -107,29 +106,23 @@ func (b *Builder) Close() error {
 	return errors.Join(errs...)
 }
 
-// failedAt is when the last build of out failed (zero: it did not, or b is
-// nil).
-func (b *Builder) failedAt(out string) time.Time {
-	if b == nil {
-		return time.Time{}
-	}
+// failedWith is the inputs signature of the last build of out, when it
+// failed ("" otherwise).
+func (b *Builder) failedWith(out string) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.failed[out]
 }
 
-// remember records that the build of out that started at t failed, or with
-// a zero t that it succeeded.
-func (b *Builder) remember(out string, t time.Time) {
-	if b == nil {
-		return
-	}
+// remember records that the build of out with the inputs signature sig
+// failed, or with "" that it succeeded.
+func (b *Builder) remember(out, sig string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if t.IsZero() {
+	if sig == "" {
 		delete(b.failed, out)
 	} else {
-		b.failed[out] = t
+		b.failed[out] = sig
 	}
 }
 

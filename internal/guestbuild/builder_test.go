@@ -194,3 +194,37 @@ func TestBuilderCloseStopsTheCompiler(t *testing.T) {
 		t.Errorf("Build after Close: %v, %v", built, err)
 	}
 }
+
+// TestBuilderRetriesAfterAnEditWithinOneClockTick: a fix saved after a
+// failed build started, but stamped (by a coarse file system clock) no
+// later than the broken save, is still built: a failure is remembered by
+// the state of the inputs, not by a time.
+func TestBuilderRetriesAfterAnEditWithinOneClockTick(t *testing.T) {
+	requireToolchain(t, C)
+	b := NewBuilder()
+	t.Cleanup(func() { b.Close() })
+	ctx := context.Background()
+	dir := t.TempDir()
+	src, out := filepath.Join(dir, "fn.c"), filepath.Join(dir, "fn.wasm")
+	stamp := time.Now()
+	write := func(code string) {
+		t.Helper()
+		if err := os.WriteFile(src, []byte(code), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(src, stamp, stamp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("static int h( {")
+	if _, err := b.Build(ctx, dir, out); err == nil {
+		t.Fatal("the broken source built")
+	}
+	write(`#include "sluice.h"
+static int h(const sluice_event *e) { return sluice_ok_str("fixed"); }
+SLUICE_HANDLER(h)
+`)
+	if built, err := b.Build(ctx, dir, out); err != nil || !built {
+		t.Fatalf("after the fix, stamped as the broken save: built = %v, %v; want a build", built, err)
+	}
+}

@@ -5,6 +5,8 @@ package guestbuild
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -60,17 +62,28 @@ func (b *Builder) Build(ctx context.Context, dir, out string) (built bool, err e
 	}
 
 	// The module's mtime is set to when the build started, so that a source
-	// edited while compiling still counts as newer than the module; a failed
-	// build is remembered from the same instant.
+	// edited while compiling still counts as newer than the module.
 	start := time.Now()
-	defer func() {
-		if err != nil && ctx.Err() == nil {
-			b.remember(out, start)
-		} else if built {
-			b.remember(out, time.Time{})
+	var sig string
+	if b != nil {
+		// A failed build is remembered by the state of its inputs, not by
+		// a time: a file system's clock is coarser than time.Now, and a
+		// save that lands just after the build started must not be missed.
+		if sig, err = inputsSignature(lang, dir, out); err != nil {
+			return false, err
 		}
-	}()
-	stale, err := isStale(lang, dir, out, b.failedAt(out))
+		if b.failedWith(out) == sig {
+			return false, nil
+		}
+		defer func() {
+			if err != nil && ctx.Err() == nil {
+				b.remember(out, sig)
+			} else if built {
+				b.remember(out, "")
+			}
+		}()
+	}
+	stale, err := isStale(lang, dir, out)
 	if err != nil || !stale {
 		return false, err
 	}
@@ -137,40 +150,54 @@ func ModuleRoot(dir string) string {
 	}
 }
 
-// isStale reports whether out is missing or older than any input. A build
-// that failed at failedAt (zero: none) counts as built then: only an input
-// changed since makes it stale again.
-func isStale(lang Language, dir, out string, failedAt time.Time) (bool, error) {
-	built := failedAt
+// isStale reports whether out is missing or older than any input.
+func isStale(lang Language, dir, out string) (bool, error) {
 	fi, err := os.Stat(out)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		if failedAt.IsZero() {
-			return true, nil
-		}
-	case err != nil:
-		return false, err
-	case fi.ModTime().After(built):
-		built = fi.ModTime()
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, nil
 	}
-	newer := func(path string) (bool, error) {
-		fi, err := os.Stat(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		return fi.ModTime().After(built), nil
-	}
-	if lang != Go {
-		return treeNewer(dir, out, built)
-	}
-
-	// The package's own files.
-	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return false, err
+	}
+	built, stale := fi.ModTime(), false
+	err = walkInputs(lang, dir, out, func(_ string, fi fs.FileInfo) bool {
+		stale = fi.ModTime().After(built)
+		return !stale
+	})
+	return stale, err
+}
+
+// inputsSignature identifies the state of every input of the guest in dir
+// (path, size, modification time): a file written again, even within the
+// granularity of the file system's clock, changes it unless it keeps its
+// size too.
+func inputsSignature(lang Language, dir, out string) (string, error) {
+	h := sha256.New()
+	err := walkInputs(lang, dir, out, func(path string, fi fs.FileInfo) bool {
+		fmt.Fprintf(h, "%s\x00%d\x00%d\n", path, fi.Size(), fi.ModTime().UnixNano())
+		return true
+	})
+	return hex.EncodeToString(h.Sum(nil)), err
+}
+
+// walkInputs calls fn with every input of the guest in dir while it
+// returns true. Go: the package's .go files, the enclosing module's go.mod
+// and go.sum and the .go files of its sdk directory. Others: every file
+// under dir except out, .wasm files, dot files and the toolchains' own
+// directories (node_modules, target, build).
+func walkInputs(lang Language, dir, out string, fn func(path string, fi fs.FileInfo) bool) error {
+	if lang != Go {
+		return walkTree(dir, func(path string, d fs.DirEntry) bool {
+			name := d.Name()
+			if d.IsDir() {
+				return path == dir || !(strings.HasPrefix(name, ".") || name == "node_modules" || name == "target" || name == "build")
+			}
+			return path != out && !strings.HasSuffix(name, ".wasm") && !strings.HasPrefix(name, ".")
+		}, fn)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
 	}
 	goFiles := 0
 	for _, e := range entries {
@@ -178,46 +205,68 @@ func isStale(lang Language, dir, out string, failedAt time.Time) (bool, error) {
 			continue
 		}
 		goFiles++
-		if n, err := newer(filepath.Join(dir, e.Name())); err != nil || n {
-			return n, err
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		if !fn(filepath.Join(dir, e.Name()), fi) {
+			return nil
 		}
 	}
 	if goFiles == 0 {
-		return false, fmt.Errorf("build guest %s: no Go files", dir)
+		return fmt.Errorf("build guest %s: no Go files", dir)
 	}
-
 	root := ModuleRoot(dir)
 	if root == "" {
-		return false, nil
+		return nil
 	}
 	for _, name := range []string{"go.mod", "go.sum"} {
-		if n, err := newer(filepath.Join(root, name)); err != nil || n {
-			return n, err
+		path := filepath.Join(root, name)
+		fi, err := os.Stat(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !fn(path, fi) {
+			return nil
 		}
 	}
 	sdk := filepath.Join(root, "sdk")
 	if fi, err := os.Stat(sdk); err != nil || !fi.IsDir() {
-		return false, nil
+		return nil
 	}
-	stale := false
-	err = filepath.WalkDir(sdk, func(path string, d fs.DirEntry, err error) error {
+	return walkTree(sdk, func(path string, d fs.DirEntry) bool {
+		return d.IsDir() || strings.HasSuffix(path, ".go")
+	}, fn)
+}
+
+// walkTree calls fn, while it returns true, with the files under dir that
+// keep accepts; a directory keep refuses is skipped.
+func walkTree(dir string, keep func(path string, d fs.DirEntry) bool, fn func(path string, fi fs.FileInfo) bool) error {
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() || !strings.HasSuffix(path, ".go") {
+		if !keep(path, d) {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
 			return nil
 		}
-		n, err := newer(path)
+		if d.IsDir() {
+			return nil
+		}
+		fi, err := d.Info()
 		if err != nil {
 			return err
 		}
-		if n {
-			stale = true
+		if !fn(path, fi) {
 			return fs.SkipAll
 		}
 		return nil
 	})
-	return stale, err
 }
 
 // goTool returns the go command: the one on PATH, else the one of the

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	csdk "github.com/sluice-run/sluice/sdk/c"
 	rustsdk "github.com/sluice-run/sluice/sdk/rust"
@@ -217,35 +215,4 @@ func rustTool() (rustc, target string, err error) {
 	}
 	return "", "", fmt.Errorf("%w: no wasm32-wasip1 or wasm32-wasi standard library for %s (Debian: apt-get install libstd-rust-dev-wasm32; rustup: rustup target add wasm32-wasip1)",
 		ErrNoToolchain, strings.Join(tried, ", "))
-}
-
-// treeNewer reports whether any file under dir, other than out, .wasm
-// files and the toolchains' own directories, is newer than built.
-func treeNewer(dir, out string, built time.Time) (bool, error) {
-	stale := false
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		name := d.Name()
-		if d.IsDir() {
-			if path != dir && (strings.HasPrefix(name, ".") || name == "node_modules" || name == "target" || name == "build") {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if path == out || strings.HasSuffix(name, ".wasm") || strings.HasPrefix(name, ".") {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if fi.ModTime().After(built) {
-			stale = true
-			return fs.SkipAll
-		}
-		return nil
-	})
-	return stale, err
 }
