@@ -15,15 +15,17 @@ import (
 // functions again and again (sluice run --watch). It keeps what is slow to
 // start between builds: the AssemblyScript compiler, loaded once in a node
 // process that compiles every AssemblyScript build, and the Rust SDK crate,
-// compiled once. It does not retry a build that failed until an input
-// changes again, so a syntax error is reported once, not at every check.
+// compiled once. It tells a changed input by its state (size and
+// modification time) rather than by comparing times, and does not retry a
+// build that failed until an input changes again, so a syntax error is
+// reported once, not at every check.
 // A Builder is safe for concurrent use. Close stops its processes and
 // removes its files.
 type Builder struct {
 	mu     sync.Mutex
 	closed bool
-	work   string            // files kept between builds ("" until needed)
-	failed map[string]string // module -> inputs signature of its last build, when it failed
+	work   string               // files kept between builds ("" until needed)
+	last   map[string]lastBuild // module -> its last build
 	ascs   map[string]*ascServer
 	rlibs  map[string]string // rustc and target -> the SDK crate built with them
 
@@ -35,7 +37,7 @@ var ErrClosed = errors.New("guestbuild: builder closed")
 
 // NewBuilder returns a Builder; the caller closes it.
 func NewBuilder() *Builder {
-	return &Builder{failed: map[string]string{}, ascs: map[string]*ascServer{}, rlibs: map[string]string{}}
+	return &Builder{last: map[string]lastBuild{}, ascs: map[string]*ascServer{}, rlibs: map[string]string{}}
 }
 
 // Warm loads what the guest in dir will need to rebuild fast, before its
@@ -72,7 +74,7 @@ func (b *Builder) Warm(ctx context.Context, dir string) error {
 		if err := os.Remove(out); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
-		b.remember(out, "")
+		b.forget(out)
 		_, err = b.Build(ctx, dir, out)
 		return err
 	}
@@ -106,24 +108,31 @@ func (b *Builder) Close() error {
 	return errors.Join(errs...)
 }
 
-// failedWith is the inputs signature of the last build of out, when it
-// failed ("" otherwise).
-func (b *Builder) failedWith(out string) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.failed[out]
+// lastBuild is what a Builder remembers of the last build of a module:
+// the inputs signature it was built from, and whether it failed.
+type lastBuild struct {
+	sig    string
+	failed bool
 }
 
-// remember records that the build of out with the inputs signature sig
-// failed, or with "" that it succeeded.
-func (b *Builder) remember(out, sig string) {
+func (b *Builder) lastBuild(out string) (lastBuild, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if sig == "" {
-		delete(b.failed, out)
-	} else {
-		b.failed[out] = sig
-	}
+	l, ok := b.last[out]
+	return l, ok
+}
+
+func (b *Builder) remember(out string, l lastBuild) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.last[out] = l
+}
+
+// forget drops what b remembers of out: its next build decides by times.
+func (b *Builder) forget(out string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.last, out)
 }
 
 func (b *Builder) workDir() (string, error) {

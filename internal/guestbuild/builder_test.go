@@ -197,8 +197,9 @@ func TestBuilderCloseStopsTheCompiler(t *testing.T) {
 
 // TestBuilderRetriesAfterAnEditWithinOneClockTick: a fix saved after a
 // failed build started, but stamped (by a coarse file system clock) no
-// later than the broken save, is still built: a failure is remembered by
-// the state of the inputs, not by a time.
+// later than the broken save, is still built, and so is a change saved
+// after a successful build started but stamped before it: a Builder tells
+// changes by the state of the inputs, not by comparing times.
 func TestBuilderRetriesAfterAnEditWithinOneClockTick(t *testing.T) {
 	requireToolchain(t, C)
 	b := NewBuilder()
@@ -226,5 +227,18 @@ SLUICE_HANDLER(h)
 `)
 	if built, err := b.Build(ctx, dir, out); err != nil || !built {
 		t.Fatalf("after the fix, stamped as the broken save: built = %v, %v; want a build", built, err)
+	}
+	if built, err := b.Build(ctx, dir, out); err != nil || built {
+		t.Fatalf("nothing changed: built = %v, %v; want no build", built, err)
+	}
+	write(`#include "sluice.h"
+static int h(const sluice_event *e) { return sluice_ok_str("changed again"); }
+SLUICE_HANDLER(h)
+`)
+	if built, err := Build(ctx, dir, out); err != nil || built {
+		t.Fatalf("package Build, which compares times: built = %v, %v; want no build (the source looks older)", built, err)
+	}
+	if built, err := b.Build(ctx, dir, out); err != nil || !built {
+		t.Fatalf("a change stamped before the last build: built = %v, %v; want a build", built, err)
 	}
 }

@@ -64,28 +64,51 @@ func (b *Builder) Build(ctx context.Context, dir, out string) (built bool, err e
 	// The module's mtime is set to when the build started, so that a source
 	// edited while compiling still counts as newer than the module.
 	start := time.Now()
-	var sig string
-	if b != nil {
-		// A failed build is remembered by the state of its inputs, not by
-		// a time: a file system's clock is coarser than time.Now, and a
-		// save that lands just after the build started must not be missed.
+	var stale bool
+	if b == nil {
+		if stale, err = isStale(lang, dir, out); err != nil || !stale {
+			return false, err
+		}
+	} else {
+		// A Builder remembers the state of the inputs (a signature) each
+		// module was built from, or failed to build from, and compares
+		// states rather than times: a file system's clock is coarser than
+		// time.Now, and a save just after a build started must not be
+		// missed. A build that failed is not tried again with the same
+		// inputs.
+		var sig string
 		if sig, err = inputsSignature(lang, dir, out); err != nil {
 			return false, err
 		}
-		if b.failedWith(out) == sig {
+		last, known := b.lastBuild(out)
+		switch {
+		case !known:
+			stale, err = isStale(lang, dir, out)
+		case last.sig != sig:
+			stale = true
+		case last.failed:
+			stale = false
+		default:
+			_, err = os.Stat(out)
+			stale = errors.Is(err, fs.ErrNotExist)
+			if stale {
+				err = nil
+			}
+		}
+		if err != nil {
+			return false, err
+		}
+		if !stale {
+			if !known {
+				b.remember(out, lastBuild{sig: sig})
+			}
 			return false, nil
 		}
 		defer func() {
-			if err != nil && ctx.Err() == nil {
-				b.remember(out, sig)
-			} else if built {
-				b.remember(out, "")
+			if ctx.Err() == nil {
+				b.remember(out, lastBuild{sig: sig, failed: err != nil})
 			}
 		}()
-	}
-	stale, err := isStale(lang, dir, out)
-	if err != nil || !stale {
-		return false, err
 	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return false, err
