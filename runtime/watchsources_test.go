@@ -13,10 +13,8 @@ import (
 	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/internal/guestbuild"
 	"github.com/sluice-run/sluice/internal/testenv"
+	"github.com/sluice-run/sluice/runtime"
 )
-
-// watchInterval is the interval `sluice run --watch` checks sources at.
-const watchInterval = 300 * time.Millisecond
 
 // emailsSource is the emails example of each language, and the file whose
 // result text ("sent to ...") an edit changes.
@@ -32,7 +30,7 @@ var emailsSource = map[guestbuild.Language]struct{ dir, file string }{
 // the first event that ran the new version. The function is the emails
 // example of the language, copied and run from source by a real runtime
 // (embedded NATS, worker processes) with WatchSources checking every
-// 300ms as `sluice run --watch` does; each iteration edits its result text
+// WatchInterval as `sluice run --watch` does; each iteration edits its result text
 // and publishes events, each awaited, every 10ms until one returns the new
 // text. s/op is that time; live-s/op the part until the new version was
 // live (rebuilt and deployed), the rest being the wait for the event that
@@ -85,7 +83,7 @@ queue "emails" {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		rt.WatchSources(ctx, watchInterval, func(_ string, err error) { live <- rebuilt{time.Now(), err} })
+		rt.WatchSources(ctx, runtime.WatchInterval, func(_ string, err error) { live <- rebuilt{time.Now(), err} })
 	}()
 	b.Cleanup(func() { cancel(); <-done })
 
