@@ -18,7 +18,8 @@ import (
 // ascServerScript loads the AssemblyScript compiler (argv[2]: its
 // dist/asc.js) once and compiles one request per line of stdin, {"dir",
 // "args"}, answering {"ok", "output"} on fd 3, so that nothing the compiler
-// prints can be taken for an answer. asc adds each --lib file to its table
+// prints can be taken for an answer; "internal" marks an exception of the
+// script itself (a compiler whose API differs), not of a compile. asc adds each --lib file to its table
 // of library files for good: the keys added by a compile are removed after
 // it, so that one function's library does not leak into the next.
 const ascServerScript = `
@@ -28,7 +29,7 @@ import { pathToFileURL } from "node:url";
 const asc = await import(pathToFileURL(process.argv[2]).href);
 const builtin = new Set(Object.keys(asc.libraryFiles));
 for await (const line of createInterface({ input: process.stdin })) {
-  let ok = false, output = "";
+  let ok = false, internal = false, output = "";
   try {
     const req = JSON.parse(line);
     process.chdir(req.dir);
@@ -38,10 +39,11 @@ for await (const line of createInterface({ input: process.stdin })) {
     output = stdout.toString() + stderr.toString();
     if (res.error && !output.trim()) output = String(res.error);
   } catch (e) {
+    internal = true;
     output = String((e && e.stack) || e);
   }
   for (const k of Object.keys(asc.libraryFiles)) if (!builtin.has(k)) delete asc.libraryFiles[k];
-  writeSync(3, JSON.stringify({ ok, output }) + "\n");
+  writeSync(3, JSON.stringify({ ok, internal, output }) + "\n");
 }
 `
 
@@ -76,9 +78,19 @@ type ascServer struct {
 }
 
 type ascAnswer struct {
-	OK     bool   `json:"ok"`
-	Output string `json:"output"`
+	OK       bool   `json:"ok"`
+	Internal bool   `json:"internal"`
+	Output   string `json:"output"`
 }
+
+var (
+	// errASCProcess: the compiler process died during a compile (then a
+	// new asc process does that build).
+	errASCProcess = errors.New("the AssemblyScript compiler process died")
+	// errASCInternal: the compiler could not be driven in process (then
+	// asc processes do this and later builds of that compiler).
+	errASCInternal = errors.New("the AssemblyScript compiler could not be run in process")
+)
 
 // startASCServer runs script (ascServerScript, in a .mjs file) with node
 // for the compiler ascJS.
@@ -166,7 +178,10 @@ func (s *ascServer) compile(ctx context.Context, dir string, args []string) ([]b
 	}
 	if res.err != nil {
 		s.kill()
-		return []byte(s.stderr.String()), fmt.Errorf("the compiler process failed: %w", res.err)
+		return []byte(s.stderr.String()), fmt.Errorf("%w: %w", errASCProcess, res.err)
+	}
+	if res.a.Internal {
+		return []byte(res.a.Output), errASCInternal
 	}
 	if !res.a.OK {
 		return []byte(res.a.Output), errors.New("compile failed")

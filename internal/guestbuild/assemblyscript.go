@@ -2,6 +2,7 @@ package guestbuild
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -58,10 +59,23 @@ func (b *Builder) assemblyScriptStep(ctx context.Context, dir, out, work string)
 		return step{}, err
 	}
 	args := append([]string{entry, "-o", out, "-O3"}, assdk.Flags(relPkgs, relGlobals)...)
-	if srv := b.ascServer(asc); srv != nil {
-		return step{tool: "asc", run: func() ([]byte, error) { return srv.compile(ctx, dir, args) }}, nil
+	process := func() *exec.Cmd {
+		cmd := exec.CommandContext(ctx, asc, args...)
+		cmd.Dir = dir
+		return cmd
 	}
-	cmd := exec.CommandContext(ctx, asc, args...)
-	cmd.Dir = dir
-	return cmdStep(cmd), nil
+	srv := b.ascServer(asc)
+	if srv == nil {
+		return cmdStep(process()), nil
+	}
+	return step{tool: "asc", run: func() ([]byte, error) {
+		out, err := srv.compile(ctx, dir, args)
+		if errors.Is(err, errASCInternal) {
+			b.dropASCServer(asc)
+		}
+		if errors.Is(err, errASCProcess) || errors.Is(err, errASCInternal) {
+			return process().CombinedOutput()
+		}
+		return out, err
+	}}, nil
 }

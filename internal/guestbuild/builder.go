@@ -24,10 +24,10 @@ import (
 type Builder struct {
 	mu     sync.Mutex
 	closed bool
-	work   string               // files kept between builds ("" until needed)
-	last   map[string]lastBuild // module -> its last build
-	ascs   map[string]*ascServer
-	rlibs  map[string]string // rustc and target -> the SDK crate built with them
+	work   string                // files kept between builds ("" until needed)
+	last   map[string]lastBuild  // module -> its last build
+	ascs   map[string]*ascServer // by the compiler's dist/asc.js; nil: run asc processes
+	rlibs  map[string]string     // rustc and target -> the SDK crate built with them
 
 	rustMu sync.Mutex // one SDK crate build at a time
 }
@@ -96,7 +96,9 @@ func (b *Builder) Close() error {
 	b.mu.Unlock()
 	var errs []error
 	for _, s := range ascs {
-		errs = append(errs, s.close())
+		if s != nil {
+			errs = append(errs, s.close())
+		}
 	}
 	if work != "" {
 		// A build still running may be writing into work: take the SDK
@@ -215,13 +217,32 @@ func (b *Builder) ascServer(asc string) *ascServer {
 	if b.closed {
 		return nil
 	}
-	if s := b.ascs[pkg]; s != nil && s.alive() {
+	s, known := b.ascs[pkg]
+	if known && s == nil {
+		return nil
+	}
+	if s != nil && s.alive() {
 		return s
 	}
-	s, err := startASCServer(script, pkg)
+	s, err = startASCServer(script, pkg)
 	if err != nil {
 		return nil
 	}
 	b.ascs[pkg] = s
 	return s
+}
+
+// dropASCServer stops the compiler process of the asc at path, which could
+// not be driven in process: its builds run asc processes from now on.
+func (b *Builder) dropASCServer(asc string) {
+	pkg := ascPackage(asc)
+	b.mu.Lock()
+	s := b.ascs[pkg]
+	if !b.closed {
+		b.ascs[pkg] = nil
+	}
+	b.mu.Unlock()
+	if s != nil {
+		s.close()
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -240,5 +241,56 @@ SLUICE_HANDLER(h)
 	}
 	if built, err := b.Build(ctx, dir, out); err != nil || !built {
 		t.Fatalf("a change stamped before the last build: built = %v, %v; want a build", built, err)
+	}
+}
+
+// TestBuilderFallsBackToASCProcesses: with an AssemblyScript compiler that
+// cannot be driven in process (here a package whose dist/asc.js has no
+// main, and whose asc command writes an empty module), a Builder builds
+// with asc processes instead, and keeps doing so.
+func TestBuilderFallsBackToASCProcesses(t *testing.T) {
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("no node")
+	}
+	s := &saver{t: t, dir: t.TempDir()}
+	pkg := filepath.Join(s.dir, "node_modules", "assemblyscript")
+	s.save("node_modules/assemblyscript/dist/asc.js", "export const libraryFiles = {};\n")
+	s.save("node_modules/assemblyscript/bin/asc.js", `#!/bin/sh
+while [ $# -gt 0 ]; do
+  if [ "$1" = "-o" ]; then printf '\000asm\001\000\000\000' > "$2"; exit 0; fi
+  shift
+done
+exit 1
+`)
+	if err := os.Chmod(filepath.Join(pkg, "bin", "asc.js"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(s.dir, "node_modules", ".bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../assemblyscript/bin/asc.js", filepath.Join(s.dir, "node_modules", ".bin", "asc")); err != nil {
+		t.Fatal(err)
+	}
+	s.save("assembly/index.ts", "export function handle(): i32 { return 0; }\n")
+
+	b := NewBuilder()
+	t.Cleanup(func() { b.Close() })
+	out := filepath.Join(s.dir, "fn.wasm")
+	for i := range 2 {
+		if i > 0 {
+			s.save("assembly/index.ts", "export function handle(): i32 { return 1; }\n")
+		}
+		if built, err := b.Build(context.Background(), s.dir, out); err != nil || !built {
+			t.Fatalf("build %d: built = %v, %v; want a build by an asc process", i+1, built, err)
+		}
+		if data, err := os.ReadFile(out); err != nil || !bytes.Equal(data, []byte("\x00asm\x01\x00\x00\x00")) {
+			t.Fatalf("build %d: module %q, %v; want the asc process's", i+1, data, err)
+		}
+		b.mu.Lock()
+		srv, known := b.ascs[filepath.Join(pkg, "dist", "asc.js")]
+		b.mu.Unlock()
+		if !known || srv != nil {
+			t.Fatalf("build %d: the compiler process is %v (known %v), want it dropped", i+1, srv, known)
+		}
 	}
 }
