@@ -47,7 +47,22 @@ const (
 	// native: sluice's runner with a native no-op Invoker, to split (b)'s
 	// cost between the runner and the wasm invocation.
 	variantNative = "sluice + native no-op Invoker"
+	// watermill: the peer, a Watermill router with native no-op handlers
+	// on the same consumer (startWatermill), with its defaults.
+	variantWatermill = "Watermill router + native no-op"
+	// watermill-ackasync: the same with the subscriber's AckAsync.
+	variantWatermillAsync = "Watermill router, AckAsync + native no-op"
 )
+
+// variantKeys are the variants' short names, for -report.only and the
+// profile files of -report.profile.
+var variantKeys = map[string]string{
+	variantRaw:            "raw",
+	variantNative:         "native",
+	variantWasm:           "wasm",
+	variantWatermill:      "watermill",
+	variantWatermillAsync: "watermill-ackasync",
+}
 
 const (
 	subject     = "bench.q"
@@ -158,6 +173,9 @@ func (e *env) start(t testing.TB, variant string, set *functions.Set, onEntry, o
 		}
 		return func() { it.Drain(); wg.Wait() }
 	}
+	if variant == variantWatermill || variant == variantWatermillAsync {
+		return e.startWatermill(t, variant == variantWatermillAsync, onEntry)
+	}
 	var inv triggers.Invoker
 	switch variant {
 	case variantNative:
@@ -230,14 +248,16 @@ type tputResult struct {
 
 // throughput publishes n events as fast as async publishing allows (4000
 // outstanding) while the variant consumes them, and times first publish to
-// last acknowledgement.
-func throughput(t testing.TB, st storage, cfg *config.Config, variant string, set *functions.Set, n int) tputResult {
+// last acknowledgement. A non-empty prof is a file for a CPU profile of
+// this process over that window.
+func throughput(t testing.TB, st storage, cfg *config.Config, variant string, set *functions.Set, n int, prof string) tputResult {
 	t.Helper()
 	e := newEnv(t, st, cfg)
 	defer e.close()
 	stop := e.start(t, variant, set, nop, nop)
 	payload := make([]byte, payloadSize)
 	resetPeakRSS()
+	stopProf := startProfile(t, prof)
 	cpu0 := cpuTime()
 	start := time.Now()
 	for range n {
@@ -248,6 +268,7 @@ func throughput(t testing.TB, st storage, cfg *config.Config, variant string, se
 	acked := e.waitAcked(t, n, *runCap)
 	elapsed := time.Since(start)
 	cpu := cpuTime() - cpu0
+	stopProf()
 	if acked == 0 {
 		t.Fatalf("%s: no event acknowledged in %s", variant, *runCap)
 	}
@@ -274,8 +295,10 @@ type latResult struct {
 // latency sends rate events/s for dur on a fixed schedule (open loop: each
 // event's latency counts from its scheduled send time, so a stalled
 // publisher is not hidden), discarding the first 200 ms as warm-up. How
-// late the publisher itself sends is reported as lag.
-func latency(t testing.TB, st storage, cfg *config.Config, variant string, set *functions.Set, rate int, dur time.Duration) latResult {
+// late the publisher itself sends is reported as lag. A non-empty prof is
+// a file for a CPU profile of this process while events are sent and
+// handled.
+func latency(t testing.TB, st storage, cfg *config.Config, variant string, set *functions.Set, rate int, dur time.Duration, prof string) latResult {
 	t.Helper()
 	e := newEnv(t, st, cfg)
 	defer e.close()
@@ -311,6 +334,7 @@ func latency(t testing.TB, st storage, cfg *config.Config, variant string, set *
 		}
 	}
 	stop := e.start(t, variant, set, onEntry, onExit)
+	stopProf := startProfile(t, prof)
 	lag := make([]time.Duration, 0, n)
 	var pubErr error
 	inThread(func() {
@@ -347,6 +371,7 @@ func latency(t testing.TB, st storage, cfg *config.Config, variant string, set *
 		time.Sleep(2 * time.Millisecond)
 	}
 	handled := time.Since(t0) - lead
+	stopProf()
 	// Exits are recorded just after the last entry.
 	time.Sleep(20 * time.Millisecond)
 	stop()

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,7 +32,8 @@ var (
 	warmIters   = flag.Int("report.warm", 20000, "calls per warm-invocation run")
 	restartMany = flag.Int("report.many", 100, "functions in the large restart (0 skips it)")
 	runCap      = flag.Duration("report.cap", 20*time.Second, "stop a throughput run after this long and count what was acknowledged")
-	only        = flag.String("report.only", "", "run only these consume variants: comma-separated raw, native, wasm (for profiling)")
+	only        = flag.String("report.only", "", "run only these consume variants: comma-separated raw, native, wasm, watermill, watermill-ackasync (for profiling)")
+	profileDir  = flag.String("report.profile", "", "write a CPU profile of the first repetition of every throughput and latency run to DIR/<section>-<storage>-<concurrency or rate>-<variant>.prof")
 	outFile     = flag.String("report.out", "RESULTS.md", "also write the report here (\"\" for stdout only)")
 )
 
@@ -115,7 +118,7 @@ func reportThroughput(t *testing.T, b *strings.Builder, set *functions.Set, cfgs
 		"+ worker processes) / N. RSS = peak of this process during the run (+ workers' peak RSS for wasm).\n\n", *runCap, *nDurable, *nFast)
 	fmt.Fprintf(b, "| storage | concurrency | variant | events/s | × raw | CPU µs/event | peak RSS MiB | target |\n")
 	fmt.Fprintf(b, "| --- | --- | --- | --- | --- | --- | --- | --- |\n")
-	variants := selected(variantRaw, variantNative, variantWasm)
+	variants := selected(variantRaw, variantNative, variantWasm, variantWatermill, variantWatermillAsync)
 	for _, st := range storages {
 		n := *nFast
 		if st.syncAlways {
@@ -126,7 +129,8 @@ func reportThroughput(t *testing.T, b *strings.Builder, set *functions.Set, cfgs
 			for rep := range *reps {
 				for i := range variants {
 					v := variants[(i+rep)%len(variants)]
-					res[v] = append(res[v], throughput(t, st, cfgs[conc], v, set, n))
+					prof := profilePath(rep, fmt.Sprintf("tput-%s-c%d-%s", st.name, conc, variantKeys[v]))
+					res[v] = append(res[v], throughput(t, st, cfgs[conc], v, set, n, prof))
 				}
 			}
 			eps := func(v string) []float64 {
@@ -141,6 +145,10 @@ func reportThroughput(t *testing.T, b *strings.Builder, set *functions.Set, cfgs
 					target = "≥ 0.6× (fast), ambitious 0.75×"
 					if st.syncAlways {
 						target = "≥ 0.9× (durable, issue 3)"
+					}
+					if len(res[variantWatermillAsync]) > 0 {
+						target += "; ambition: ahead of Watermill AckAsync — measured " +
+							summarize(ratios(eps(v), eps(variantWatermillAsync))).fmt("%.2f") + "×"
 					}
 				}
 				if c := count(res[v], func(r tputResult) bool { return r.capped }); c > 0 {
@@ -183,7 +191,8 @@ func reportLatency(t *testing.T, b *strings.Builder, set *functions.Set, cfg *co
 			for rep := range *latReps {
 				for i := range variants {
 					v := variants[(i+rep)%len(variants)]
-					res[v] = append(res[v], latency(t, st, cfg, v, set, rate, *latDur))
+					prof := profilePath(rep, fmt.Sprintf("lat-%s-%d-%s", st.name, rate, variantKeys[v]))
+					res[v] = append(res[v], latency(t, st, cfg, v, set, rate, *latDur, prof))
 				}
 			}
 			get := func(v string, f func(latResult) time.Duration) []float64 {
@@ -402,16 +411,53 @@ func commit() string {
 	return strings.TrimSpace(string(out))
 }
 
+// profilePath is where -report.profile puts the CPU profile of run name,
+// or "" when the flag is unset or rep is not the first repetition: one
+// profile per run keeps the files few, and the first repetition runs every
+// variant in the same order.
+func profilePath(rep int, name string) string {
+	if *profileDir == "" || rep > 0 {
+		return ""
+	}
+	return filepath.Join(*profileDir, name+".prof")
+}
+
+// startProfile writes a CPU profile of this process to path until the
+// returned function is called; an empty path profiles nothing. Worker
+// processes are not in it: their CPU is in the report's CPU column.
+func startProfile(t testing.TB, path string) (stop func()) {
+	t.Helper()
+	if path == "" {
+		return func() {}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		t.Fatalf("-report.profile (not with -cpuprofile): %v", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 // selected filters variants by -report.only.
 func selected(variants ...string) []string {
 	if *only == "" {
 		return variants
 	}
-	keys := map[string]string{"raw": variantRaw, "native": variantNative, "wasm": variantWasm}
 	var out []string
 	for _, v := range variants {
 		for _, k := range strings.Split(*only, ",") {
-			if keys[strings.TrimSpace(k)] == v {
+			if strings.TrimSpace(k) == variantKeys[v] {
 				out = append(out, v)
 			}
 		}

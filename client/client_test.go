@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/config"
@@ -209,5 +212,89 @@ func TestOperatorCalls(t *testing.T) {
 	reloads, err := c.Reload(ctx)
 	if err != nil || len(reloads) != 1 || !reloads[0].Reloaded || reloads[0].Node != nodes[0].Name {
 		t.Fatalf("reload: %+v, %v", reloads, err)
+	}
+}
+
+// TestDeadLetterOfReadsOnlyThatEvent: among many dead letters, DeadLetterOf
+// finds the event's own once its status is gone, and reads a handful of
+// messages to do so, not the dead letters it passes over; Select by id
+// reads the same way, and what it selected can be purged.
+func TestDeadLetterOfReadsOnlyThatEvent(t *testing.T) {
+	cfg, err := config.Load(filepath.Join(testenv.RepoRoot(), "runtime.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := testenv.Start(t, cfg, "")
+	nc, js := testenv.Connect(t, rt.ClientURL())
+	c, err := client.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ev := client.Event{Subject: "payments.charge", ID: "card-x", Data: []byte(`{"permanent":true,"n":"x"}`)}
+	if _, outcomes, err := c.PublishWait(ctx, ev, nil); err != nil || len(outcomes) != 1 || outcomes[0].State != client.StateDeadLettered {
+		t.Fatalf("%+v, %v", outcomes, err)
+	}
+	var deadLetter string
+	for _, b := range cfg.Bindings() {
+		if b.Name == "payments" {
+			deadLetter = b.DeadLetter
+		}
+	}
+	// Others before and after it, as the runtime writes them.
+	const others = 400
+	for i := range others {
+		id := fmt.Sprintf("other-%d", i)
+		m := nats.NewMsg(client.DeadLetterSubject(deadLetter, id))
+		m.Header.Set(client.HdrEventID, id)
+		m.Header.Set(client.HdrBinding, "payments")
+		m.Data = []byte(strings.Repeat("x", 512))
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kv, err := js.KeyValue(ctx, client.StatusBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Purge(ctx, client.StatusKey("card-x", "payments")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Status(ctx, "card-x"); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("status of card-x after its purge: %v, want ErrNotFound", err)
+	}
+
+	before := nc.Stats().InMsgs
+	found, err := c.DeadLetterOf(ctx, "card-x")
+	read := nc.Stats().InMsgs - before
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 1 || found[0].EventID != "card-x" || found[0].Binding != "payments" ||
+		string(found[0].Data) != `{"permanent":true,"n":"x"}` || found[0].ErrorKind != "permanent" {
+		t.Fatalf("found %+v", found)
+	}
+	// One stream list, and per dead-letter stream one info and two gets.
+	if max := uint64(4 + 3*len(cfg.Bindings())); read > max {
+		t.Errorf("DeadLetterOf read %d messages among %d dead letters, want at most %d: it scans", read, others+1, max)
+	}
+
+	before = nc.Stats().InMsgs
+	chosen, err := c.Select(ctx, "payments", client.Selection{IDs: []string{"other-7", "card-x"}})
+	read = nc.Stats().InMsgs - before
+	if err != nil || len(chosen) != 2 {
+		t.Fatalf("select: %+v, %v", chosen, err)
+	}
+	if read > 8 {
+		t.Errorf("Select of two events read %d messages among %d dead letters: it scans", read, others+1)
+	}
+	if err := c.Purge(ctx, chosen); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range chosen {
+		if _, err := c.DeadLetterOf(ctx, d.EventID); !errors.Is(err, client.ErrNotFound) {
+			t.Errorf("purged dead letter of %s still found: %v", d.EventID, err)
+		}
 	}
 }

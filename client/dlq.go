@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 )
 
 // DeadLetter is one message of a binding's dead-letter stream, decoded
@@ -38,8 +38,6 @@ type DeadLetter struct {
 	Encoding string `json:"payload_encoding,omitempty"`
 	// Data is the event's data; empty when only headers were read.
 	Data []byte `json:"-"`
-	// stored is when the stream stored it.
-	stored time.Time
 }
 
 // TextOrBase64 is b as text, or as base64 with "base64" when it is not
@@ -51,11 +49,11 @@ func TextOrBase64(b []byte) (text, encoding string) {
 	return base64.StdEncoding.EncodeToString(b), "base64"
 }
 
-func decodeDeadLetter(binding string, seq uint64, stored time.Time, h nats.Header, data []byte) DeadLetter {
+func decodeDeadLetter(binding string, seq uint64, h nats.Header, data []byte) DeadLetter {
 	d := DeadLetter{
 		Binding: binding, Seq: seq, EventID: h.Get(HdrEventID), Subject: h.Get(HdrSubject),
 		Function: h.Get(HdrFunction), Version: h.Get(HdrVersion),
-		ErrorKind: h.Get(HdrErrorKind), Error: h.Get(HdrError), Headers: h, Data: data, stored: stored,
+		ErrorKind: h.Get(HdrErrorKind), Error: h.Get(HdrError), Headers: h, Data: data,
 	}
 	d.Attempts, _ = strconv.Atoi(h.Get(HdrAttempts))
 	d.FirstFailure, _ = time.Parse(time.RFC3339Nano, h.Get(HdrFirstFailure))
@@ -87,18 +85,13 @@ func (c *Client) deadLetterStream(ctx context.Context, binding string) (jetstrea
 	return s, err
 }
 
-// scan reads a binding's dead letters, headers only, oldest first (from
-// start when not zero) until each returns false.
-func (c *Client) scan(ctx context.Context, s jetstream.Stream, binding string, start time.Time, each func(DeadLetter) bool) error {
+// scan reads all of a binding's dead letters, headers only, oldest first.
+func (c *Client) scan(ctx context.Context, s jetstream.Stream, binding string, each func(DeadLetter)) error {
 	info, err := s.Info(ctx)
 	if err != nil || info.State.Msgs == 0 {
 		return err
 	}
-	cfg := jetstream.OrderedConsumerConfig{HeadersOnly: true}
-	if !start.IsZero() {
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
-	}
-	cons, err := s.OrderedConsumer(ctx, cfg)
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{HeadersOnly: true})
 	if err != nil {
 		return err
 	}
@@ -114,7 +107,8 @@ func (c *Client) scan(ctx context.Context, s jetstream.Stream, binding string, s
 			if err != nil {
 				return err
 			}
-			if !each(decodeDeadLetter(binding, md.Sequence.Stream, md.Timestamp, m.Headers(), nil)) || md.NumPending == 0 {
+			each(decodeDeadLetter(binding, md.Sequence.Stream, m.Headers(), nil))
+			if md.NumPending == 0 {
 				return nil
 			}
 		}
@@ -139,83 +133,71 @@ func (c *Client) DeadLetters(ctx context.Context, bindings ...string) ([]DeadLet
 		if err != nil {
 			return nil, err
 		}
-		if err := c.scan(ctx, s, b, time.Time{}, func(d DeadLetter) bool { all = append(all, d); return true }); err != nil {
+		if err := c.scan(ctx, s, b, func(d DeadLetter) { all = append(all, d) }); err != nil {
 			return nil, fmt.Errorf("dead letters of %s: %w", b, err)
 		}
 	}
 	return all, nil
 }
 
-// skew bounds the clock difference between the node that dead-lettered an
-// event and the server that stored it.
-const skew = time.Minute
-
 // DeadLetterOf returns the dead letters of event id, with their payloads
-// (one per binding that dead-lettered it). It does not read every dead
-// letter: the event's statuses name the bindings that dead-lettered it and
-// when (between its last failed attempt and its status's update), and only
-// that window of those bindings' dead-letter streams is read, headers
-// only; the payload is then fetched by sequence. Without statuses (the
-// runtime restarted, or none answers) it reads the headers of every dead
-// letter.
+// (one per binding that dead-lettered it). It reads no other dead letter
+// and needs no status: each is stored on a subject naming the event
+// (DeadLetterSubject), so one get by subject per dead-letter stream finds
+// it. Dead letters stored before that scheme are listed by DeadLetters,
+// not found here.
 func (c *Client) DeadLetterOf(ctx context.Context, id string) ([]DeadLetter, error) {
-	type window struct{ from, to time.Time }
-	where := map[string]window{}
-	if sts, err := c.Statuses(ctx, StatusRequest{ID: id}); err == nil {
-		for _, s := range sts {
-			if s.State != StateDeadLettered {
-				continue
-			}
-			if s.UpdatedAt.IsZero() {
-				where[s.Binding] = window{} // no time known: the whole stream
-				continue
-			}
-			from := s.UpdatedAt
-			if n := len(s.History); n > 0 {
-				from = s.History[n-1].At
-			}
-			where[s.Binding] = window{from.Add(-skew), s.UpdatedAt.Add(skew)}
-		}
-	}
-	if len(where) == 0 {
-		bs, err := c.DeadLetterBindings(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for _, b := range bs {
-			where[b] = window{}
-		}
+	bindings, err := c.DeadLetterBindings(ctx)
+	if err != nil {
+		return nil, err
 	}
 	var found []DeadLetter
-	for _, b := range slices.Sorted(maps.Keys(where)) {
-		w := where[b]
+	for _, b := range bindings {
 		s, err := c.deadLetterStream(ctx, b)
 		if errors.Is(err, ErrNoDeadLetters) {
-			continue
+			continue // removed since listed
 		}
 		if err != nil {
 			return nil, err
 		}
-		var seqs []uint64
-		err = c.scan(ctx, s, b, w.from, func(d DeadLetter) bool {
-			if d.EventID == id {
-				seqs = append(seqs, d.Seq)
-			}
-			return w.to.IsZero() || !d.stored.After(w.to)
-		})
+		dls, err := c.deadLettersIn(ctx, s, b, id)
 		if err != nil {
-			return nil, fmt.Errorf("dead letters of %s: %w", b, err)
+			return nil, err
 		}
-		for _, seq := range seqs {
-			d, err := c.deadLetterAt(ctx, s, b, seq)
-			if err != nil {
-				return nil, err
-			}
-			found = append(found, d)
-		}
+		found = append(found, dls...)
 	}
 	if len(found) == 0 {
 		return nil, fmt.Errorf("dead letter of %s: %w", id, ErrNotFound)
+	}
+	return found, nil
+}
+
+// deadLettersIn reads the dead letters of event id in a binding's stream,
+// oldest first: the next message on the event's subject, from the
+// sequence after the last one found, until there is none.
+func (c *Client) deadLettersIn(ctx context.Context, s jetstream.Stream, binding, id string) ([]DeadLetter, error) {
+	var found []DeadLetter
+	for _, capture := range s.CachedInfo().Config.Subjects {
+		dl, ok := strings.CutSuffix(capture, ".*")
+		if !ok {
+			continue
+		}
+		subject := DeadLetterSubject(dl, id)
+		for seq := uint64(1); ; {
+			m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("dead letter of %s on %s: %w", id, binding, err)
+			}
+			// A hashed id (StatusPrefix) names the event; the header says
+			// which.
+			if d := decodeDeadLetter(binding, m.Sequence, m.Header, m.Data); d.EventID == id {
+				found = append(found, d)
+			}
+			seq = m.Sequence + 1
+		}
 	}
 	return found, nil
 }
@@ -226,7 +208,7 @@ func (c *Client) deadLetterAt(ctx context.Context, s jetstream.Stream, binding s
 	if err != nil {
 		return DeadLetter{}, fmt.Errorf("dead letter %d of %s: %w", seq, binding, err)
 	}
-	return decodeDeadLetter(binding, seq, m.Time, m.Header, m.Data), nil
+	return decodeDeadLetter(binding, seq, m.Header, m.Data), nil
 }
 
 // Selection chooses dead letters of a binding to replay or purge.
@@ -240,12 +222,28 @@ type Selection struct {
 	ErrorKind string
 }
 
-// Select returns the dead letters of binding that sel chooses, without
-// their payloads.
+// Select returns the dead letters of binding that sel chooses (with their
+// payloads when sel names events).
 func (c *Client) Select(ctx context.Context, binding string, sel Selection) ([]DeadLetter, error) {
-	dls, err := c.DeadLetters(ctx, binding)
-	if err != nil {
-		return nil, err
+	var dls []DeadLetter
+	if sel.All {
+		var err error
+		if dls, err = c.DeadLetters(ctx, binding); err != nil {
+			return nil, err
+		}
+	} else {
+		// The events named are read by subject, not found by a scan.
+		s, err := c.deadLetterStream(ctx, binding)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range slices.Compact(slices.Sorted(slices.Values(sel.IDs))) {
+			found, err := c.deadLettersIn(ctx, s, binding, id)
+			if err != nil {
+				return nil, err
+			}
+			dls = append(dls, found...)
+		}
 	}
 	var out []DeadLetter
 	cutoff := time.Now().Add(-sel.Since)
@@ -290,6 +288,90 @@ func (c *Client) Replay(ctx context.Context, d DeadLetter) error {
 		return fmt.Errorf("replay %s: remove dead letter %d: %w", d.EventID, d.Seq, err)
 	}
 	return nil
+}
+
+// ReplayReport is what a replay of a binding's dead letters did.
+type ReplayReport struct {
+	Binding  string   `json:"binding"`
+	Selected int      `json:"selected"`
+	Replayed int      `json:"replayed"`
+	DryRun   bool     `json:"dry_run,omitempty"`
+	Events   []string `json:"events"`
+}
+
+// ReplayOptions tune ReplaySelected.
+type ReplayOptions struct {
+	// PerSecond, when positive, bounds the pace.
+	PerSecond float64
+	// DryRun selects and replays nothing.
+	DryRun bool
+	// Progress, when set, is called after each replay.
+	Progress func(replayed, selected int)
+}
+
+// ReplaySelected replays (Replay) the dead letters of binding that sel
+// chooses, in order, and stops at the first failure, whose error says
+// how many were replayed before it.
+func (c *Client) ReplaySelected(ctx context.Context, binding string, sel Selection, opts ReplayOptions) (ReplayReport, error) {
+	chosen, err := c.Select(ctx, binding, sel)
+	if err != nil {
+		return ReplayReport{}, err
+	}
+	rep := ReplayReport{Binding: binding, Selected: len(chosen), DryRun: opts.DryRun, Events: eventIDs(chosen)}
+	if opts.DryRun {
+		return rep, nil
+	}
+	var limiter *rate.Limiter
+	if opts.PerSecond > 0 {
+		limiter = rate.NewLimiter(rate.Limit(opts.PerSecond), 1)
+	}
+	for _, d := range chosen {
+		if limiter != nil {
+			if err := limiter.Wait(ctx); err != nil {
+				return rep, fmt.Errorf("%w; %d replayed before it", err, rep.Replayed)
+			}
+		}
+		if err := c.Replay(ctx, d); err != nil {
+			return rep, fmt.Errorf("%w; %d replayed before it", err, rep.Replayed)
+		}
+		if rep.Replayed++; opts.Progress != nil {
+			opts.Progress(rep.Replayed, rep.Selected)
+		}
+	}
+	return rep, nil
+}
+
+// PurgeReport is what a purge of a binding's dead letters did.
+type PurgeReport struct {
+	Binding string `json:"binding"`
+	// Purged are the event ids of the dead letters deleted.
+	Purged []string `json:"purged"`
+}
+
+// PurgeSelected deletes the dead letters of binding that sel chooses, once
+// confirm (when not nil) accepts their number.
+func (c *Client) PurgeSelected(ctx context.Context, binding string, sel Selection, confirm func(n int) error) (PurgeReport, error) {
+	chosen, err := c.Select(ctx, binding, sel)
+	if err != nil {
+		return PurgeReport{}, err
+	}
+	if confirm != nil {
+		if err := confirm(len(chosen)); err != nil {
+			return PurgeReport{}, err
+		}
+	}
+	if err := c.Purge(ctx, chosen); err != nil {
+		return PurgeReport{}, err
+	}
+	return PurgeReport{Binding: binding, Purged: eventIDs(chosen)}, nil
+}
+
+func eventIDs(dls []DeadLetter) []string {
+	ids := []string{}
+	for _, d := range dls {
+		ids = append(ids, d.EventID)
+	}
+	return ids
 }
 
 // Purge deletes dead letters for good.

@@ -96,3 +96,20 @@ func (s *LogStream) Next(ctx context.Context) (LogRecord, error) {
 
 // Close ends the subscription.
 func (s *LogStream) Close() error { return s.sub.Unsubscribe() }
+
+// Follow calls each with every selected line until ctx ends (then it
+// returns nil), or each or the stream fails.
+func (s *LogStream) Follow(ctx context.Context, each func(LogRecord) error) error {
+	for {
+		r, err := s.Next(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			err = each(r)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}

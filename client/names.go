@@ -101,6 +101,27 @@ func DeadLetterStreamName(binding string) string {
 	return deadLetterStreamPrefix + strings.ReplaceAll(binding, "/", "__")
 }
 
+// DeadLetterSubject is the subject of event id's dead letter on a binding
+// whose dead_letter subject is deadLetter: the subject names the event
+// (StatusPrefix), so that its dead letter is read by subject, exactly,
+// however many others the stream keeps and whether or not its status
+// still exists.
+// The token is hashed when the id would make the subject longer than the
+// runtime sends to (config.MaxSubjectLen, 256 bytes; config bounds
+// dead_letter subjects so that a hashed token always fits).
+func DeadLetterSubject(deadLetter, eventID string) string {
+	token := StatusPrefix(eventID)
+	if len(deadLetter)+1+len(token) > 256 {
+		token = hashedID(eventID)
+	}
+	return deadLetter + "." + token
+}
+
+// DeadLetterSubjects is what a binding's dead-letter stream captures: one
+// token below its dead_letter subject. One token only, so that dead_letter
+// subjects "dlq" and "dlq.b" of two bindings keep apart.
+func DeadLetterSubjects(deadLetter string) string { return deadLetter + ".*" }
+
 // deadLetterBinding is the binding of a dead-letter stream.
 func deadLetterBinding(stream string) (string, bool) {
 	b, ok := strings.CutPrefix(stream, deadLetterStreamPrefix)
@@ -150,6 +171,11 @@ func StatusPrefix(eventID string) string {
 	if plainID.MatchString(eventID) {
 		return eventID
 	}
+	return hashedID(eventID)
+}
+
+// hashedID is a 33-byte token naming an event id.
+func hashedID(eventID string) string {
 	sum := sha256.Sum256([]byte(eventID))
 	return "h" + hex.EncodeToString(sum[:16])
 }

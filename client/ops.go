@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"os/user"
 	"slices"
 	"strconv"
 	"strings"
@@ -280,6 +282,19 @@ type VersionChange struct {
 	Previous string `json:"previous"`
 }
 
+// Identity names who deploys, for a version record: the user and host of
+// this process, "unknown" when the user is not known.
+func Identity() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	if host, err := os.Hostname(); err == nil {
+		name += "@" + host
+	}
+	return name
+}
+
 // ModuleVersion is the version of a module: the hex sha256 of its bytes.
 func ModuleVersion(wasm []byte) string {
 	sum := sha256.Sum256(wasm)
@@ -320,6 +335,25 @@ type NodeReload struct {
 	// Error holds the diagnostics, with their line breaks, when the node
 	// kept its running config.
 	Error string `json:"error,omitempty"`
+}
+
+// ReloadError is nil when every node reloaded and err is nil; else it
+// names each node that kept its running config, with its diagnostics,
+// then err.
+func ReloadError(nodes []NodeReload, err error) error {
+	var problems []string
+	for _, n := range nodes {
+		if !n.Reloaded {
+			problems = append(problems, fmt.Sprintf("%s: not reloaded; its running config stays:\n%s", n.Node, n.Error))
+		}
+	}
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(problems, "\n"))
 }
 
 // Reload asks every running node to re-read its config file, and returns

@@ -25,6 +25,20 @@ type Event struct {
 	Header nats.Header
 }
 
+// ParseHeaders reads headers written NAME:VALUE (natscli's -H), spaces
+// around each trimmed.
+func ParseHeaders(specs []string) (nats.Header, error) {
+	h := nats.Header{}
+	for _, s := range specs {
+		k, v, ok := strings.Cut(s, ":")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("header %q: want NAME:VALUE", s)
+		}
+		h.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	return h, nil
+}
+
 // Published is an event stored in its stream.
 type Published struct {
 	ID      string `json:"id"`

@@ -301,6 +301,15 @@ func (c *Config) Bindings() []Binding {
 	return out
 }
 
+// FunctionNames are the names of c's functions.
+func (c *Config) FunctionNames() []string {
+	var out []string
+	for _, f := range c.Functions {
+		out = append(out, f.Name)
+	}
+	return out
+}
+
 // Function returns the function called name.
 func (c *Config) Function(name string) (Function, bool) {
 	for _, f := range c.Functions {

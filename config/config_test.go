@@ -806,3 +806,58 @@ topic "t" {
 		}
 	}
 }
+
+// TestDeadLetterStreamCapturesOneTokenBelow: a dead-letter stream captures
+// the subjects one token below its dead_letter subject (one per event), so
+// an event subject there is refused, while a dead_letter subject below
+// another binding's stays allowed (its stream captures a token further).
+func TestDeadLetterStreamCapturesOneTokenBelow(t *testing.T) {
+	_, err := Parse("", []byte(`
+function "f" { module = "f.wasm" }
+queue "a" {
+  subject     = "a"
+  function    = "f"
+  dead_letter = "dlq.a"
+}
+queue "b" {
+  subject  = "dlq.a.retry"
+  function = "f"
+}`))
+	if err == nil || !strings.Contains(err.Error(), "Dead-letter subject overlaps an event subject") {
+		t.Errorf("an event subject one token below a dead_letter subject: %v, want the overlap refused", err)
+	}
+	if _, err := Parse("", []byte(`
+function "f" { module = "f.wasm" }
+queue "a" {
+  subject     = "a"
+  function    = "f"
+  dead_letter = "dlq"
+}
+queue "b" {
+  subject     = "b"
+  function    = "f"
+  dead_letter = "dlq.b"
+}`)); err != nil {
+		t.Errorf("dead_letter subjects dlq and dlq.b: %v", err)
+	}
+}
+
+// TestDeadLetterSubjectLength: a dead_letter subject leaves room for the
+// token naming each event below it.
+func TestDeadLetterSubjectLength(t *testing.T) {
+	src := func(n int) []byte {
+		return []byte(`
+function "f" { module = "f.wasm" }
+queue "a" {
+  subject     = "a"
+  function    = "f"
+  dead_letter = "` + strings.Repeat("d", n) + `"
+}`)
+	}
+	if _, err := Parse("", src(MaxDeadLetterLen)); err != nil {
+		t.Errorf("dead_letter of %d bytes: %v", MaxDeadLetterLen, err)
+	}
+	if _, err := Parse("", src(MaxDeadLetterLen+1)); err == nil || !strings.Contains(err.Error(), "at most 222 bytes") {
+		t.Errorf("dead_letter of %d bytes: %v, want refused", MaxDeadLetterLen+1, err)
+	}
+}

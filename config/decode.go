@@ -471,6 +471,11 @@ func (d *decoder) decodePolicy(e *entity, c *hcl.BodyContent) Binding {
 		if ok {
 			ok = d.literalSubject(a, s)
 		}
+		if ok && name == "dead_letter" && len(s) > MaxDeadLetterLen {
+			d.errorf(a.Expr.Range(), "Subject too long",
+				"The dead-letter subject is %d bytes long; at most %d bytes, because each dead letter goes to a subject one token below it, within %d bytes.", len(s), MaxDeadLetterLen, MaxSubjectLen)
+			ok = false
+		}
 		if !ok {
 			e.bad[name] = true
 			continue

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
@@ -44,4 +45,28 @@ func CheckSyntax(filename string, src []byte) error {
 		return newDiagnosticsError(diags, files)
 	}
 	return nil
+}
+
+// FormatFile formats the config file at path and reports whether that
+// changes it; with write it rewrites the file (same mode) when it does. A
+// file with syntax errors is an error and never reformatted: the parser
+// cannot read it, so a reflow would make it into something else.
+func FormatFile(path string, write bool) (formatted []byte, changed bool, err error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := CheckSyntax(path, src); err != nil {
+		return nil, false, err
+	}
+	formatted = Format(src)
+	changed = !bytes.Equal(src, formatted)
+	if write && changed {
+		info, err := os.Stat(path)
+		if err != nil {
+			return nil, false, err
+		}
+		return formatted, true, os.WriteFile(path, formatted, info.Mode())
+	}
+	return formatted, changed, nil
 }

@@ -265,3 +265,23 @@ func writeSnippet(b *strings.Builder, src []byte, starts []int, rng hcl.Range) {
 		fmt.Fprintf(b, "        %s%s\n", string(pad), strings.Repeat("^", max(carets, 1)))
 	}
 }
+
+// Validation is the result of checking a config file (`sluice validate`).
+type Validation struct {
+	Config      string       `json:"config"`
+	OK          bool         `json:"ok"`
+	Functions   int          `json:"functions"`
+	Bindings    int          `json:"bindings"`
+	Diagnostics []Diagnostic `json:"diagnostics"`
+}
+
+// Validate loads the config file at path and sums up the result; err is
+// Load's.
+func Validate(path string) (Validation, error) {
+	cfg, err := Load(path)
+	v := Validation{Config: path, OK: err == nil, Diagnostics: Diagnostics(err)}
+	if err == nil {
+		v.Functions, v.Bindings = len(cfg.Functions), len(cfg.Bindings())
+	}
+	return v, err
+}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -475,4 +476,105 @@ func orOff(s string) string {
 		return "off"
 	}
 	return s
+}
+
+// DecodeEffective reads the Effective JSON a runtime recorded.
+func DecodeEffective(raw []byte) (*Effective, error) {
+	var eff Effective
+	if err := json.Unmarshal(raw, &eff); err != nil {
+		return nil, fmt.Errorf("the running config is not valid: %w", err)
+	}
+	if eff.Schema != EffectiveSchema {
+		return nil, fmt.Errorf("the running config has schema %d; this CLI reads schema %d", eff.Schema, EffectiveSchema)
+	}
+	return &eff, nil
+}
+
+// Planned is a Change with what it means for pending events (`sluice
+// plan`).
+type Planned struct {
+	Change
+	// Pending is the binding's backlog (events not yet delivered,
+	// delivered and not yet settled, and replays waiting), for changes
+	// that concern a binding that runs now.
+	Pending *uint64 `json:"pending,omitempty"`
+	Text    string  `json:"text"`
+}
+
+// Plan is the changes from running to next, each with the pending events
+// of its binding as pending reports them (ok false: unknown).
+func Plan(running, next *Effective, pending func(binding string) (uint64, bool)) []Planned {
+	out := []Planned{}
+	for _, ch := range Diff(running, next) {
+		p := Planned{Change: ch}
+		if ch.Binding != "" && ch.Op != OpAdd {
+			if n, ok := pending(ch.Binding); ok {
+				p.Pending = &n
+			}
+		}
+		p.Text = p.text()
+		out = append(out, p)
+	}
+	return out
+}
+
+func (p Planned) text() string {
+	s := p.Change.String()
+	if p.Pending == nil {
+		return s
+	}
+	n := *p.Pending
+	events := thousands(n) + " pending " + plural(int(min(n, 2)), "event", "events")
+	switch p.Op {
+	case OpRemove:
+		if n == 0 {
+			return s + ": no pending events"
+		}
+		what := "it"
+		if p.Kind == "queue" {
+			what = "a function (they stay in the stream)"
+		}
+		return fmt.Sprintf("%s: %s will no longer be delivered to %s", s, events, what)
+	case OpChange:
+		if n == 0 {
+			return s
+		}
+		return fmt.Sprintf("%s; applies to %s", s, events)
+	}
+	return s
+}
+
+// thousands writes n with comma separators: 1,204.
+func thousands(n uint64) string {
+	s := strconv.FormatUint(n, 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+// plural is one when n is 1, else many.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// FunctionNames are the names of e's functions.
+func (e *Effective) FunctionNames() []string {
+	var out []string
+	for _, f := range e.Functions {
+		out = append(out, f.Name)
+	}
+	return out
+}
+
+// BindingNames are the names of e's bindings.
+func (e *Effective) BindingNames() []string {
+	var out []string
+	for _, b := range e.Bindings {
+		out = append(out, b.Name)
+	}
+	return out
 }

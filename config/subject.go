@@ -74,6 +74,11 @@ func SubjectsOverlap(a, b string) bool {
 // than any subject a config or an inbox needs.
 const MaxSubjectLen = 256
 
+// MaxDeadLetterLen bounds a dead_letter subject: each dead letter goes one
+// token below it, a token of at most 33 bytes when the event id is long
+// (client.DeadLetterSubject), within MaxSubjectLen.
+const MaxDeadLetterLen = MaxSubjectLen - 1 - 33
+
 // Why CheckSendSubject refuses a subject.
 var (
 	ErrSubjectTooLong  = fmt.Errorf("subject longer than %d bytes", MaxSubjectLen)

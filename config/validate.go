@@ -157,7 +157,7 @@ func (d *decoder) checkOverlaps(c *Config) {
 			}
 		}
 	}
-	var streamIdx, dlqIdx subjectIndex
+	var streamIdx subjectIndex
 	for j, b := range streams {
 		if i, ok := streamIdx.overlap(b.subject); ok {
 			a := streams[i]
@@ -167,8 +167,20 @@ func (d *decoder) checkOverlaps(c *Config) {
 		}
 		streamIdx.add(b.subject, j)
 	}
+	// A dead-letter stream captures the subjects one token below the
+	// dead_letter subject (client.DeadLetterSubjects); the subject itself
+	// is checked too, so that nothing else claims a binding's name for it.
+	var dlqIdx, captureIdx subjectIndex
 	for j, b := range dlqs {
-		if i, ok := streamIdx.overlap(b.subject); ok {
+		captureIdx.add(b.subject, j)
+		captureIdx.add(b.subject+".*", j)
+	}
+	for j, b := range dlqs {
+		i, ok := streamIdx.overlap(b.subject)
+		if !ok {
+			i, ok = streamIdx.overlap(b.subject + ".*")
+		}
+		if ok {
 			a := streams[i]
 			d.errorf(b.rng, "Dead-letter subject overlaps an event subject",
 				"The dead-letter subject %q of %s overlaps the subject %q of %s (at %s). Dead letters are kept in a stream of their own, and JetStream streams cannot share subjects; choose a dead_letter subject no queue or topic consumes.",
@@ -184,7 +196,7 @@ func (d *decoder) checkOverlaps(c *Config) {
 	// A guest publishing there would forge dead letters.
 	for i, f := range c.Functions {
 		for _, p := range f.Publish {
-			if j, ok := dlqIdx.overlap(p); ok {
+			if j, ok := captureIdx.overlap(p); ok {
 				a := dlqs[j]
 				d.errorf(d.src.functions[i].valueRange("publish"), "Publish subject overlaps a dead-letter subject",
 					"Function %q may publish to %q, which overlaps the dead-letter subject %q of %s (at %s): it could forge dead letters. Dead letters are written by the runtime only.",
@@ -200,7 +212,7 @@ func (d *decoder) checkOverlaps(c *Config) {
 			d.errorf(d.replyRanges[i], "Reply subject overlaps an event subject",
 				"The reply subject %q overlaps the subject %q of %s (at %s): a producer could make the runtime publish events there. Choose reply subjects no queue or topic consumes.",
 				r, a.subject, a.what, a.rng)
-		} else if j, ok := dlqIdx.overlap(r); ok {
+		} else if j, ok := captureIdx.overlap(r); ok {
 			a := dlqs[j]
 			d.errorf(d.replyRanges[i], "Reply subject overlaps a dead-letter subject",
 				"The reply subject %q overlaps the dead-letter subject %q of %s (at %s): a producer could make the runtime forge dead letters. Choose reply subjects of their own.",

@@ -22,6 +22,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/functions/sandbox"
 	"github.com/sluice-run/sluice/functions/worker"
@@ -332,6 +333,39 @@ func firstTier() sandbox.Tier {
 // bytes, so that a device such as /dev/zero is a clear error.
 func ReadModule(path string) ([]byte, error) {
 	return sandbox.ReadFileCapped(path, MaxModuleSize)
+}
+
+// ReadDeployable reads a module file to deploy and makes the checks that
+// need no engine, with the runtime's own words: a regular file within
+// MaxModuleSize (/dev/zero is an error, not an endless read) and a module
+// whose memory section parses. The runtime checks the rest (exports,
+// imports) when it compiles the module.
+func ReadDeployable(path string) ([]byte, error) {
+	wasm, err := ReadModule(path)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := sandbox.CapMemory(wasm, 4<<30); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return wasm, nil
+}
+
+// FileVersions gives the version of each function of cfg from its module
+// file, the way the runtime computes it when it loads the file; a module
+// not built yet has none ("").
+func FileVersions(cfg *config.Config) func(function string) string {
+	return func(name string) string {
+		f, ok := cfg.Function(name)
+		if !ok {
+			return ""
+		}
+		b, err := ReadModule(f.Module)
+		if err != nil {
+			return ""
+		}
+		return client.ModuleVersion(b)
+	}
 }
 
 // load reads fc's module and loads it (loadModule).

@@ -114,7 +114,7 @@ func publishPermissions(cfg *config.Config, user string) *server.Permissions {
 		AdminSubjectPrefix + ".>", "sluice.replay.>", "sluice.dlq.>", client.LogSubjectPrefix + ".>",
 	}
 	for _, b := range cfg.Bindings() {
-		deny = append(deny, b.DeadLetter)
+		deny = append(deny, b.DeadLetter, client.DeadLetterSubjects(b.DeadLetter))
 	}
 	for _, q := range cfg.Queues {
 		allow = append(allow, q.Subject)

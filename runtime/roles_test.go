@@ -207,6 +207,7 @@ func TestRoleMatrix(t *testing.T) {
 		{"sluice.admin.deploy", `{}`},
 		{"sluice.replay.bad", "forged"},
 		{"sluice.dlq.bad", "forged"},
+		{"sluice.dlq.bad.put-1", "forged"}, // an event's own dead-letter subject
 		{client.LogSubject("kv", "kv"), `{"line":"forged"}`},
 		{"$SRV.PING", ""},
 		{"$SRV.INFO.sluice", ""},

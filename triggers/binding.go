@@ -720,7 +720,7 @@ func (b *binding) finishSuccess(ctx context.Context, d *delivery) {
 func (b *binding) deadLetter(ctx context.Context, d *delivery, fe *functions.Error) {
 	msg, st := d.msg, d.st
 	now := time.Now().UTC()
-	dl := &nats.Msg{Subject: b.cfg.DeadLetter, Data: msg.Data(), Header: ProducerHeaders(msg.Headers())}
+	dl := &nats.Msg{Subject: DeadLetterSubject(b.cfg.DeadLetter, st.ID), Data: msg.Data(), Header: ProducerHeaders(msg.Headers())}
 	first := now
 	if st.FirstFailAt != nil {
 		first = *st.FirstFailAt

@@ -50,6 +50,8 @@ func ConsumerName(b config.Binding) string { return client.BindingConsumerName(b
 // Names given only a binding's name; see package client.
 var (
 	DeadLetterStreamName = client.DeadLetterStreamName
+	DeadLetterSubject    = client.DeadLetterSubject
+	DeadLetterSubjects   = client.DeadLetterSubjects
 	ReplaySubject        = client.ReplaySubject
 	ReplayStreamName     = client.ReplayStreamName
 	ReplayConsumerName   = client.ReplayConsumerName

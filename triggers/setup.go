@@ -171,7 +171,7 @@ func ensureBinding(ctx context.Context, js jetstream.JetStream, b config.Binding
 	}
 	if _, err := jsx.Stream(ctx, js, jetstream.StreamConfig{
 		Name: DeadLetterStreamName(b.Name), Description: "sluice dead letters of " + b.Name,
-		Subjects: []string{b.DeadLetter}, Retention: jetstream.LimitsPolicy,
+		Subjects: []string{DeadLetterSubjects(b.DeadLetter)}, Retention: jetstream.LimitsPolicy,
 		MaxAge: DeadLetterMaxAge, Storage: jetstream.FileStorage,
 		Duplicates: deadLetterDedupWindow, Replicas: replicas,
 	}); err != nil {

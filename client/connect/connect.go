@@ -7,13 +7,16 @@
 package connect
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/nats-io/jsm.go/natscontext"
 	"github.com/nats-io/nats.go"
+	"github.com/spf13/pflag"
 
 	"github.com/sluice-run/sluice/client"
 )
@@ -94,4 +97,80 @@ func (o Options) Resolve(extra ...nats.Option) (string, []nats.Option, error) {
 		return "", nil, fmt.Errorf("%w: NATS context %q: %w", ErrOptions, name, err)
 	}
 	return nctx.ServerURL(), opts, nil
+}
+
+// Dial connects as o says (Resolve). Its errors say what to change: the
+// credentials the server wants, or where the runtime is.
+func (o Options) Dial(extra ...nats.Option) (*nats.Conn, error) {
+	server, opts, err := o.Resolve(extra...)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(server, opts...)
+	switch {
+	case err == nil:
+		return nc, nil
+	case errors.Is(err, nats.ErrAuthorization) && o.User == "":
+		return nil, fmt.Errorf("connect to %s: the server needs credentials: pass --user and --password (or set SLUICE_USER and SLUICE_PASSWORD), --creds, --nkey, or a --context that has them", server)
+	case errors.Is(err, nats.ErrAuthorization):
+		return nil, fmt.Errorf("connect to %s as %s: authorization failed: check --user and --password (SLUICE_USER, SLUICE_PASSWORD)", server, o.User)
+	}
+	return nil, fmt.Errorf("connect to %s: %w (is `sluice run` running? set --server, SLUICE_SERVER, NATS_URL or --context)", server, err)
+}
+
+// Denials records the first permissions violation the server reports on
+// a connection, and cancels the context Watch returned when it does: a
+// request the server refused is never answered, so a command waiting for
+// the answer stops at once instead.
+type Denials struct {
+	mu     sync.Mutex
+	first  error
+	cancel context.CancelCauseFunc
+}
+
+// Watch returns ctx, canceled at the first denial.
+func (d *Denials) Watch(ctx context.Context) context.Context {
+	ctx, cancel := context.WithCancelCause(ctx)
+	d.mu.Lock()
+	d.cancel = cancel
+	d.mu.Unlock()
+	return ctx
+}
+
+// Option makes a connection report its denials to d.
+func (d *Denials) Option() nats.Option {
+	return nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if !errors.Is(err, nats.ErrPermissionViolation) {
+			return
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.first == nil {
+			d.first = err
+		}
+		if d.cancel != nil {
+			d.cancel(err)
+		}
+	})
+}
+
+// Err is the first denial, or nil.
+func (d *Denials) Err() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.first
+}
+
+// AddFlags adds natscli's connection flags to f, and sluice's --user and
+// --password (defaults from SLUICE_USER and SLUICE_PASSWORD), setting o.
+func (o *Options) AddFlags(f *pflag.FlagSet) {
+	f.StringVar(&o.Server, "server", "", "NATS URL(s) of the runtime (env SLUICE_SERVER, then NATS_URL; default the context's, else "+DefaultURL+")")
+	f.StringVar(&o.Context, "context", "", "natscli context: a name (~/.config/nats/context/NAME.json) or a .json file (env NATS_CONTEXT)")
+	f.StringVar(&o.Creds, "creds", "", "user credentials file (JWT and seed)")
+	f.StringVar(&o.NKey, "nkey", "", "user NKEY seed file")
+	f.StringVar(&o.TLSCert, "tlscert", "", "TLS client certificate file")
+	f.StringVar(&o.TLSKey, "tlskey", "", "TLS client private key file")
+	f.StringVar(&o.TLSCA, "tlsca", "", "CA file verifying the server's TLS certificate")
+	f.StringVar(&o.User, "user", os.Getenv("SLUICE_USER"), "user name on the runtime's NATS server (env SLUICE_USER)")
+	f.StringVar(&o.Password, "password", os.Getenv("SLUICE_PASSWORD"), "password of --user (env SLUICE_PASSWORD)")
 }

@@ -4,286 +4,140 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/time/rate"
 
 	"github.com/sluice-run/sluice/client"
 	"github.com/sluice-run/sluice/config"
+	"github.com/sluice-run/sluice/internal/render"
 )
 
 func dlqCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "dlq",
-		Short: "Inspect, replay and purge dead letters",
-	}
+	cmd := &cobra.Command{Use: "dlq", Short: "Inspect, replay and purge dead letters"}
 	cmd.AddCommand(dlqLsCmd(g), dlqShowCmd(g), dlqReplayCmd(g), dlqPurgeCmd(g))
 	return cmd
 }
 
-// dlqError turns the client's errors into the CLI's exit codes.
+// dlqError says which bindings there are when binding has no dead-letter
+// stream.
 func dlqError(binding string, err error) error {
 	if errors.Is(err, client.ErrNoDeadLetters) {
 		return usage(fmt.Errorf("no binding %q has dead letters here (bindings: see `sluice bindings`)", binding))
 	}
-	return failed(err)
+	return err
 }
 
 func dlqLsCmd(g *globals) *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
+	return op(g, &cobra.Command{
 		Use:               "ls [BINDING]",
 		Short:             "List dead letters: of one binding, or of all",
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: completeBindings(g, 1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, done, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer done()
-			all, err := c.DeadLetters(cmd.Context(), args...)
-			if err != nil {
-				return dlqError(strings.Join(args, ""), err)
-			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				for i := range all {
-					all[i].Headers, all[i].Payload, all[i].Encoding, all[i].History = nil, "", "", nil
-				}
-				return writeJSON(out, all)
-			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "BINDING\tSEQ\tEVENT\tATTEMPTS\tKIND\tLAST FAILURE\tERROR")
-			for _, d := range all {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\t%s\n", d.Binding, d.Seq, d.EventID, d.Attempts, d.ErrorKind,
-					d.LastFailure.Local().Format(time.DateTime), oneLine(d.Error, 80))
-			}
-			tw.Flush()
-			fmt.Fprintf(out, "%d dead letters\n", len(all))
-			return nil
-		},
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	return cmd
-}
-
-func oneLine(s string, max int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > max {
-		return s[:max] + "…"
-	}
-	return s
+	}, "print JSON", func(cmd *cobra.Command, args []string, c *client.Client) ([]client.DeadLetter, error) {
+		all, err := c.DeadLetters(cmd.Context(), args...)
+		if err != nil {
+			return nil, dlqError(strings.Join(args, ""), err)
+		}
+		for i := range all {
+			all[i].Headers, all[i].Payload, all[i].Encoding, all[i].History = nil, "", "", nil
+		}
+		return all, nil
+	}, render.DeadLetters)
 }
 
 func dlqShowCmd(g *globals) *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
+	return op(g, &cobra.Command{
 		Use:   "show EVENT_ID",
 		Short: "Show a dead letter: payload, headers and every attempt",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, done, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer done()
-			found, err := c.DeadLetterOf(cmd.Context(), args[0])
-			if errors.Is(err, client.ErrNotFound) {
-				return failed(fmt.Errorf("no dead letter of event %q", args[0]))
-			}
-			if err != nil {
-				return failed(err)
-			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				return writeJSON(out, found)
-			}
-			for _, d := range found {
-				printDeadLetter(out, d)
-			}
-			return nil
-		},
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	return cmd
-}
-
-func printDeadLetter(w io.Writer, d client.DeadLetter) {
-	fmt.Fprintf(w, "event %s, dead letter %d of %s\n", d.EventID, d.Seq, d.Binding)
-	fmt.Fprintf(w, "subject: %s\nfunction: %s (version %s)\nattempts: %d\nlast error (%s): %s\nfirst failure: %s\nlast failure: %s\n",
-		d.Subject, d.Function, shortVersion(d.Version), d.Attempts, d.ErrorKind, d.Error,
-		d.FirstFailure.Local().Format(time.RFC3339), d.LastFailure.Local().Format(time.RFC3339))
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ATTEMPT\tAT\tKIND\tDURATION\tVERSION\tNODE\tERROR")
-	for _, a := range d.History {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Attempt, a.At.Local().Format(time.TimeOnly), a.Kind, a.Duration,
-			shortVersion(a.Version), a.Node, oneLine(a.Error, 100))
-	}
-	tw.Flush()
-	fmt.Fprintln(w, "headers:")
-	keys := make([]string, 0, len(d.Headers))
-	for k := range d.Headers {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		if k != client.HdrHistory {
-			fmt.Fprintf(w, "  %s: %s\n", k, strings.Join(d.Headers[k], ", "))
+	}, "print JSON", func(cmd *cobra.Command, args []string, c *client.Client) ([]client.DeadLetter, error) {
+		found, err := c.DeadLetterOf(cmd.Context(), args[0])
+		if errors.Is(err, client.ErrNotFound) {
+			return nil, fmt.Errorf("no dead letter of event %q", args[0])
 		}
-	}
-	if d.Encoding != "" {
-		fmt.Fprintf(w, "payload (%s):\n%s\n", d.Encoding, d.Payload)
-	} else {
-		fmt.Fprintf(w, "payload:\n%s\n", d.Payload)
-	}
+		return found, err
+	}, func(w io.Writer, found []client.DeadLetter) {
+		for _, d := range found {
+			render.DeadLetter(w, d)
+		}
+	})
 }
 
-func shortVersion(v string) string {
-	if len(v) > 12 {
-		return v[:12]
+// needEvents checks, before connecting, that the command names events
+// after BINDING or passes --all.
+func needEvents(sel *client.Selection, verb string) func(*cobra.Command, []string) error {
+	return func(_ *cobra.Command, args []string) error {
+		if sel.IDs = args[1:]; !sel.All && len(sel.IDs) == 0 {
+			return usage(fmt.Errorf("name the events to %s, or pass --all", verb))
+		}
+		return nil
 	}
-	return v
-}
-
-type replayReport struct {
-	Binding  string   `json:"binding"`
-	Selected int      `json:"selected"`
-	Replayed int      `json:"replayed"`
-	DryRun   bool     `json:"dry_run,omitempty"`
-	Events   []string `json:"events"`
 }
 
 func dlqReplayCmd(g *globals) *cobra.Command {
 	var (
-		sel            client.Selection
-		dryRun, asJSON bool
-		rateSpec       string
+		sel      client.Selection
+		opts     client.ReplayOptions
+		rateSpec string
 	)
-	cmd := &cobra.Command{
+	cmd := op(g, &cobra.Command{
 		Use:   "replay BINDING [EVENT_ID…] [--all] [--since D] [--error-kind K] [--rate N/s] [--dry-run]",
 		Short: "Put dead letters back to the binding that failed them, and only to it",
 		Long: "Re-deliver dead letters to their binding only: other subscribers of a topic do not see\n" +
 			"the event again. Each dead letter is removed once its replay is durably queued.",
-		Args:              cobra.MinimumNArgs(1),
-		ValidArgsFunction: completeBindings(g, 1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			binding := args[0]
-			sel.IDs = args[1:]
-			if !sel.All && len(sel.IDs) == 0 {
-				return usage(errors.New("name the events to replay, or pass --all"))
-			}
-			var limiter *rate.Limiter
+		Args: cobra.MinimumNArgs(1),
+		PreRunE: func(cmd *cobra.Command, args []string) error {
 			if rateSpec != "" {
 				r, err := config.ParseRate(rateSpec)
 				if err != nil {
 					return usage(fmt.Errorf("--rate: %w", err))
 				}
-				limiter = rate.NewLimiter(rate.Limit(r.PerSecond()), 1)
+				opts.PerSecond = r.PerSecond()
 			}
-			c, done, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer done()
-			ctx := cmd.Context()
-			chosen, err := c.Select(ctx, binding, sel)
-			if err != nil {
-				return dlqError(binding, err)
-			}
-			rep := replayReport{Binding: binding, Selected: len(chosen), DryRun: dryRun, Events: []string{}}
-			for i, d := range chosen {
-				rep.Events = append(rep.Events, d.EventID)
-				if dryRun {
-					continue
-				}
-				if limiter != nil {
-					if err := limiter.Wait(ctx); err != nil {
-						return failed(err)
+			if quiet, _ := cmd.Flags().GetBool("json"); !quiet {
+				opts.Progress = func(n, of int) {
+					if n%100 == 0 {
+						fmt.Fprintf(cmd.ErrOrStderr(), "replayed %d/%d\n", n, of)
 					}
 				}
-				if err := c.Replay(ctx, d); err != nil {
-					return failed(fmt.Errorf("%w; %d replayed before it", err, rep.Replayed))
-				}
-				rep.Replayed++
-				if !asJSON && (i+1)%100 == 0 {
-					fmt.Fprintf(cmd.ErrOrStderr(), "replayed %d/%d\n", i+1, len(chosen))
-				}
 			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				return writeJSON(out, rep)
-			}
-			if dryRun {
-				fmt.Fprintf(out, "dry run: would replay %d dead letters of %s: %s\n", rep.Selected, binding, strings.Join(rep.Events, " "))
-				return nil
-			}
-			fmt.Fprintf(out, "replayed %d dead letters to %s\n", rep.Replayed, binding)
-			return nil
+			return needEvents(&sel, "replay")(cmd, args)
 		},
-	}
+		ValidArgsFunction: completeBindings(g, 1),
+	}, "print JSON", func(cmd *cobra.Command, args []string, c *client.Client) (client.ReplayReport, error) {
+		rep, err := c.ReplaySelected(cmd.Context(), args[0], sel, opts)
+		return rep, dlqError(args[0], err)
+	}, render.Replayed)
 	cmd.Flags().BoolVar(&sel.All, "all", false, "every dead letter of the binding (with the filters)")
 	cmd.Flags().DurationVar(&sel.Since, "since", 0, "only dead letters that failed within this long")
 	cmd.Flags().StringVar(&sel.ErrorKind, "error-kind", "", "only this error kind: failed, permanent, trap, timeout, memory")
 	cmd.Flags().StringVar(&rateSpec, "rate", "", "at most this fast, e.g. 50/s")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "show what would be replayed; change nothing")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "show what would be replayed; change nothing")
 	return cmd
 }
 
 func dlqPurgeCmd(g *globals) *cobra.Command {
 	var (
-		sel         client.Selection
-		yes, asJSON bool
+		sel client.Selection
+		yes bool
 	)
-	cmd := &cobra.Command{
-		Use:   "purge BINDING [EVENT_ID…] [--all]",
-		Short: "Delete dead letters for good",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			binding := args[0]
-			sel.IDs = args[1:]
-			if !sel.All && len(sel.IDs) == 0 {
-				return usage(errors.New("name the events to purge, or pass --all"))
-			}
-			c, done, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer done()
-			chosen, err := c.Select(cmd.Context(), binding, sel)
-			if err != nil {
-				return dlqError(binding, err)
-			}
-			if sel.All && !yes && len(chosen) > 0 {
-				if err := confirm(cmd, g.stdin, fmt.Sprintf("Delete all %d dead letters of %s for good?", len(chosen), binding)); err != nil {
-					return err
-				}
-			}
-			if err := c.Purge(cmd.Context(), chosen); err != nil {
-				return failed(err)
-			}
-			purged := []string{}
-			for _, d := range chosen {
-				purged = append(purged, d.EventID)
-			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), struct {
-					Binding string   `json:"binding"`
-					Purged  []string `json:"purged"`
-				}{binding, purged})
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "purged %d dead letters of %s\n", len(chosen), binding)
-			return nil
-		},
+	cmd := op(g, &cobra.Command{
+		Use:               "purge BINDING [EVENT_ID…] [--all]",
+		Short:             "Delete dead letters for good",
+		Args:              cobra.MinimumNArgs(1),
+		PreRunE:           needEvents(&sel, "purge"),
 		ValidArgsFunction: completeBindings(g, 1),
-	}
+	}, "print JSON: binding, purged (event ids)", func(cmd *cobra.Command, args []string, c *client.Client) (client.PurgeReport, error) {
+		rep, err := c.PurgeSelected(cmd.Context(), args[0], sel, func(n int) error {
+			if !sel.All || yes || n == 0 {
+				return nil
+			}
+			return confirm(cmd, g.stdin, fmt.Sprintf("Delete all %d dead letters of %s for good?", n, args[0]))
+		})
+		return rep, dlqError(args[0], err)
+	}, render.Purged)
 	cmd.Flags().BoolVar(&sel.All, "all", false, "every dead letter of the binding (asks first, unless --yes)")
 	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: binding, purged (event ids)")
 	return cmd
 }

@@ -23,18 +23,5 @@ func cliMain() int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	return execute(withReloadSignals(ctx, hup), os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-}
-
-type reloadSignalsKey struct{}
-
-// withReloadSignals passes the channel of reload signals to execute.
-func withReloadSignals(ctx context.Context, ch <-chan os.Signal) context.Context {
-	return context.WithValue(ctx, reloadSignalsKey{}, ch)
-}
-
-// reloadSignals is the channel withReloadSignals passed, or nil.
-func reloadSignals(ctx context.Context) <-chan os.Signal {
-	ch, _ := ctx.Value(reloadSignalsKey{}).(<-chan os.Signal)
-	return ch
+	return executeWith(ctx, hup, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 }

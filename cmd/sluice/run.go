@@ -1,10 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,7 +22,7 @@ func runCmd(g *globals) *cobra.Command {
 		Short: "Start the runtime: the embedded NATS server, the bindings and the functions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			logger, err := newLogger(cmd.ErrOrStderr(), logLevel, logFormat)
+			logger, err := runtime.NewLogger(cmd.ErrOrStderr(), logLevel, logFormat)
 			if err != nil {
 				return usage(err)
 			}
@@ -42,29 +39,7 @@ func runCmd(g *globals) *cobra.Command {
 				return failed(fmt.Errorf("start: %w", err))
 			}
 			rt.PrintBanner(cmd.OutOrStdout())
-			if watchSources {
-				wctx, stop := context.WithCancel(cmd.Context())
-				watched := make(chan struct{})
-				go func() {
-					defer close(watched)
-					rt.WatchSources(wctx, 300*time.Millisecond, nil)
-				}()
-				defer func() { stop(); <-watched }()
-			}
-		serve:
-			for {
-				select {
-				case <-cmd.Context().Done():
-					logger.Info("shutting down: draining in-flight invocations", "timeout", drain)
-					break serve
-				case <-rt.Done():
-					break serve
-				case <-g.reload:
-					logger.Info("SIGHUP: reloading the config", "config", cfg.Path)
-					_ = rt.Reload() // logs what it applied, or why not
-				}
-			}
-			if err := rt.Shutdown(); err != nil {
+			if err := rt.Serve(cmd.Context(), g.reload, watchSources); err != nil {
 				return failed(err)
 			}
 			logger.Info("stopped")
@@ -83,19 +58,4 @@ func runCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&watchSources, "watch", false, "rebuild a function when a file of its source changes and swap it in, as deploy does (a dev loop)")
 	cmd.Flags().BoolVar(&noWatch, "no-watch", false, "do not reload the config when its file changes (SIGHUP still reloads it)")
 	return cmd
-}
-
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }

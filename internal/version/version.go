@@ -3,7 +3,9 @@
 package version
 
 import (
+	"fmt"
 	"regexp"
+	goruntime "runtime"
 	"runtime/debug"
 	"strings"
 )
@@ -60,3 +62,9 @@ var (
 	semVer      = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$`)
 	invalidMeta = regexp.MustCompile(`[^0-9A-Za-z-]+`)
 )
+
+// Line is what `sluice version` prints: the version, the Go release that
+// built it, and the platform.
+func Line() string {
+	return fmt.Sprintf("sluice %s (%s, %s/%s)", String(), goruntime.Version(), goruntime.GOOS, goruntime.GOARCH)
+}
