@@ -188,20 +188,20 @@ static inline int sluice_permanent(const char *reason) {
 }
 
 /* sluice_failf, sluice_permanentf: the same with printf formatting (the
- * host keeps 1 KiB of a reason). */
-static inline const char *sluice__vformat(const char *fmt, va_list ap) {
+ * host keeps 1 KiB of a reason), checked by the compiler as printf's. */
+__attribute__((format(printf, 1, 0))) static inline const char *sluice__vformat(const char *fmt, va_list ap) {
   static char buf[1024];
   vsnprintf(buf, sizeof buf, fmt, ap);
   return buf;
 }
-static inline int sluice_failf(const char *fmt, ...) {
+__attribute__((format(printf, 1, 2))) static inline int sluice_failf(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   const char *s = sluice__vformat(fmt, ap);
   va_end(ap);
   return sluice_fail(s);
 }
-static inline int sluice_permanentf(const char *fmt, ...) {
+__attribute__((format(printf, 1, 2))) static inline int sluice_permanentf(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   const char *s = sluice__vformat(fmt, ap);
@@ -214,7 +214,7 @@ static inline int sluice_permanentf(const char *fmt, ...) {
 /* sluice_log writes one log line, tagged by the host with the function,
  * binding, event id and attempt. */
 static inline void sluice_log(int level, const char *msg) { sluice_host_log(level, msg, (int32_t)strlen(msg)); }
-static inline void sluice_logf(int level, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static inline void sluice_logf(int level, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   const char *s = sluice__vformat(fmt, ap);
