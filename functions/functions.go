@@ -258,8 +258,18 @@ func Load(fns []config.Function, opts Options) (*Set, error) {
 	wasms := make([][]byte, len(fns))
 	parallel(len(fns), 2*goruntime.NumCPU(), func(i int) {
 		fc := fns[i]
-		wasm, ok := opts.Modules[fc.Name]
-		if !ok {
+		wasm, given := opts.Modules[fc.Name]
+		var before stamp
+		if !given {
+			// A file unchanged since a load that found its optimized
+			// artifact needs no read (stamp.go).
+			if sum, ok := recalledVersion(opts.CacheDir, fc.Module); ok {
+				if f := s.newFunctionOf(fc, sum); f.cacheHit && f.tier == sandbox.TierOptimized {
+					loaded[i] = f
+					return
+				}
+			}
+			before, _ = stampOf(fc.Module)
 			var err error
 			if wasm, err = ReadModule(fc.Module); err != nil {
 				errs[i] = fmt.Errorf("function %s: read module: %w", fc.Name, err)
@@ -267,6 +277,9 @@ func Load(fns []config.Function, opts Options) (*Set, error) {
 			}
 		}
 		f := s.newFunction(fc, wasm)
+		if !given {
+			rememberVersion(opts.CacheDir, fc.Module, before, f.version)
+		}
 		loaded[i] = f
 		if !f.cacheHit || f.tier != sandbox.TierOptimized {
 			wasms[i] = wasm // for the compile, or the tier-up
@@ -381,7 +394,11 @@ func (s *Set) load(fc config.Function) (*function, error) {
 // the compile cache holds for it (cacheHit), if any: the optimized tier's,
 // or else the fast tier's.
 func (s *Set) newFunction(fc config.Function, wasm []byte) *function {
-	sum := sandbox.DigestOf(wasm)
+	return s.newFunctionOf(fc, sandbox.DigestOf(wasm))
+}
+
+// newFunctionOf is newFunction for a module known by its digest.
+func (s *Set) newFunctionOf(fc config.Function, sum sandbox.Digest) *function {
 	f := &function{set: s, cfg: fc, version: hex.EncodeToString(sum[:]), tier: firstTier()}
 	paths := sandbox.ArtifactPaths(s.opts.CacheDir, sum, fc.Memory)
 	f.paths = paths

@@ -84,8 +84,17 @@ type Module struct {
 	// cache).
 	ArtifactPath string
 
-	engine     *wasmer.Engine
+	engine *wasmer.Engine
+
+	// Every instance is made from one deserialized module: its compiled
+	// code and metadata are immutable, and each instance has its own
+	// store, memory, tables and globals. A Go guest's module holds about
+	// 20 MB in wasmer; deserializing it per instance cost that, and 13 ms,
+	// for each instance a worker added.
+	modMu      sync.Mutex // guards serialized, free and shared
 	serialized []byte
+	free       func()         // returns a loaded artifact's memory once it is deserialized (LoadArtifacts)
+	shared     *wasmer.Module // the deserialized module, once an instance needed it
 
 	adapterOnce sync.Once // compiles or loads the host-call adapter (adapter.go)
 	adapterPath string    // its place in the compile cache ("" without one)
@@ -180,15 +189,16 @@ func (e *Engine) CompileArtifacts(wasm []byte, memLimit int64) (module, adapter 
 // only if its bytes match the digest the runtime recorded when it stored
 // them: deserializing is not validation.
 func (e *Engine) LoadArtifacts(paths Artifacts, module, adapter Digest, memLimit int64) (*Module, error) {
-	ser, err := ReadArtifact(paths.Module, module)
+	ser, free, err := readArtifactMapped(paths.Module, module)
 	if err != nil {
 		return nil, err
 	}
 	ad, err := ReadArtifact(paths.Adapter, adapter)
 	if err != nil {
+		free()
 		return nil, err
 	}
-	m := &Module{MemoryLimit: memLimit, ArtifactPath: paths.Module, engine: e.engine, serialized: ser, adapter: ad}
+	m := &Module{MemoryLimit: memLimit, ArtifactPath: paths.Module, engine: e.engine, serialized: ser, free: free, adapter: ad}
 	m.adapterOnce.Do(func() {})
 	return m, nil
 }

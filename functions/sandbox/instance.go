@@ -210,24 +210,43 @@ type Instance struct {
 // env is the guest's whole WASI environment. Host calls made by
 // _initialize are inert.
 func (m *Module) Instantiate(env map[string]string) (*Instance, error) {
-	store := wasmer.NewStore(m.engine)
-	mod, err := wasmer.DeserializeModule(store, m.serialized)
+	mod, err := m.module()
 	if err != nil {
-		store.Close()
 		return nil, fmt.Errorf("load compiled module: %w", err)
 	}
 	adapter, err := m.adapterArtifact()
 	if err != nil {
-		mod.Close()
-		store.Close()
 		return nil, err
 	}
+	store := wasmer.NewStore(m.engine)
 	in := &Instance{store: store, module: mod, maxPage: uint32(m.MemoryLimit / pageSize)}
 	if err := in.instantiate(env, adapter); err != nil {
 		in.Close()
 		return nil, err
 	}
 	return in, nil
+}
+
+// module returns the deserialized module every instance is made from,
+// deserializing it the first time. A loaded artifact's bytes are then
+// returned to the system: wasmer keeps what it needs (a compiled module
+// keeps them, to store them in the cache).
+func (m *Module) module() (*wasmer.Module, error) {
+	m.modMu.Lock()
+	defer m.modMu.Unlock()
+	if m.shared != nil {
+		return m.shared, nil
+	}
+	mod, err := wasmer.DeserializeModule(wasmer.NewStore(m.engine), m.serialized)
+	if err != nil {
+		return nil, err
+	}
+	m.shared = mod
+	if m.free != nil {
+		m.free()
+		m.serialized, m.free = nil, nil
+	}
+	return mod, nil
 }
 
 func (in *Instance) instantiate(env map[string]string, adapter []byte) error {
@@ -340,10 +359,8 @@ func (in *Instance) Close() {
 		in.adapter.Close()
 		in.adapter = nil
 	}
-	if in.module != nil {
-		in.module.Close()
-		in.module = nil
-	}
+	// in.module is the Module's, shared with its other instances.
+	in.module = nil
 	if in.adapterMod != nil {
 		in.adapterMod.Close()
 		in.adapterMod = nil

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -360,5 +361,78 @@ func TestParseHeaders(t *testing.T) {
 		if _, ok := ParseHeaders([]byte(bad)); ok {
 			t.Errorf("ParseHeaders(%q) accepted", bad)
 		}
+	}
+}
+
+// countWAT counts its invocations in its own memory and returns the count.
+const countWAT = `(module
+  (import "sluice" "result_set" (func $res (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "handle") (result i32)
+    (i32.store8 (i32.const 0) (i32.add (i32.load8_u (i32.const 0)) (i32.const 1)))
+    (drop (call $res (i32.const 0) (i32.const 1)))
+    (i32.const 0)))`
+
+// TestInstancesShareOneLoadedModule: a loaded artifact is read and checked
+// once; every instance is made from the module deserialized then (the
+// file is not read again), on any goroutine, and each keeps its own
+// memory.
+func TestInstancesShareOneLoadedModule(t *testing.T) {
+	dir := t.TempDir()
+	e := NewEngine(dir)
+	module, adapter, err := e.CompileArtifacts(wat(t, countWAT), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := ArtifactPaths(dir, DigestOf([]byte("count")), 1<<20)[TierOptimized]
+	modSum, err := StoreArtifact(paths.Module, module)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adSum, err := StoreArtifact(paths.Adapter, adapter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := e.LoadArtifacts(paths, modSum, adSum, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func(inst *Instance) byte {
+		out := inst.Handle(&Call{Attempt: 1, Host: &recordingHost{}})
+		if out.Err != nil || len(out.Result) != 1 {
+			t.Errorf("outcome %+v", out)
+			return 0
+		}
+		return out.Result[0]
+	}
+	first, err := m.Instantiate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	if a, b := count(first), count(first); a != 1 || b != 2 {
+		t.Fatalf("counts %d %d, want 1 2", a, b)
+	}
+	// Instances made after the file is gone use the module loaded first.
+	if err := os.Remove(ArtifactFile(paths.Module, modSum)); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			inst, err := m.Instantiate(nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer inst.Close()
+			if c := count(inst); c != 1 {
+				t.Errorf("a new instance counted %d, want 1: its memory is its own", c)
+			}
+		})
+	}
+	wg.Wait()
+	if c := count(first); c != 3 {
+		t.Fatalf("the first instance counted %d, want 3", c)
 	}
 }

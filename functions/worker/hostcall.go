@@ -24,8 +24,7 @@ import (
 
 // call sends one host call and waits for its reply.
 func (h *hostProxy) call(name string, args ...[]byte) (int64, [][]byte, error) {
-	r, err := h.roundTrip(func(e *enc) {
-		e.reset(msgCall)
+	r, err := h.roundTrip(msgCall, func(e *enc) {
 		e.i64(h.id)
 		e.str(name)
 		e.fields(args)

@@ -57,9 +57,7 @@ type Process struct {
 	buf    []byte // the reader's
 	stderr *tail
 
-	wmu sync.Mutex // guards w and e
-	w   *bufio.Writer
-	e   enc
+	out frameWriter // to the worker
 
 	frameLimit atomic.Int64 // bound of a frame from the worker during invocations
 	invoked    atomic.Int64
@@ -128,7 +126,7 @@ func Start(extraEnv ...string) (*Process, error) {
 	}
 	return &Process{
 		cmd: cmd, toW: inW, fromW: outR, stderr: t, calls: map[int64]*inflight{},
-		r: bufio.NewReaderSize(outR, 64<<10), w: bufio.NewWriterSize(inW, 64<<10),
+		r: bufio.NewReaderSize(outR, 64<<10), out: frameWriter{w: inW},
 	}, nil
 }
 
@@ -241,11 +239,12 @@ const (
 func (p *Process) Compile(wasm []byte, memLimit int64, tier sandbox.Tier, timeout time.Duration) (module, adapter []byte, err error) {
 	t := p.deadline(timeout)
 	defer t.Stop()
-	p.e.reset(msgCompile)
-	p.e.bytes(wasm)
-	p.e.i64(memLimit)
-	p.e.i64(int64(tier))
-	if err := p.e.send(p.w); err != nil {
+	err = p.out.send(msgCompile, false, func(e *enc) {
+		e.bytes(wasm)
+		e.i64(memLimit)
+		e.i64(int64(tier))
+	})
+	if err != nil {
 		return nil, nil, p.died(err)
 	}
 	typ, d, err := readFrame(p.r, &p.buf, maxCompiledFrame)
@@ -282,19 +281,20 @@ type Artifacts struct {
 func (p *Process) Load(a Artifacts, memLimit int64, env map[string]string, fresh bool, timeout time.Duration) error {
 	t := p.deadline(timeout)
 	defer t.Stop()
-	p.e.reset(msgLoad)
-	p.e.str(a.Paths.Module)
-	p.e.bytes(a.Module[:])
-	p.e.str(a.Paths.Adapter)
-	p.e.bytes(a.Adapter[:])
-	p.e.i64(memLimit)
 	m := make(map[string][]string, len(env))
 	for k, v := range env {
 		m[k] = []string{v}
 	}
-	p.e.strMap(m)
-	p.e.bool(fresh)
-	if err := p.e.send(p.w); err != nil {
+	err := p.out.send(msgLoad, false, func(e *enc) {
+		e.str(a.Paths.Module)
+		e.bytes(a.Module[:])
+		e.str(a.Paths.Adapter)
+		e.bytes(a.Adapter[:])
+		e.i64(memLimit)
+		e.strMap(m)
+		e.bool(fresh)
+	})
+	if err != nil {
 		return p.died(err)
 	}
 	typ, d, err := readFrame(p.r, &p.buf, maxReplyFrame)
@@ -527,6 +527,9 @@ func (p *Process) Invoke(c *sandbox.Call, host Host, timeout time.Duration) (Res
 	p.nextID++
 	call.id = id
 	p.calls[id] = call
+	// With other events in flight here, their invocations are likely
+	// ready to send too (a backlog): let them join this write.
+	gather := len(p.calls) > 1
 	p.mu.Unlock()
 	defer p.leave(call)
 	t := time.AfterFunc(timeout, func() {
@@ -541,8 +544,7 @@ func (p *Process) Invoke(c *sandbox.Call, host Host, timeout time.Duration) (Res
 		}
 	})
 	defer t.Stop()
-	err := p.send(func(e *enc) {
-		e.reset(msgInvoke)
+	err := p.out.send(msgInvoke, gather, func(e *enc) {
 		e.i64(id)
 		e.bytes(c.Payload)
 		e.str(c.Subject)
@@ -593,8 +595,7 @@ func (p *Process) Invoke(c *sandbox.Call, host Host, timeout time.Duration) (Res
 				return Result{}, p.blame(call, "publish: %v", err)
 			}
 			code := hostCode(host.Publish(subject, data))
-			_ = p.send(func(e *enc) {
-				e.reset(msgHostReply)
+			_ = p.out.send(msgHostReply, false, func(e *enc) {
 				e.i64(id)
 				e.i64(code)
 			})
@@ -604,8 +605,7 @@ func (p *Process) Invoke(c *sandbox.Call, host Host, timeout time.Duration) (Res
 				return Result{}, p.blame(call, "host call: %v", err)
 			}
 			code, data := dispatch(host, name, args)
-			_ = p.send(func(e *enc) {
-				e.reset(msgCallReply)
+			_ = p.out.send(msgCallReply, false, func(e *enc) {
 				e.i64(id)
 				e.i64(code)
 				e.fields(data)
@@ -619,15 +619,6 @@ func (p *Process) Invoke(c *sandbox.Call, host Host, timeout time.Duration) (Res
 			return r, nil
 		}
 	}
-}
-
-// send writes one frame built by build. A failed write means the worker
-// is gone: the reader sees it too, and ends the invocations in flight.
-func (p *Process) send(build func(e *enc)) error {
-	p.wmu.Lock()
-	defer p.wmu.Unlock()
-	build(&p.e)
-	return p.e.send(p.w)
 }
 
 // blame kills the worker for call's bad frame and returns the error.

@@ -34,13 +34,15 @@ func TestMain(m *testing.M) {
 // input to close.
 func fakeWorker(scenario string) int {
 	r := bufio.NewReader(os.NewFile(fdFromSupervisor, "in"))
-	w := bufio.NewWriter(os.NewFile(fdToSupervisor, "out"))
+	w := os.NewFile(fdToSupervisor, "out")
+	out := &frameWriter{w: w}
 	var buf []byte
-	var e enc
+	var e *enc
 	frame := func(typ byte, fill func()) {
-		e.reset(typ)
-		fill()
-		_ = e.send(w)
+		_ = out.send(typ, false, func(fe *enc) {
+			e = fe
+			fill()
+		})
 	}
 	typ, _, err := readFrame(r, &buf, maxFrame)
 	if err != nil {
@@ -84,7 +86,6 @@ func fakeWorker(scenario string) int {
 		binary.BigEndian.PutUint32(hdr[:], 0x7fffffff)
 		hdr[4] = msgDone
 		_, _ = w.Write(hdr[:])
-		_ = w.Flush()
 	case "log-flood":
 		for range 1000 {
 			frame(msgLog, func() { e.i64(0); e.i64(sandbox.LevelInfo); e.str(strings.Repeat("l", 99)) })

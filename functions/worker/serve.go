@@ -58,9 +58,7 @@ type server struct {
 	r   *bufio.Reader
 	buf []byte
 
-	wmu sync.Mutex // guards w and e: every slot writes frames
-	w   *bufio.Writer
-	e   enc
+	out frameWriter // every slot writes frames
 
 	engine *sandbox.Engine
 	module *sandbox.Module
@@ -107,7 +105,7 @@ func serve(in io.Reader, out io.Writer) int {
 	// runs in cgo calls, which do not hold the P, so instances still run
 	// in parallel.
 	runtime.GOMAXPROCS(1)
-	s := &server{r: bufio.NewReaderSize(in, 64<<10), w: bufio.NewWriterSize(out, 64<<10), running: map[int64]*slot{}}
+	s := &server{r: bufio.NewReaderSize(in, 64<<10), out: frameWriter{w: out}, running: map[int64]*slot{}}
 	for {
 		typ, d, err := readFrame(s.r, &s.buf, maxFrame)
 		if errors.Is(err, io.EOF) {
@@ -214,12 +212,10 @@ func decodeInvoke(d *dec) (int64, *sandbox.Call, error) {
 }
 
 func (s *server) sendError(err error) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.e.reset(msgError)
-	s.e.bool(errors.Is(err, sandbox.ErrArtifactDigest))
-	s.e.str(truncate(err.Error(), sandbox.MaxErrText))
-	return s.e.send(s.w)
+	return s.out.send(msgError, false, func(e *enc) {
+		e.bool(errors.Is(err, sandbox.ErrArtifactDigest))
+		e.str(truncate(err.Error(), sandbox.MaxErrText))
+	})
 }
 
 func truncate(s string, n int) string {
@@ -239,12 +235,10 @@ func (s *server) compile(wasm []byte, limit int64, tier sandbox.Tier) error {
 	if len(module)+len(adapter) > maxCompiledFrame-64 {
 		return s.sendError(fmt.Errorf("compiled module of %d bytes is over the limit of %d", len(module), sandbox.MaxArtifactSize))
 	}
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.e.reset(msgCompiled)
-	s.e.bytes(module)
-	s.e.bytes(adapter)
-	return s.e.send(s.w)
+	return s.out.send(msgCompiled, false, func(e *enc) {
+		e.bytes(module)
+		e.bytes(adapter)
+	})
 }
 
 // load checks the artifacts against the digests the supervisor recorded
@@ -269,10 +263,7 @@ func (s *server) load(a Artifacts, limit int64, env map[string]string) error {
 		return s.sendError(err)
 	}
 	s.idle = append(s.idle, sl)
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.e.reset(msgReady)
-	return s.e.send(s.w)
+	return s.out.send(msgReady, false, func(*enc) {})
 }
 
 func (s *server) newSlot() *slot {
@@ -359,19 +350,18 @@ func (sl *slot) invoke(j job) {
 	delete(s.running, j.id)
 	s.idle = append(s.idle, sl)
 	s.mu.Unlock()
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.e.reset(msgDone)
-	s.e.i64(j.id)
-	s.e.i64(int64(out.Status))
-	s.e.bytes(out.Result)
-	s.e.str(out.Reason)
-	s.e.i64(int64(out.RetryAfter))
-	s.e.str(errText)
-	s.e.bool(out.MemoryExceeded)
-	s.e.bool(out.LogsTruncated)
-	s.e.i64(int64(elapsed))
-	if err := s.e.send(s.w); err != nil {
+	err := s.out.send(msgDone, false, func(e *enc) {
+		e.i64(j.id)
+		e.i64(int64(out.Status))
+		e.bytes(out.Result)
+		e.str(out.Reason)
+		e.i64(int64(out.RetryAfter))
+		e.str(errText)
+		e.bool(out.MemoryExceeded)
+		e.bool(out.LogsTruncated)
+		e.i64(int64(elapsed))
+	})
+	if err != nil {
 		// The supervisor is gone.
 		os.Exit(3)
 	}
@@ -383,23 +373,17 @@ type hostProxy struct {
 	id int64
 }
 
-// roundTrip sends the frame in s.e (built by build under the write lock)
-// and waits for the supervisor's reply to this request.
-func (h *hostProxy) roundTrip(build func(e *enc)) (hostReply, error) {
-	s := h.sl.s
-	s.wmu.Lock()
-	build(&s.e)
-	err := s.e.send(s.w)
-	s.wmu.Unlock()
-	if err != nil {
+// roundTrip sends a frame of type typ built by build and waits for the
+// supervisor's reply to this request.
+func (h *hostProxy) roundTrip(typ byte, build func(e *enc)) (hostReply, error) {
+	if err := h.sl.s.out.send(typ, false, build); err != nil {
 		return hostReply{}, err
 	}
 	return <-h.sl.reply, nil
 }
 
 func (h *hostProxy) Publish(subject string, data []byte) error {
-	r, err := h.roundTrip(func(e *enc) {
-		e.reset(msgPublish)
+	r, err := h.roundTrip(msgPublish, func(e *enc) {
 		e.i64(h.id)
 		e.str(subject)
 		e.bytes(data)
@@ -414,14 +398,11 @@ func (h *hostProxy) Publish(subject string, data []byte) error {
 }
 
 func (h *hostProxy) Log(level int, line string) {
-	s := h.sl.s
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	s.e.reset(msgLog)
-	s.e.i64(h.id)
-	s.e.i64(int64(level))
-	s.e.str(line)
-	_ = s.e.send(s.w)
+	_ = h.sl.s.out.send(msgLog, false, func(e *enc) {
+		e.i64(h.id)
+		e.i64(int64(level))
+		e.str(line)
+	})
 }
 
 func hostCode(err error) int64 { return int64(sandbox.ErrorCode(err)) }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
+	"sync"
 )
 
 // Message types of the framed protocol between a supervisor and a worker.
@@ -44,8 +46,6 @@ var errFrame = errors.New("worker protocol: malformed frame")
 var errFrameSize = errors.New("worker protocol: frame too long")
 
 type enc struct{ b []byte }
-
-func (e *enc) reset(typ byte) { e.b = append(e.b[:0], 0, 0, 0, 0, typ) }
 
 func (e *enc) u64(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
 
@@ -87,13 +87,73 @@ func (e *enc) strMap(m map[string][]string) {
 	}
 }
 
-// send writes the frame built since reset.
-func (e *enc) send(w *bufio.Writer) error {
-	binary.BigEndian.PutUint32(e.b, uint32(len(e.b)-4))
-	if _, err := w.Write(e.b); err != nil {
-		return err
+// frameWriter writes frames from many goroutines and combines them: a
+// frame sent while another sender's write is under way is queued, and that
+// writer writes everything queued in one more write(2) before it returns.
+// Several events (or results) ready at once thus cross the pipe together,
+// each still its own frame with its own request id and bounds, and a sender
+// never waits behind another's write.
+type frameWriter struct {
+	w io.Writer
+
+	mu      sync.Mutex
+	q       enc    // frames queued for the next write
+	spare   []byte // the previous write's buffer, reused
+	writing bool   // a sender is writing; it takes what is queued
+	err     error  // the first failed write: the pipe is broken for good
+}
+
+// maxSpare bounds the write buffer kept between writes (a compile frame
+// carries a whole module).
+const maxSpare = 1 << 20
+
+// send queues one frame, its body appended to e by build, and writes
+// every queued frame unless another sender is writing them. With gather,
+// the writer first yields once, so that goroutines ready to send join its
+// write; a lone sender must not, as yielding wakes an idle thread. A queued frame
+// whose write then fails is not reported to its sender: the peer is gone,
+// and its reader sees the end.
+func (fw *frameWriter) send(typ byte, gather bool, build func(e *enc)) error {
+	fw.mu.Lock()
+	if fw.err != nil {
+		fw.mu.Unlock()
+		return fw.err
 	}
-	return w.Flush()
+	start := len(fw.q.b)
+	fw.q.b = append(fw.q.b, 0, 0, 0, 0, typ)
+	build(&fw.q)
+	binary.BigEndian.PutUint32(fw.q.b[start:], uint32(len(fw.q.b)-start-4))
+	if fw.writing {
+		fw.mu.Unlock()
+		return nil
+	}
+	fw.writing = true
+	if gather {
+		fw.mu.Unlock()
+		runtime.Gosched()
+		fw.mu.Lock()
+	}
+	for len(fw.q.b) > 0 && fw.err == nil {
+		buf := fw.q.b
+		fw.q.b, fw.spare = fw.spare[:0], nil
+		fw.mu.Unlock()
+		_, err := fw.w.Write(buf)
+		fw.mu.Lock()
+		switch {
+		case cap(buf) > maxSpare:
+		case len(fw.q.b) == 0:
+			fw.q.b, fw.spare = buf[:0], fw.q.b
+		default:
+			fw.spare = buf[:0]
+		}
+		if err != nil {
+			fw.err = err
+		}
+	}
+	fw.writing = false
+	err := fw.err
+	fw.mu.Unlock()
+	return err
 }
 
 type dec struct {
