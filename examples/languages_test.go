@@ -286,12 +286,16 @@ static int h(const sluice_event *e) { return sluice_ok_str("` + v + `"); }
 SLUICE_HANDLER(h)
 `
 	}
-	mtime := time.Now()
+	var mtime time.Time
 	save := func(code string) {
 		t.Helper()
-		// Each save is a second later than the last: the build compares
-		// modification times.
+		// Each save is at least a second later than the last (the build
+		// compares modification times) and never in the future, which
+		// would make the module built at start stale.
 		mtime = mtime.Add(time.Second)
+		if now := time.Now(); now.After(mtime) {
+			mtime = now
+		}
 		if err := os.WriteFile(src, []byte(code), 0o644); err != nil {
 			t.Fatal(err)
 		}

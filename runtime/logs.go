@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/sluice-run/sluice/client"
@@ -20,11 +21,28 @@ const maxLogBuffered = 1 << 20
 // logPublisher sends guest log lines to client.LogSubject without
 // waiting: a core publish only appends to the connection's buffer, and a
 // line is dropped (and counted) when that buffer is already large or the
-// subject is not one the runtime may send to.
+// subject is not one the runtime may send to. A line nobody follows is
+// not sent at all, when that is known.
 type logPublisher struct {
 	nc      *nats.Conn
 	node    string
 	dropped func(function string)
+	// interested reports whether any client subscribes to a subject; nil
+	// when that is not known (an external NATS server), and then every
+	// line is sent.
+	interested func(subject string) bool
+}
+
+// subscriptionInterest answers logPublisher.interested from srv, the
+// embedded server: its account's subscriptions include those of the other
+// nodes of a cluster (routes register them), so a `sluice logs` on any
+// node counts. Every client is in the global account (sluice configures
+// users, not accounts).
+func subscriptionInterest(srv *server.Server) func(subject string) bool {
+	if srv == nil {
+		return nil
+	}
+	return srv.GlobalAccount().SubscriptionInterest
 }
 
 var _ functions.LogSink = (*logPublisher)(nil)
@@ -33,6 +51,9 @@ func (p *logPublisher) GuestLog(l functions.LogLine) {
 	subject := client.LogSubject(l.Function, l.Binding)
 	if config.CheckSendSubject(subject) != nil {
 		p.dropped(l.Function)
+		return
+	}
+	if p.interested != nil && !p.interested(subject) {
 		return
 	}
 	if buffered, err := p.nc.Buffered(); err != nil || buffered > maxLogBuffered {

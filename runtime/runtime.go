@@ -167,7 +167,7 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 	r.fns, err = functions.Load(loadFns, functions.Options{
 		CacheDir: cacheDir, Publisher: pub, Logger: r.log, JS: r.js, Observer: r.metrics,
 		Replicas: r.replicas(), Modules: stored,
-		Logs: &logPublisher{nc: r.nc, node: r.node, dropped: r.metrics.LogLineDropped},
+		Logs: &logPublisher{nc: r.nc, node: r.node, dropped: r.metrics.LogLineDropped, interested: subscriptionInterest(r.srv)},
 	})
 	if err != nil {
 		return nil, err

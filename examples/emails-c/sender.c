@@ -89,7 +89,7 @@ static int send_email(const sluice_event *e) {
   if (off >= sizeof msg) return sluice_permanent("invalid email request: fields too long");
 
   int32_t rc = sluice_publish("email.sent", msg, off);
-  if (rc < 0) return sluice_failf("report sent email: publish: %s", sluice_strerror(rc));
+  if (rc < 0) return sluice_failf("report sent email: %s", sluice_error());
   char result[300];
   snprintf(result, sizeof result, "sent to %s", to);
   return sluice_ok_str(result);

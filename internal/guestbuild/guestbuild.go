@@ -4,8 +4,9 @@
 package guestbuild
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -34,6 +35,12 @@ import (
 // is always either absent, the previous module or a complete new one.
 // Errors include the compiler's output.
 func Build(ctx context.Context, dir, out string) (built bool, err error) {
+	return (*Builder)(nil).Build(ctx, dir, out)
+}
+
+// Build builds as the package's Build does, with what b keeps between
+// builds (see Builder). A nil b keeps nothing.
+func (b *Builder) Build(ctx context.Context, dir, out string) (built bool, err error) {
 	dir, err = filepath.Abs(dir)
 	if err != nil {
 		return false, err
@@ -54,9 +61,54 @@ func Build(ctx context.Context, dir, out string) (built bool, err error) {
 		return false, ctx.Err()
 	}
 
-	stale, err := isStale(lang, dir, out)
-	if err != nil || !stale {
-		return false, err
+	// The module's mtime is set to when the build started, so that a source
+	// edited while compiling still counts as newer than the module.
+	start := time.Now()
+	var stale bool
+	if b == nil {
+		if stale, err = isStale(lang, dir, out); err != nil || !stale {
+			return false, err
+		}
+	} else {
+		// A Builder remembers the state of the inputs (a signature) each
+		// module was built from, or failed to build from, and compares
+		// states rather than times: a file system's clock is coarser than
+		// time.Now, and a save just after a build started must not be
+		// missed. A build that failed is not tried again with the same
+		// inputs.
+		var sig string
+		if sig, err = inputsSignature(lang, dir, out); err != nil {
+			return false, err
+		}
+		last, known := b.lastBuild(out)
+		switch {
+		case !known:
+			stale, err = isStale(lang, dir, out)
+		case last.sig != sig:
+			stale = true
+		case last.failed:
+			stale = false
+		default:
+			_, err = os.Stat(out)
+			stale = errors.Is(err, fs.ErrNotExist)
+			if stale {
+				err = nil
+			}
+		}
+		if err != nil {
+			return false, err
+		}
+		if !stale {
+			if !known {
+				b.remember(out, lastBuild{sig: sig})
+			}
+			return false, nil
+		}
+		defer func() {
+			if ctx.Err() == nil {
+				b.remember(out, lastBuild{sig: sig, failed: err != nil})
+			}
+		}()
 	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return false, err
@@ -68,23 +120,19 @@ func Build(ctx context.Context, dir, out string) (built bool, err error) {
 	defer os.RemoveAll(tmpDir)
 	tmp := filepath.Join(tmpDir, filepath.Base(out))
 
-	cmds, err := commands(ctx, lang, dir, tmp, tmpDir)
+	steps, err := b.steps(ctx, lang, dir, tmp, tmpDir)
 	if err != nil {
+		if ctx.Err() != nil {
+			return false, fmt.Errorf("build %s guest %s: %w", lang, dir, ctx.Err())
+		}
 		return false, fmt.Errorf("build %s guest %s: %w", lang, dir, err)
 	}
-	// The module's mtime is set to when the build started, so that a source
-	// edited while compiling still counts as newer than the module.
-	start := time.Now()
-	for _, cmd := range cmds {
-		var output bytes.Buffer
-		cmd.Stdout = &output
-		cmd.Stderr = &output
-		if err := cmd.Run(); err != nil {
-			msg := strings.TrimSpace(output.String())
+	for _, s := range steps {
+		if output, err := s.run(); err != nil {
 			if ctx.Err() != nil {
 				return false, fmt.Errorf("build %s guest %s: %w", lang, dir, ctx.Err())
 			}
-			return false, fmt.Errorf("build %s guest %s: %s: %v\n%s", lang, dir, filepath.Base(cmd.Path), err, msg)
+			return false, fmt.Errorf("build %s guest %s: %s: %v\n%s", lang, dir, s.tool, err, strings.TrimSpace(string(output)))
 		}
 	}
 	if err := os.Chtimes(tmp, start, start); err != nil {
@@ -94,6 +142,17 @@ func Build(ctx context.Context, dir, out string) (built bool, err error) {
 		return false, err
 	}
 	return true, nil
+}
+
+// step is one command of a build: tool names it in errors, run returns its
+// combined output.
+type step struct {
+	tool string
+	run  func() ([]byte, error)
+}
+
+func cmdStep(cmd *exec.Cmd) step {
+	return step{tool: filepath.Base(cmd.Path), run: cmd.CombinedOutput}
 }
 
 // ModuleRoot returns the directory of the go.mod enclosing dir ("" if none).
@@ -123,25 +182,45 @@ func isStale(lang Language, dir, out string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	built := fi.ModTime()
-	newer := func(path string) (bool, error) {
-		fi, err := os.Stat(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		return fi.ModTime().After(built), nil
-	}
-	if lang != Go {
-		return treeNewer(dir, out, built)
-	}
+	built, stale := fi.ModTime(), false
+	err = walkInputs(lang, dir, out, func(_ string, fi fs.FileInfo) bool {
+		stale = fi.ModTime().After(built)
+		return !stale
+	})
+	return stale, err
+}
 
-	// The package's own files.
+// inputsSignature identifies the state of every input of the guest in dir
+// (path, size, modification time): a file written again, even within the
+// granularity of the file system's clock, changes it unless it keeps its
+// size too.
+func inputsSignature(lang Language, dir, out string) (string, error) {
+	h := sha256.New()
+	err := walkInputs(lang, dir, out, func(path string, fi fs.FileInfo) bool {
+		fmt.Fprintf(h, "%s\x00%d\x00%d\n", path, fi.Size(), fi.ModTime().UnixNano())
+		return true
+	})
+	return hex.EncodeToString(h.Sum(nil)), err
+}
+
+// walkInputs calls fn with every input of the guest in dir while it
+// returns true. Go: the package's .go files, the enclosing module's go.mod
+// and go.sum and the .go files of its sdk directory. Others: every file
+// under dir except out, .wasm files, dot files and the toolchains' own
+// directories (node_modules, target, build).
+func walkInputs(lang Language, dir, out string, fn func(path string, fi fs.FileInfo) bool) error {
+	if lang != Go {
+		return walkTree(dir, func(path string, d fs.DirEntry) bool {
+			name := d.Name()
+			if d.IsDir() {
+				return path == dir || !(strings.HasPrefix(name, ".") || name == "node_modules" || name == "target" || name == "build")
+			}
+			return path != out && !strings.HasSuffix(name, ".wasm") && !strings.HasPrefix(name, ".")
+		}, fn)
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return false, err
+		return err
 	}
 	goFiles := 0
 	for _, e := range entries {
@@ -149,46 +228,68 @@ func isStale(lang Language, dir, out string) (bool, error) {
 			continue
 		}
 		goFiles++
-		if n, err := newer(filepath.Join(dir, e.Name())); err != nil || n {
-			return n, err
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		if !fn(filepath.Join(dir, e.Name()), fi) {
+			return nil
 		}
 	}
 	if goFiles == 0 {
-		return false, fmt.Errorf("build guest %s: no Go files", dir)
+		return fmt.Errorf("build guest %s: no Go files", dir)
 	}
-
 	root := ModuleRoot(dir)
 	if root == "" {
-		return false, nil
+		return nil
 	}
 	for _, name := range []string{"go.mod", "go.sum"} {
-		if n, err := newer(filepath.Join(root, name)); err != nil || n {
-			return n, err
+		path := filepath.Join(root, name)
+		fi, err := os.Stat(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !fn(path, fi) {
+			return nil
 		}
 	}
 	sdk := filepath.Join(root, "sdk")
 	if fi, err := os.Stat(sdk); err != nil || !fi.IsDir() {
-		return false, nil
+		return nil
 	}
-	stale := false
-	err = filepath.WalkDir(sdk, func(path string, d fs.DirEntry, err error) error {
+	return walkTree(sdk, func(path string, d fs.DirEntry) bool {
+		return d.IsDir() || strings.HasSuffix(path, ".go")
+	}, fn)
+}
+
+// walkTree calls fn, while it returns true, with the files under dir that
+// keep accepts; a directory keep refuses is skipped.
+func walkTree(dir string, keep func(path string, d fs.DirEntry) bool, fn func(path string, fi fs.FileInfo) bool) error {
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() || !strings.HasSuffix(path, ".go") {
+		if !keep(path, d) {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
 			return nil
 		}
-		n, err := newer(path)
+		if d.IsDir() {
+			return nil
+		}
+		fi, err := d.Info()
 		if err != nil {
 			return err
 		}
-		if n {
-			stale = true
+		if !fn(path, fi) {
 			return fs.SkipAll
 		}
 		return nil
 	})
-	return stale, err
 }
 
 // goTool returns the go command: the one on PATH, else the one of the

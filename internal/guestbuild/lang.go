@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	csdk "github.com/sluice-run/sluice/sdk/c"
 	rustsdk "github.com/sluice-run/sluice/sdk/rust"
@@ -90,15 +88,15 @@ func Toolchain(lang Language) error {
 	return fmt.Errorf("%w: unknown language %q", ErrNoToolchain, lang)
 }
 
-// commands returns the commands that compile the guest in dir to the
-// module out, using work (an empty directory) for intermediate files.
-func commands(ctx context.Context, lang Language, dir, out, work string) ([]*exec.Cmd, error) {
-	var cmds []*exec.Cmd
+// steps returns the commands that compile the guest in dir to the module
+// out, using work (an empty directory) for intermediate files.
+func (b *Builder) steps(ctx context.Context, lang Language, dir, out, work string) ([]step, error) {
+	var steps []step
 	add := func(env []string, name string, args ...string) {
 		cmd := exec.CommandContext(ctx, name, args...)
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), env...)
-		cmds = append(cmds, cmd)
+		steps = append(steps, cmdStep(cmd))
 	}
 	switch lang {
 	case Go:
@@ -133,21 +131,42 @@ func commands(ctx context.Context, lang Language, dir, out, work string) ([]*exe
 		if _, err := os.Stat(entry); err != nil {
 			return nil, fmt.Errorf("a Rust function is a library crate: %w", err)
 		}
-		sdkDir := filepath.Join(work, "sluice")
-		if err := writeFile(filepath.Join(sdkDir, "lib.rs"), rustsdk.Lib); err != nil {
+		rlib, err := b.rustSDK(ctx, rustc, target, work)
+		if err != nil {
 			return nil, err
 		}
-		rlib := filepath.Join(work, "libsluice.rlib")
-		add(nil, rustc, "--edition", "2021", "--crate-type", "rlib", "--crate-name", "sluice", "--target", target,
-			"-O", "-o", rlib, filepath.Join(sdkDir, "lib.rs"))
+		// One codegen unit: for a function's small crate it takes about a
+		// third less CPU than the default 16 (measured with rustc 1.63),
+		// for a module of the same size.
 		add(nil, rustc, "--edition", "2021", "--crate-type", "cdylib", "--crate-name", "function", "--target", target,
-			"-O", "-C", "strip=debuginfo", "--extern", "sluice="+rlib, "-L", work, "-o", out, entry)
+			"-O", "-C", "codegen-units=1", "-C", "strip=debuginfo", "--extern", "sluice="+rlib, "-L", filepath.Dir(rlib), "-o", out, entry)
 	case AssemblyScript:
-		return assemblyScriptCommands(ctx, dir, out, work)
+		s, err := b.assemblyScriptStep(ctx, dir, out, work)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, s)
 	default:
 		return nil, fmt.Errorf("%w: %q", ErrUnknownLanguage, lang)
 	}
-	return cmds, nil
+	return steps, nil
+}
+
+// buildRustSDK compiles the Rust SDK crate for target into dir, returning
+// the rlib's path.
+func buildRustSDK(ctx context.Context, rustc, target, dir string) (string, error) {
+	src := filepath.Join(dir, "sluice", "lib.rs")
+	if err := writeFile(src, rustsdk.Lib); err != nil {
+		return "", err
+	}
+	rlib := filepath.Join(dir, "libsluice.rlib")
+	cmd := exec.CommandContext(ctx, rustc, "--edition", "2021", "--crate-type", "rlib", "--crate-name", "sluice", "--target", target,
+		"-O", "-o", rlib, src)
+	cmd.Dir = dir
+	if output, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("the sluice crate: %s: %w\n%s", filepath.Base(rustc), err, strings.TrimSpace(string(output)))
+	}
+	return rlib, nil
 }
 
 func writeFile(path string, data []byte) error {
@@ -196,35 +215,4 @@ func rustTool() (rustc, target string, err error) {
 	}
 	return "", "", fmt.Errorf("%w: no wasm32-wasip1 or wasm32-wasi standard library for %s (Debian: apt-get install libstd-rust-dev-wasm32; rustup: rustup target add wasm32-wasip1)",
 		ErrNoToolchain, strings.Join(tried, ", "))
-}
-
-// treeNewer reports whether any file under dir, other than out, .wasm
-// files and the toolchains' own directories, is newer than built.
-func treeNewer(dir, out string, built time.Time) (bool, error) {
-	stale := false
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		name := d.Name()
-		if d.IsDir() {
-			if path != dir && (strings.HasPrefix(name, ".") || name == "node_modules" || name == "target" || name == "build") {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if path == out || strings.HasSuffix(name, ".wasm") || strings.HasPrefix(name, ".") {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if fi.ModTime().After(built) {
-			stale = true
-			return fs.SkipAll
-		}
-		return nil
-	})
-	return stale, err
 }

@@ -6,8 +6,7 @@
 //
 //   function greet(e: Event): Outcome {
 //     if (e.data.length == 0) return permanent("empty payload");
-//     const rc = publish("greet.done", e.dataString());
-//     if (rc < 0) return fail("publish: " + errorName(rc));
+//     if (publish("greet.done", e.dataString()) < 0) return fail(lastError());
 //     return ok("greeted");
 //   }
 //   export function handle(): i32 { return run(greet); }
@@ -51,6 +50,45 @@ export function errorName(code: i32): string {
     case ERR_INVALID: return "invalid argument";
   }
   return code >= 0 ? "ok" : "host error " + code.toString();
+}
+
+let lastErrorText = "";
+
+/**
+ * The text of the last error a host call of this SDK returned, naming the
+ * call as the Go SDK's errors do: `publish "greet.audit": denied`,
+ * `kv_get: not found`, `http: denied`. It stays until the next failing
+ * call ("" before any): `if (publish(s, d) < 0) return fail(lastError());`
+ */
+export function lastError(): string { return lastErrorText; }
+
+// failed records rc's text for lastError when rc is an error, and returns rc.
+function failed(rc: i32, op: string): i32 {
+  if (rc < 0) lastErrorText = op + ": " + errorName(rc);
+  return rc;
+}
+
+// quoteShort quotes s (escaped as Go's strconv.Quote does for ASCII), cut
+// to its first 64 characters: an error names a subject without a long one
+// crowding out why it failed.
+function quoteShort(s: string): string {
+  const cut = s.length > 64 ? 64 : s.length;
+  let out = "\"";
+  for (let i = 0; i < cut; i++) {
+    const c = s.charCodeAt(i);
+    if (c == 0x22) out += "\\\"";
+    else if (c == 0x5c) out += "\\\\";
+    else if (c == 0x07) out += "\\a";
+    else if (c == 0x08) out += "\\b";
+    else if (c == 0x0c) out += "\\f";
+    else if (c == 0x0a) out += "\\n";
+    else if (c == 0x0d) out += "\\r";
+    else if (c == 0x09) out += "\\t";
+    else if (c == 0x0b) out += "\\v";
+    else if (c < 0x20 || c == 0x7f) out += "\\x" + (c < 0x10 ? "0" : "") + c.toString(16);
+    else out += String.fromCharCode(c);
+  }
+  return out + (s.length > cut ? "\"\u2026" : "\"");
 }
 
 export enum Level { Debug = 0, Info = 1, Warn = 2, Error = 3 }
@@ -148,13 +186,18 @@ export function run(h: (e: Event) => Outcome): i32 {
   return out.code;
 }
 
-/** Publishes data to subject (one of the function's publish patterns). Returns 0 or an ERR_* code. */
+/**
+ * Publishes data to subject (one of the function's publish patterns).
+ * Returns 0 or an ERR_* code, and then lastError() reads
+ * `publish "SUBJECT": denied` (or another reason).
+ */
 export function publish(subject: string, data: string): i32 {
   return publishBytes(subject, Uint8Array.wrap(String.UTF8.encode(data)));
 }
 export function publishBytes(subject: string, data: Uint8Array): i32 {
   const s = String.UTF8.encode(subject);
-  return host_publish(changetype<usize>(s), s.byteLength, data.dataStart, data.length);
+  const rc = host_publish(changetype<usize>(s), s.byteLength, data.dataStart, data.length);
+  return rc < 0 ? failed(rc, "publish " + quoteShort(subject)) : rc;
 }
 
 /** The variable of the function's env in runtime.hcl, or null. */
@@ -201,7 +244,7 @@ export function http(method: string, url: string, headers: string = "", body: st
   const r = new Response();
   r.status = http_request(changetype<usize>(m), m.byteLength, changetype<usize>(u), u.byteLength,
     changetype<usize>(h), h.byteLength, changetype<usize>(b), b.byteLength);
-  if (r.status >= 0) {
+  if (failed(r.status, "http") >= 0) {
     r.body = responseField(0);
     const hb = responseField(1);
     r.headers = String.UTF8.decodeUnsafe(hb.dataStart, hb.length);
@@ -220,23 +263,23 @@ export function kvGet(key: string): KVValue {
   let buf = new Uint8Array(256);
   for (let i = 0; i < 4; i++) {
     const n = kv_get(changetype<usize>(k), k.byteLength, buf.dataStart, buf.length);
-    if (n < 0) return new KVValue(n, new Uint8Array(0));
+    if (n < 0) return new KVValue(failed(n, "kv_get"), new Uint8Array(0));
     if (n <= buf.length) return new KVValue(0, buf.subarray(0, n));
     buf = new Uint8Array(n);
   }
-  return new KVValue(ERR_FAILED, new Uint8Array(0));
+  return new KVValue(failed(ERR_FAILED, "kv_get"), new Uint8Array(0));
 }
 export function kvPut(key: string, value: Uint8Array): i32 {
   const k = String.UTF8.encode(key);
-  return kv_put(changetype<usize>(k), k.byteLength, value.dataStart, value.length);
+  return failed(kv_put(changetype<usize>(k), k.byteLength, value.dataStart, value.length), "kv_put");
 }
 export function kvDelete(key: string): i32 {
   const k = String.UTF8.encode(key);
-  return kv_delete(changetype<usize>(k), k.byteLength);
+  return failed(kv_delete(changetype<usize>(k), k.byteLength), "kv_delete");
 }
 
 /** Records key for ttlMs: 0 the first time, 1 when recorded before and not expired, or an ERR_* code. */
 export function seen(key: string, ttlMs: i64): i32 {
   const k = String.UTF8.encode(key);
-  return host_seen(changetype<usize>(k), k.byteLength, ttlMs < 1 ? 1 : ttlMs);
+  return failed(host_seen(changetype<usize>(k), k.byteLength, ttlMs < 1 ? 1 : ttlMs), "seen");
 }

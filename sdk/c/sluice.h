@@ -14,13 +14,14 @@
  *   static int greet(const sluice_event *e) {
  *     sluice_logf(SLUICE_INFO, "event %.*s, attempt %d", (int)e->id.len, e->id.ptr, e->attempt);
  *     if (e->data.len == 0) return sluice_permanent("empty payload");
- *     if (sluice_publish_str("greet.done", "hi") < 0) return sluice_fail("publish failed");
+ *     if (sluice_publish_str("greet.done", "hi") < 0) return sluice_fail(sluice_error());
  *     return sluice_ok_str("greeted");
  *   }
  *   SLUICE_HANDLER(greet)
  *
  * Every host call returns a negative SLUICE_ERR_* code on error
- * (sluice_strerror names it). Memory the SDK allocates for the event is
+ * (sluice_strerror names it), and sluice_error() then says which call
+ * failed and why, as the Go SDK's errors do: publish "greet.audit": denied. Memory the SDK allocates for the event is
  * reused from one event to the next; buffers it returns to the caller
  * (sluice_kv_get, sluice_http) are the caller's to free. An instance is
  * reused for many events, so memory that is never freed grows until the
@@ -102,6 +103,56 @@ static inline const char *sluice_strerror(int32_t code) {
   return code >= 0 ? "ok" : "host error";
 }
 
+/* sluice__last_error holds sluice_error's text: one copy however many
+ * files include this header (a weak definition). */
+__attribute__((weak)) char sluice__last_error[384];
+
+/* sluice_error returns the text of the last error a host call of this SDK
+ * returned, naming the call as the Go SDK's errors do: publish
+ * "greet.audit": denied; kv_get: not found; http: denied. It stays until
+ * the next failing call ("" before any). Fail with it:
+ *
+ *   if (sluice_publish_str("greet.audit", "hi") < 0) return sluice_fail(sluice_error());
+ */
+static inline const char *sluice_error(void) { return sluice__last_error; }
+
+/* sluice__failed records rc's text for sluice_error when rc is an error,
+ * naming op and, when not NULL, its subject (quoted, cut to 64 bytes), and
+ * returns rc. */
+static inline int32_t sluice__failed(int32_t rc, const char *op, const char *subject) {
+  if (rc >= 0) return rc;
+  char *p = sluice__last_error, *end = sluice__last_error + sizeof sluice__last_error;
+  p += snprintf(p, (size_t)(end - p), "%s", op);
+  if (subject) {
+    size_t n = strlen(subject), cut = n > 64 ? 64 : n;
+    *p++ = ' ';
+    *p++ = '"';
+    for (size_t i = 0; i < cut; i++) {
+      unsigned char c = (unsigned char)subject[i];
+      const char *esc = NULL;
+      switch (c) {
+      case '"': esc = "\\\""; break;
+      case '\\': esc = "\\\\"; break;
+      case '\a': esc = "\\a"; break;
+      case '\b': esc = "\\b"; break;
+      case '\f': esc = "\\f"; break;
+      case '\n': esc = "\\n"; break;
+      case '\r': esc = "\\r"; break;
+      case '\t': esc = "\\t"; break;
+      case '\v': esc = "\\v"; break;
+      }
+      if (esc) p += snprintf(p, (size_t)(end - p), "%s", esc);
+      else if (c < 0x20 || c == 0x7f) p += snprintf(p, (size_t)(end - p), "\\x%02x", c);
+      else *p++ = (char)c;
+    }
+    p += snprintf(p, (size_t)(end - p), n > cut ? "\"\xe2\x80\xa6" : "\"");
+  }
+  const char *name = sluice_strerror(rc);
+  if (strcmp(name, "host error") == 0) snprintf(p, (size_t)(end - p), ": host error %d", (int)rc);
+  else snprintf(p, (size_t)(end - p), ": %s", name);
+  return rc;
+}
+
 /* ---- outcomes: return these from the handler ---- */
 
 /* sluice_ok sets the invocation's result (at most the function's
@@ -137,20 +188,20 @@ static inline int sluice_permanent(const char *reason) {
 }
 
 /* sluice_failf, sluice_permanentf: the same with printf formatting (the
- * host keeps 1 KiB of a reason). */
-static inline const char *sluice__vformat(const char *fmt, va_list ap) {
+ * host keeps 1 KiB of a reason), checked by the compiler as printf's. */
+__attribute__((format(printf, 1, 0))) static inline const char *sluice__vformat(const char *fmt, va_list ap) {
   static char buf[1024];
   vsnprintf(buf, sizeof buf, fmt, ap);
   return buf;
 }
-static inline int sluice_failf(const char *fmt, ...) {
+__attribute__((format(printf, 1, 2))) static inline int sluice_failf(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   const char *s = sluice__vformat(fmt, ap);
   va_end(ap);
   return sluice_fail(s);
 }
-static inline int sluice_permanentf(const char *fmt, ...) {
+__attribute__((format(printf, 1, 2))) static inline int sluice_permanentf(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   const char *s = sluice__vformat(fmt, ap);
@@ -163,7 +214,7 @@ static inline int sluice_permanentf(const char *fmt, ...) {
 /* sluice_log writes one log line, tagged by the host with the function,
  * binding, event id and attempt. */
 static inline void sluice_log(int level, const char *msg) { sluice_host_log(level, msg, (int32_t)strlen(msg)); }
-static inline void sluice_logf(int level, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static inline void sluice_logf(int level, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   const char *s = sluice__vformat(fmt, ap);
@@ -204,9 +255,10 @@ static inline sluice_bytes sluice_header(const sluice_event *e, const char *name
 /* ---- publish ---- */
 
 /* sluice_publish publishes data to subject, which must match one of the
- * function's publish patterns. Returns 0 or a SLUICE_ERR_* code. */
+ * function's publish patterns. Returns 0 or a SLUICE_ERR_* code (then
+ * sluice_error() reads publish "SUBJECT": denied, or another reason). */
 static inline int32_t sluice_publish(const char *subject, const void *data, size_t len) {
-  return sluice_host_publish(subject, (int32_t)strlen(subject), data, (int32_t)len);
+  return sluice__failed(sluice_host_publish(subject, (int32_t)strlen(subject), data, (int32_t)len), "publish", subject);
 }
 static inline int32_t sluice_publish_str(const char *subject, const char *data) {
   return sluice_publish(subject, data, strlen(data));
@@ -245,7 +297,7 @@ static inline int32_t sluice_http(const char *method, const char *url, const cha
   if (!headers) headers = "";
   int32_t rc = sluice_host_http_request(method, (int32_t)strlen(method), url, (int32_t)strlen(url), headers,
                                         (int32_t)strlen(headers), body, (int32_t)body_len);
-  if (rc < 0) return rc;
+  if (rc < 0) return sluice__failed(rc, "http", NULL);
   resp->status = rc;
   resp->body = sluice__response_field(0, &resp->body_len);
   resp->headers = sluice__response_field(1, NULL);
@@ -266,11 +318,11 @@ static inline int32_t sluice_kv_get(const char *key, char **value, size_t *len) 
   size_t cap = 256;
   for (int i = 0; i < 4; i++) { /* the value may change between calls */
     char *buf = malloc(cap + 1);
-    if (!buf) return SLUICE_ERR_FAILED;
+    if (!buf) return sluice__failed(SLUICE_ERR_FAILED, "kv_get", NULL);
     int32_t n = sluice_host_kv_get(key, (int32_t)strlen(key), buf, (int32_t)cap);
     if (n < 0) {
       free(buf);
-      return n;
+      return sluice__failed(n, "kv_get", NULL);
     }
     if ((size_t)n <= cap) {
       buf[n] = 0;
@@ -281,12 +333,14 @@ static inline int32_t sluice_kv_get(const char *key, char **value, size_t *len) 
     free(buf);
     cap = (size_t)n;
   }
-  return SLUICE_ERR_FAILED;
+  return sluice__failed(SLUICE_ERR_FAILED, "kv_get", NULL);
 }
 static inline int32_t sluice_kv_put(const char *key, const void *value, size_t len) {
-  return sluice_host_kv_put(key, (int32_t)strlen(key), value, (int32_t)len);
+  return sluice__failed(sluice_host_kv_put(key, (int32_t)strlen(key), value, (int32_t)len), "kv_put", NULL);
 }
-static inline int32_t sluice_kv_delete(const char *key) { return sluice_host_kv_delete(key, (int32_t)strlen(key)); }
+static inline int32_t sluice_kv_delete(const char *key) {
+  return sluice__failed(sluice_host_kv_delete(key, (int32_t)strlen(key)), "kv_delete", NULL);
+}
 
 /* ---- idempotency ---- */
 
@@ -294,7 +348,7 @@ static inline int32_t sluice_kv_delete(const char *key) { return sluice_host_kv_
  * time, 1 when it was recorded before and has not expired, or an error
  * code. Atomic across every instance and node. */
 static inline int32_t sluice_seen(const char *key, int64_t ttl_ms) {
-  return sluice_host_seen(key, (int32_t)strlen(key), ttl_ms < 1 ? 1 : ttl_ms);
+  return sluice__failed(sluice_host_seen(key, (int32_t)strlen(key), ttl_ms < 1 ? 1 : ttl_ms), "seen", NULL);
 }
 
 /* ---- the handle export ---- */

@@ -69,19 +69,21 @@ impl Event {
     }
 }
 
-/// What a host call or a handler failed with.
+/// What a host call or a handler failed with. A host call's error holds
+/// the call it was, as its text shows (the Go SDK's errors read the same):
+/// `publish "greet.audit": denied`, `kv_get: not found`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
     /// Not allowed by the function's configuration.
-    Denied(&'static str),
+    Denied(String),
     /// A value is over its limit.
-    TooLarge(&'static str),
+    TooLarge(String),
     /// The host could not do it; retrying later may work.
-    Failed(&'static str),
+    Failed(String),
     /// An argument is malformed.
-    Invalid(&'static str),
+    Invalid(String),
     /// No such key.
-    NotFound(&'static str),
+    NotFound(String),
     /// A failure of the handler, retried on the binding's schedule.
     Message(String),
     /// A failure retried no sooner than the delay (see [`retry_after`]).
@@ -120,7 +122,8 @@ pub fn permanent(reason: impl Into<String>) -> Error { Error::Permanent(reason.i
 /// (the retry policy's max still caps it).
 pub fn retry_after(delay: Duration, reason: impl Into<String>) -> Error { Error::RetryAfter(delay, reason.into()) }
 
-fn code(op: &'static str, rc: i32) -> Result<i32, Error> {
+fn code(op: &str, rc: i32) -> Result<i32, Error> {
+    let op = op.to_string();
     match rc {
         rc if rc >= 0 => Ok(rc),
         -2 => Err(Error::Denied(op)),
@@ -129,6 +132,19 @@ fn code(op: &'static str, rc: i32) -> Result<i32, Error> {
         -6 => Err(Error::Invalid(op)),
         _ => Err(Error::Failed(op)),
     }
+}
+
+/// `s` quoted, cut to its first 64 bytes: an error names a subject without
+/// a long one crowding out why it failed.
+fn quote_short(s: &str) -> String {
+    if s.len() <= 64 {
+        return format!("{:?}", s);
+    }
+    let mut end = 64;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}\u{2026}", &s[..end])
 }
 
 /// Log levels.
@@ -149,8 +165,11 @@ pub fn env(name: &str) -> Option<String> { std::env::var(name).ok() }
 /// publish patterns. Returns once the broker acknowledged it when a stream
 /// captures the subject.
 pub fn publish(subject: &str, data: &[u8]) -> Result<(), Error> {
-    code("publish", unsafe { host::publish(subject.as_ptr(), subject.len() as i32, data.as_ptr(), data.len() as i32) })
-        .map(|_| ())
+    let rc = unsafe { host::publish(subject.as_ptr(), subject.len() as i32, data.as_ptr(), data.len() as i32) };
+    if rc < 0 {
+        return code(&format!("publish {}", quote_short(subject)), rc).map(|_| ());
+    }
+    Ok(())
 }
 
 /// The answer to an HTTP request.
@@ -212,7 +231,7 @@ pub fn kv_get(key: &str) -> Result<Vec<u8>, Error> {
         }
         buf = vec![0u8; n];
     }
-    Err(Error::Failed("kv_get"))
+    Err(Error::Failed("kv_get".to_string()))
 }
 
 /// Sets `key` to `value` (at most 1 MiB) in the function's key-value store.

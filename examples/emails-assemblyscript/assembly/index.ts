@@ -3,7 +3,7 @@
 // and reports it by publishing {"id", "to", "from", "template",
 // "request_id"} to email.sent, "from" being the SENDER variable of the
 // function's env in runtime.hcl.
-import { Event, Outcome, ok, fail, permanent, publish, log, Level, env, errorName, run } from "sluice";
+import { Event, Outcome, ok, fail, permanent, publish, log, Level, env, lastError, run } from "sluice";
 
 // jsonString returns the string member key of the flat JSON object json,
 // for the simple escapes only (enough for this example), or null.
@@ -70,7 +70,7 @@ function send(e: Event): Outcome {
   if (requestID !== null) msg += ",\"request_id\":" + quote(requestID);
   msg += "}";
   const rc = publish("email.sent", msg);
-  if (rc < 0) return fail("report sent email: publish: " + errorName(rc));
+  if (rc < 0) return fail("report sent email: " + lastError());
   return ok("sent to " + to);
 }
 
