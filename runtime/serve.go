@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"time"
 )
 
 // Serve runs the started runtime until ctx ends or it stops by itself,
@@ -19,7 +18,7 @@ func (r *Runtime) Serve(ctx context.Context, reload <-chan os.Signal, watchSourc
 		watched := make(chan struct{})
 		go func() {
 			defer close(watched)
-			r.WatchSources(wctx, 300*time.Millisecond, nil)
+			r.WatchSources(wctx, WatchInterval, nil)
 		}()
 		defer func() { stop(); <-watched }()
 	}
