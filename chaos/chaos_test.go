@@ -243,6 +243,7 @@ type result struct {
 	rerunsBefore  int
 	deadLetters   int      // events with a dead letter
 	unexpectedDL  int      // dead letters of events that did not ask to fail
+	unexpectedIDs []string // their ids, and then their statuses' last errors
 	lost          []string // acknowledged, neither effected nor dead-lettered
 	lostFailing   int      // of those, events that asked to fail
 	dlNoLetter    []string // statuses dead_lettered without a dead letter
@@ -280,6 +281,7 @@ func (r *result) count(acked map[string]bool, effects []effect, dls map[string]i
 			r.deadLetters++
 			if fail, ok := acked[id]; ok && !fail {
 				r.unexpectedDL++
+				r.unexpectedIDs = append(r.unexpectedIDs, id)
 			}
 		}
 	}
@@ -312,6 +314,9 @@ func (r *result) statuses(t *testing.T, js jetstream.JetStream, dls map[string]i
 				case st.State == triggers.StateDeadLettered && dls[st.ID] == 0:
 					r.dlNoLetter = append(r.dlNoLetter, st.ID)
 				}
+				if i := slices.Index(r.unexpectedIDs, st.ID); i >= 0 {
+					r.unexpectedIDs[i] = fmt.Sprintf("%s (%s: %s)", st.ID, st.ErrorKind, st.Error)
+				}
 			}
 			if len(r.nonFinal) == 0 {
 				return
@@ -340,6 +345,9 @@ func (r result) log(t *testing.T) {
 	t.Logf("%s: published %d (%d resends), acknowledged %d, effected %d, re-runs %d (before the first kill %d, per kill %v), dead letters %d (%d of events that did not ask to fail), lost %d, statuses %d (dead-lettered without a dead letter %d, non-final %d)\nrestarts: %s",
 		r.scenario.name, r.published, r.resends, r.acked, r.effected, r.reruns, r.rerunsBefore, r.rerunsPerKill,
 		r.deadLetters, r.unexpectedDL, len(r.lost), r.statusCount, len(r.dlNoLetter), len(r.nonFinal), strings.Join(took, "; "))
+	if len(r.unexpectedIDs) > 0 {
+		t.Logf("%s: dead-lettered though meant to succeed: %v", r.scenario.name, first(r.unexpectedIDs))
+	}
 }
 
 // check turns the correctness numbers into test failures.

@@ -256,6 +256,9 @@ func Load(fns []config.Function, opts Options) (*Set, error) {
 	errs := make([]error, len(fns))
 	loaded := make([]*function, len(fns))
 	wasms := make([][]byte, len(fns))
+	// Functions of one module keep one copy of it until their tier-up.
+	var sharedMu sync.Mutex
+	shared := map[string][]byte{}
 	parallel(len(fns), 2*goruntime.NumCPU(), func(i int) {
 		fc := fns[i]
 		wasm, given := opts.Modules[fc.Name]
@@ -282,6 +285,13 @@ func Load(fns []config.Function, opts Options) (*Set, error) {
 		}
 		loaded[i] = f
 		if !f.cacheHit || f.tier != sandbox.TierOptimized {
+			sharedMu.Lock()
+			if first, ok := shared[f.version]; ok {
+				wasm = first
+			} else {
+				shared[f.version] = wasm
+			}
+			sharedMu.Unlock()
 			wasms[i] = wasm // for the compile, or the tier-up
 		}
 	})
@@ -403,11 +413,8 @@ func (s *Set) newFunctionOf(fc config.Function, sum sandbox.Digest) *function {
 	paths := sandbox.ArtifactPaths(s.opts.CacheDir, sum, fc.Memory)
 	f.paths = paths
 	for _, t := range []sandbox.Tier{sandbox.TierOptimized, sandbox.TierFast} {
-		mod, modOK := sandbox.RecordedDigest(paths[t].Module)
-		ad, adOK := sandbox.RecordedDigest(paths[t].Adapter)
-		if modOK && adOK {
-			f.tier, f.cacheHit = t, true
-			f.artifacts = worker.Artifacts{Paths: paths[t], Module: mod, Adapter: ad}
+		if a, ok := cachedArtifacts(paths[t]); ok {
+			f.tier, f.cacheHit, f.artifacts = t, true, a
 			break
 		}
 	}

@@ -233,7 +233,7 @@ func (f *function) spawn() (*worker.Process, int, error) {
 	f.set.mu.Lock()
 	tier := f.tier
 	f.set.mu.Unlock()
-	if err := f.compile(wasm, tier); err != nil {
+	if _, err := f.compile(wasm, tier, false); err != nil {
 		return nil, 0, err
 	}
 	f.set.opts.Observer.Compiled(f.cfg.Name, false)
@@ -242,20 +242,21 @@ func (f *function) spawn() (*worker.Process, int, error) {
 
 // compileAndProve compiles wasm in the first tier unless the cache had an
 // artifact, and proves the module with a first worker, which it keeps
-// (warm) or stops. A compile from the cache was proved when it was made.
+// (warm) or stops. A compile from the cache (or one another function of
+// the same module stored meanwhile) was proved when it was made.
 func (f *function) compileAndProve(wasm []byte, warm bool) error {
-	if f.cacheHit && !warm {
-		return nil
-	}
 	if !f.cacheHit {
-		if err := f.compile(wasm, f.tier); err != nil {
+		if _, err := f.compile(wasm, f.tier, true); err != nil {
 			return err
 		}
+	}
+	if f.cacheHit && !warm {
+		return nil
 	}
 	p, gen, err := f.start()
 	if errors.Is(err, worker.ErrArtifact) && f.cacheHit {
 		// A damaged or altered artifact: compile again.
-		if err = f.compile(wasm, f.tier); err == nil {
+		if _, err = f.compile(wasm, f.tier, false); err == nil {
 			p, gen, err = f.start()
 		}
 	}
@@ -272,20 +273,30 @@ func (f *function) compileAndProve(wasm []byte, warm bool) error {
 
 // compile compiles wasm with tier's compiler in a compile worker, stores
 // its artifacts and makes them the ones new workers load. Workers of the
-// previous artifacts finish their invocation and stop.
-func (f *function) compile(wasm []byte, tier sandbox.Tier) error {
+// previous artifacts finish their invocation and stop. With reuse, the
+// artifacts another function of the same module and memory limit stored
+// meanwhile are taken instead of compiling again: a thousand functions
+// of one module compile once per tier, not a thousand times (not for an
+// artifact found damaged, which must be compiled again).
+func (f *function) compile(wasm []byte, tier sandbox.Tier, reuse bool) (compiled bool, err error) {
 	f.compileMu.Lock()
 	defer f.compileMu.Unlock()
 	s, fc := f.set, f.cfg
+	if reuse {
+		if a, ok := cachedArtifacts(f.paths[tier]); ok {
+			f.swap(a, tier, true)
+			return false, nil
+		}
+	}
 	p, err := worker.Start(s.opts.WorkerEnv...)
 	if err != nil {
-		return fmt.Errorf("function %s: %w", fc.Name, err)
+		return false, fmt.Errorf("function %s: %w", fc.Name, err)
 	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		p.Kill()
-		return ErrClosed
+		return false, ErrClosed
 	}
 	s.compiling[p] = struct{}{}
 	s.mu.Unlock()
@@ -297,34 +308,48 @@ func (f *function) compile(wasm []byte, tier sandbox.Tier) error {
 	p.Close()
 	switch {
 	case closed:
-		return ErrClosed
+		return false, ErrClosed
 	case errors.Is(err, worker.ErrTimeout):
 		err = fmt.Errorf("compiling took longer than %s and was stopped", compileTimeout)
 	}
 	if err != nil {
-		return fmt.Errorf("function %s: module %s: %w", fc.Name, fc.Module, err)
+		return false, fmt.Errorf("function %s: module %s: %w", fc.Name, fc.Module, err)
 	}
 	a := worker.Artifacts{Paths: f.paths[tier]}
 	if a.Module, err = sandbox.StoreArtifact(a.Paths.Module, module); err != nil {
-		return fmt.Errorf("function %s: compile cache: %w", fc.Name, err)
+		return false, fmt.Errorf("function %s: compile cache: %w", fc.Name, err)
 	}
 	if a.Adapter, err = sandbox.StoreArtifact(a.Paths.Adapter, adapter); err != nil {
-		return fmt.Errorf("function %s: compile cache: %w", fc.Name, err)
+		return false, fmt.Errorf("function %s: compile cache: %w", fc.Name, err)
 	}
+	f.swap(a, tier, false)
+	return true, nil
+}
+
+// cachedArtifacts are the artifacts the compile cache records at paths.
+func cachedArtifacts(paths sandbox.Artifacts) (worker.Artifacts, bool) {
+	mod, modOK := sandbox.RecordedDigest(paths.Module)
+	ad, adOK := sandbox.RecordedDigest(paths.Adapter)
+	return worker.Artifacts{Paths: paths, Module: mod, Adapter: ad}, modOK && adOK
+}
+
+// swap makes a the artifacts new workers load; workers of the previous
+// ones finish their invocation and stop. A first-tier compile that ends
+// after the tier-up keeps the optimized artifacts.
+func (f *function) swap(a worker.Artifacts, tier sandbox.Tier, cached bool) {
+	s := f.set
 	s.mu.Lock()
 	if tier == sandbox.TierFast && f.tier == sandbox.TierOptimized {
-		// A tier-up finished first: keep it.
 		s.mu.Unlock()
-		return nil
+		return
 	}
-	f.artifacts, f.tier, f.cacheHit = a, tier, false
+	f.artifacts, f.tier, f.cacheHit = a, tier, cached
 	f.gen++
 	stale := f.retireWorkersLocked()
 	s.mu.Unlock()
 	for _, w := range stale {
 		f.stop(w)
 	}
-	return nil
 }
 
 // startTierUp compiles wasm with the optimizing tier in the background and
@@ -343,13 +368,14 @@ func (s *Set) startTierUp(f *function, wasm []byte) {
 		}
 		defer func() { <-s.tierUp }()
 		start := time.Now()
-		err := f.compile(wasm, sandbox.TierOptimized)
+		compiled, err := f.compile(wasm, sandbox.TierOptimized, true)
 		switch {
 		case errors.Is(err, ErrClosed):
 		case err != nil:
 			s.opts.Logger.Warn("optimizing compile failed; the function stays on its first tier", "function", f.cfg.Name, "error", err)
 		default:
-			s.opts.Logger.Info("function optimized", "function", f.cfg.Name, "tier", sandbox.TierOptimized, "took", time.Since(start).Round(time.Millisecond))
+			s.opts.Logger.Info("function optimized", "function", f.cfg.Name, "tier", sandbox.TierOptimized,
+				"compiled", compiled, "took", time.Since(start).Round(time.Millisecond))
 		}
 	})
 }
