@@ -96,3 +96,20 @@ func rememberVersion(cacheDir, path string, before stamp, version string) {
 		_ = os.Remove(tmp.Name())
 	}
 }
+
+// FileVersion returns the version of the module file at path: recalled
+// from the compile cache at cacheDir when the file's stamp is unchanged,
+// else read (with ReadModule's checks and errors), hashed and remembered.
+func FileVersion(cacheDir, path string) (string, error) {
+	if sum, ok := recalledVersion(cacheDir, path); ok {
+		return hex.EncodeToString(sum[:]), nil
+	}
+	before, _ := stampOf(path)
+	wasm, err := ReadModule(path)
+	if err != nil {
+		return "", err
+	}
+	v := Version(wasm)
+	rememberVersion(cacheDir, path, before, v)
+	return v, nil
+}

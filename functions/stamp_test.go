@@ -1,7 +1,9 @@
 package functions_test
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -94,5 +96,40 @@ func TestLoadRecallsVersionsOnlyOfUnchangedModules(t *testing.T) {
 	}
 	if got := load(); got != functions.Version(second) {
 		t.Fatalf("rewritten module: version %s, want %s", got, functions.Version(second))
+	}
+}
+
+// TestFileVersionFollowsTheFile: the version the runtime records for a
+// module file is recalled by its stamp while the file is unchanged, and is
+// the new bytes' once it is rewritten in place (size and modification time
+// restored); a missing file is fs.ErrNotExist, as ReadModule says.
+func TestFileVersionFollowsTheFile(t *testing.T) {
+	defer functions.SetStampSettle(0)()
+	first, err := os.ReadFile(testenv.WAT(t, `(module (memory (export "memory") 1) (data (i32.const 0) "v1"))`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := os.ReadFile(testenv.WAT(t, `(module (memory (export "memory") 1) (data (i32.const 0) "v2"))`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	module, cache := filepath.Join(t.TempDir(), "f.wasm"), t.TempDir()
+	if err := os.WriteFile(module, first, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if v, err := functions.FileVersion(cache, module); err != nil || v != functions.Version(first) {
+			t.Fatalf("version %s, %v; want %s", v, err, functions.Version(first))
+		}
+	}
+	if v, ok := functions.RecalledVersion(cache, module); !ok || v != functions.Version(first) {
+		t.Fatalf("FileVersion remembered no stamp")
+	}
+	rewriteLater(t, module, second)
+	if v, err := functions.FileVersion(cache, module); err != nil || v != functions.Version(second) {
+		t.Fatalf("after a rewrite in place: version %s, %v; want %s", v, err, functions.Version(second))
+	}
+	if _, err := functions.FileVersion(cache, filepath.Join(t.TempDir(), "missing.wasm")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("missing file: %v, want fs.ErrNotExist", err)
 	}
 }

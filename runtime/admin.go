@@ -66,7 +66,7 @@ func (r *Runtime) resolveModules(ctx context.Context, modulesDir string) ([]conf
 	fns := append([]config.Function(nil), r.cfg.Functions...)
 	stored := map[string][]byte{}
 	for i, fc := range fns {
-		wasm, err := functions.ReadModule(fc.Module)
+		version, err := functions.FileVersion(r.cacheDir, fc.Module)
 		if errors.Is(err, fs.ErrNotExist) {
 			// Another node put it in the store: a node needs only its
 			// config, not the modules.
@@ -92,7 +92,7 @@ func (r *Runtime) resolveModules(ctx context.Context, modulesDir string) ([]conf
 		if err != nil {
 			return nil, nil, err
 		}
-		if !ok || rec.ConfigVersion != functions.Version(wasm) || rec.Live == rec.ConfigVersion {
+		if !ok || rec.ConfigVersion != version || rec.Live == rec.ConfigVersion {
 			continue
 		}
 		path, b, err := r.admin.module(ctx, rec.Live)
@@ -139,14 +139,15 @@ func (r *Runtime) storedLiveModule(ctx context.Context, function string) (string
 // live where the file changed since the last start.
 func (r *Runtime) recordModules(ctx context.Context) error {
 	for _, fc := range r.cfg.Functions {
-		wasm, err := functions.ReadModule(fc.Module)
+		// Most restarts change no module: the version alone (recalled by
+		// the file's stamp) tells, and the bytes are read only to store.
+		v, err := functions.FileVersion(r.cacheDir, fc.Module)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // loaded from the store: see resolveModules
 		}
 		if err != nil {
 			return err
 		}
-		v := functions.Version(wasm)
 		rec, ok, err := r.admin.store.Record(ctx, fc.Name)
 		if err != nil {
 			return err
@@ -154,6 +155,11 @@ func (r *Runtime) recordModules(ctx context.Context) error {
 		if ok && rec.ConfigVersion == v {
 			continue
 		}
+		wasm, err := functions.ReadModule(fc.Module)
+		if err != nil {
+			return err
+		}
+		v = functions.Version(wasm) // the bytes stored, should the file have changed since
 		if _, err := r.admin.store.PutModule(ctx, wasm); err != nil {
 			return err
 		}

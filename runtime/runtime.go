@@ -74,8 +74,11 @@ type Runtime struct {
 	api   micro.Service
 	opts  Options
 	cfg   *config.Config
-	log   *slog.Logger
-	srv   *server.Server
+	// cacheDir is the compile cache, which also remembers module files'
+	// versions by their stamps (functions.FileVersion).
+	cacheDir string
+	log      *slog.Logger
+	srv      *server.Server
 	// srvOpts and auth are what srv was started with (for reloadUsers).
 	srvOpts   *server.Options
 	auth      *serverAuth
@@ -141,6 +144,7 @@ func Start(ctx context.Context, opts Options) (_ *Runtime, err error) {
 	if opts.CacheDir != "" {
 		cacheDir = opts.CacheDir
 	}
+	r.cacheDir = cacheDir
 	r.storeDir = storeDir
 	r.probe.setPhase("connecting to NATS")
 	connectStart := time.Now()
