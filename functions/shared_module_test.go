@@ -1,13 +1,11 @@
 package functions_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	goruntime "runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,22 +15,9 @@ import (
 	"github.com/sluice-run/sluice/internal/testenv"
 )
 
-// lockedBuffer is a log sink for the Set's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) lines(substr string) (n int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for line := range strings.Lines(l.b.String()) {
+// lines counts the lines of l holding substr.
+func lines(l *testenv.Buffer, substr string) (n int) {
+	for line := range strings.Lines(l.String()) {
 		if strings.Contains(line, substr) {
 			n++
 		}
@@ -47,7 +32,7 @@ func (l *lockedBuffer) lines(substr string) (n int) {
 // function then serves, on the optimized tier.
 func TestFunctionsOfOneModuleCompileOnce(t *testing.T) {
 	obs := newCountingObserver()
-	logs := &lockedBuffer{}
+	logs := &testenv.Buffer{}
 	module := testenv.WAT(t, okWAT)
 	n := goruntime.NumCPU() + 4
 	var fcs []config.Function
@@ -86,9 +71,9 @@ func TestFunctionsOfOneModuleCompileOnce(t *testing.T) {
 		optimized(t, set, fc.Name)
 	}
 	testenv.Eventually(t, time.Minute, "every tier-up logged", func() bool {
-		return logs.lines(`"msg":"function optimized"`) == n
+		return lines(logs, `"msg":"function optimized"`) == n
 	})
-	if slots, got := max(1, goruntime.NumCPU()/2), logs.lines(`"compiled":true`); got == 0 || got > slots {
-		t.Fatalf("%d functions of one module: %d optimizing compiles, want 1 to %d\n%s", n, got, slots, logs.b.String())
+	if slots, got := max(1, goruntime.NumCPU()/2), lines(logs, `"compiled":true`); got == 0 || got > slots {
+		t.Fatalf("%d functions of one module: %d optimizing compiles, want 1 to %d\n%s", n, got, slots, logs.String())
 	}
 }

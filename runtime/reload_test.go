@@ -1,7 +1,6 @@
 package runtime_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -63,25 +62,7 @@ func (lc *liveConfig) load() *config.Config {
 	return cfg
 }
 
-// syncBuffer collects log lines from concurrent goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func startLive(t *testing.T, lc *liveConfig, watch bool, log *syncBuffer) *runtime.Runtime {
+func startLive(t *testing.T, lc *liveConfig, watch bool, log *testenv.Buffer) *runtime.Runtime {
 	t.Helper()
 	opts := testenv.RuntimeOptions(t, lc.load(), "")
 	opts.WatchConfig = watch
@@ -199,7 +180,7 @@ topic "user_registered" {
   subject = "user.registered"
   subscriber "profile_store" { function = "profile_store" }
 }`)
-	var log syncBuffer
+	var log testenv.Buffer
 	rt := startLive(t, lc, false, &log)
 	nc, js := testenv.Connect(t, rt.ClientURL())
 	profiles := testenv.CountEffects(t, nc, "profile.stored")

@@ -19,7 +19,7 @@ import (
 
 // follower is a `sluice logs` running until the test stops it.
 type follower struct {
-	out, errOut syncBuffer
+	out, errOut testenv.Buffer
 	cancel      context.CancelFunc
 	code        chan int
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,31 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/sluice-run/sluice/config"
 	"github.com/sluice-run/sluice/internal/testenv"
 	"github.com/sluice-run/sluice/runtime"
 )
-
-// lockedBuffer is a log sink shared by the runtime's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestSecretsFromEnvStayOut: a secret read with env() reaches the function
 // and nothing else: not the config the runtime records in KV, not the
@@ -68,7 +48,7 @@ queue "ok" {
 		t.Fatalf("the function's env: %v", cfg.Functions[0].Env)
 	}
 	cfg.Metrics.Listen = testenv.MetricsListen
-	logs := &lockedBuffer{}
+	logs := &testenv.Buffer{}
 	opts := testenv.RuntimeOptions(t, cfg, "")
 	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	rt, err := runtime.Start(context.Background(), opts)

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,27 +20,9 @@ import (
 	"github.com/sluice-run/sluice/triggers"
 )
 
-// syncBuffer is a child's stderr, read while the child writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startGroupLeader runs `sluice run` as the leader of its own process
 // group, as a shell runs a foreground job, and waits until it is ready.
-func startGroupLeader(t *testing.T, cfgPath, data, listen string) (*exec.Cmd, *syncBuffer) {
+func startGroupLeader(t *testing.T, cfgPath, data, listen string) (*exec.Cmd, *testenv.Buffer) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "run", "-c", cfgPath, "--data", data, "--listen", listen,
 		"--metrics-listen", "127.0.0.1:0", "--log-level", "warn")
@@ -51,7 +32,7 @@ func startGroupLeader(t *testing.T, cfgPath, data, listen string) (*exec.Cmd, *s
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
