@@ -154,7 +154,11 @@ func (c *Client) wait(ctx context.Context, p *Published, replies <-chan *nats.Ms
 		if !seen || s.ID != p.ID || prev.Final() {
 			return // not one of this stream's bindings, or settled
 		}
-		if progress != nil && (prev.State != s.State || prev.Attempts != s.Attempts) {
+		// A retrying status without a next try is the last attempt's
+		// failure, recorded just before its dead letter: not progress a
+		// user should read as "will retry".
+		lastFailure := s.State == StateRetrying && s.NextTryAt == nil
+		if progress != nil && !lastFailure && (prev.State != s.State || prev.Attempts != s.Attempts) {
 			progress(s)
 		}
 		latest[s.Binding] = s
