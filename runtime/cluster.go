@@ -164,6 +164,9 @@ func (r *Runtime) transient(err error) bool {
 		// single server that says so has no JetStream at all.
 		return r.cfg.NATS.Cluster != nil
 	}
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse)
+	// A module read from the object store that outlasts its try ends
+	// with the pipe's deadline error ("read pipe: i/o timeout"), not the
+	// context's.
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
