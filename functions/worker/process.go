@@ -189,6 +189,15 @@ func (p *Process) died(err error) error {
 		return p.violation("%v", err)
 	}
 	p.Kill()
+	if crashed := p.crashed(); crashed != ErrCrashed {
+		return crashed
+	}
+	return fmt.Errorf("%w: %w", ErrCrashed, err)
+}
+
+// crashed is ErrCrashed with the worker's exit status and last words,
+// when it left any.
+func (p *Process) crashed() error {
 	detail := strings.TrimSpace(p.stderr.String())
 	status := ""
 	if p.waitErr != nil {
@@ -200,7 +209,7 @@ func (p *Process) died(err error) error {
 	case status != "":
 		return fmt.Errorf("%w (%s)", ErrCrashed, status)
 	}
-	return fmt.Errorf("%w: %w", ErrCrashed, err)
+	return ErrCrashed
 }
 
 // violation kills a worker that broke the protocol.
@@ -643,18 +652,7 @@ func (p *Process) endedFor(call *inflight) error {
 	case p.killed.Load():
 		return ErrReleased
 	}
-	detail := strings.TrimSpace(p.stderr.String())
-	status := ""
-	if p.waitErr != nil {
-		status = p.waitErr.Error()
-	}
-	switch {
-	case detail != "":
-		return fmt.Errorf("%w (%s): %s", ErrCrashed, status, lastLines(detail, 3))
-	case status != "":
-		return fmt.Errorf("%w (%s)", ErrCrashed, status)
-	}
-	return ErrCrashed
+	return p.crashed()
 }
 
 // Decoders of the frames a worker sends; each reads a whole body or fails.
