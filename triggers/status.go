@@ -204,7 +204,10 @@ func (st *StatusStore) retry(s Status) {
 
 // Bounds of the retries of failed asynchronous status writes.
 const (
-	maxStatusRetries = 1024
+	// As many as may be pending: a leader election fails every write in
+	// flight at once (thousands at a few hundred events a second), and
+	// a write not retried leaves its status behind for good.
+	maxStatusRetries = maxStatusPending
 	statusRetryFor   = time.Minute
 )
 
